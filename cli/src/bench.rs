@@ -1,0 +1,139 @@
+//! `bigdl bench ...`: kernel benchmarks from the command line.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bigdl_kernels::gemm::{Backend, Gemm, Parallelism, Transpose};
+use bigdl_kernels::{cpu, pool};
+use clap::{Args, Subcommand};
+
+/// What to benchmark.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Single-precision GEMM, in GFLOP/s (median of timed repetitions).
+    Gemm(GemmArgs),
+}
+
+/// Options of `bigdl bench gemm`.
+#[derive(Args)]
+pub struct GemmArgs {
+    /// Rows of op(A) and C. Give --m, --n and --k for one shape; none for the table.
+    #[arg(long)]
+    m: Option<usize>,
+    /// Columns of op(B) and C.
+    #[arg(long)]
+    n: Option<usize>,
+    /// Inner dimension.
+    #[arg(long)]
+    k: Option<usize>,
+    /// Transposes of A and B: nn, nt, tn or tt.
+    #[arg(long, default_value = "nn")]
+    trans: String,
+    /// Threads (default: the pool size, BIGDL_NUM_THREADS or all CPUs).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// native, mkl, openblas, or all (every backend in this build).
+    #[arg(long, default_value = "native")]
+    backend: String,
+    /// Minimum measuring time per shape, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    min_ms: u64,
+}
+
+/// Square sizes and the deep-learning layer shapes (M x N x K) of the GEMM issue.
+const TABLE: &[(usize, usize, usize)] = &[
+    (128, 128, 128),
+    (256, 256, 256),
+    (512, 512, 512),
+    (1024, 1024, 1024),
+    (2048, 2048, 2048),
+    (64, 3136, 576),
+    (512, 49, 4608),
+    (128, 128, 1152),
+    (32, 1024, 784),
+    (6, 576, 25),
+    (12, 64, 150),
+    (128, 100, 192),
+    (256, 3136, 64),
+    (64, 12544, 147),
+];
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Gemm(args) => gemm(&args),
+    }
+}
+
+fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
+    let (ta, tb) = match args.trans.to_ascii_lowercase().as_str() {
+        "nn" => (false, false),
+        "nt" => (false, true),
+        "tn" => (true, false),
+        "tt" => (true, true),
+        other => bail!("--trans {other:?}: expected nn, nt, tn or tt"),
+    };
+    let backends = if args.backend.eq_ignore_ascii_case("all") {
+        Backend::available()
+    } else {
+        let b = Backend::parse(&args.backend)?;
+        b.check()?;
+        vec![b]
+    };
+    let shapes = match (args.m, args.n, args.k) {
+        (Some(m), Some(n), Some(k)) => vec![(m, n, k)],
+        (None, None, None) => TABLE.to_vec(),
+        _ => bail!("give all of --m, --n and --k, or none of them for the standard table"),
+    };
+    let threads = args.threads.unwrap_or(pool::num_threads());
+    if threads == 0 || threads > pool::num_threads() {
+        bail!(
+            "--threads {threads}: the pool has {} threads (set BIGDL_NUM_THREADS for more)",
+            pool::num_threads()
+        );
+    }
+    println!(
+        "# sgemm, trans {}, {threads} thread(s), isa {}, {}",
+        args.trans,
+        cpu::isa(),
+        std::env::consts::ARCH
+    );
+    println!(
+        "{:<10} {:>6} {:>6} {:>6} {:>10} {:>10} {:>10}",
+        "backend", "m", "n", "k", "GFLOP/s", "best", "ms"
+    );
+    for &(m, n, k) in &shapes {
+        for &backend in &backends {
+            let g = Gemm::new(m, n, k)
+                .trans_a(Transpose::from_bool(ta))
+                .trans_b(Transpose::from_bool(tb))
+                .parallelism(Parallelism::Threads(threads));
+            let (median, best) = time_gemm(&g, backend, Duration::from_millis(args.min_ms))
+                .with_context(|| format!("{backend} {m}x{n}x{k}"))?;
+            println!(
+                "{:<10} {m:>6} {n:>6} {k:>6} {:>10.1} {:>10.1} {:>10.3}",
+                backend.name(),
+                g.flops() / median / 1e9,
+                g.flops() / best / 1e9,
+                median * 1e3
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Median and best seconds per call, after one warm-up call.
+fn time_gemm(g: &Gemm, backend: Backend, min: Duration) -> anyhow::Result<(f64, f64)> {
+    let a: Vec<f32> = (0..g.m * g.k).map(|i| ((i * 7 + 3) % 17) as f32 * 0.1 - 0.8).collect();
+    let b: Vec<f32> = (0..g.k * g.n).map(|i| ((i * 5 + 1) % 13) as f32 * 0.1 - 0.6).collect();
+    let mut c = vec![0.0f32; g.m * g.n];
+    g.run_on(backend, &a, &b, &mut c)?;
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 3 || (start.elapsed() < min && times.len() < 10_000) {
+        let t = Instant::now();
+        g.run_on(backend, &a, &b, &mut c)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[0]))
+}

@@ -1,0 +1,76 @@
+//! Micro-kernels: `C[0..m, 0..n] = alpha * (A_panel * B_panel) + beta * C`.
+//!
+//! Contract shared by every ISA (BLIS's, adapted):
+//! - `a` is a packed `A` micro-panel: `k` steps of `MR` values (the ISA's full
+//!   `mr`, even when the kernel variant computes fewer rows); `b` is a packed `B`
+//!   micro-panel, `k` steps of `NR` values, 64-byte aligned. See [`super::pack`].
+//! - The kernel computes a tile of at least `m x n` (`m <= mr`, `n <= nr`) and
+//!   writes exactly the elements `(i, j)`, `i < m`, `j < n`, of `C` at
+//!   `c + i*rsc + j*csc`.
+//! - `beta == 0` never reads `C`, so NaN in `C` is overwritten.
+//! - `k` may be 0 (then `C = beta * C`).
+//!
+//! Each ISA module exposes `select(m, n) -> KernelFn`, the smallest variant that
+//! covers an `m x n` tile, so edge tiles do not pay for a full one.
+
+pub(crate) mod generic;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+
+use crate::cpu::Isa;
+
+/// Arguments of one micro-kernel call (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tile {
+    pub k: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub a: *const f32,
+    pub b: *const f32,
+    pub c: *mut f32,
+    pub rsc: isize,
+    pub csc: isize,
+    pub m: usize,
+    pub n: usize,
+}
+
+/// A micro-kernel.
+///
+/// # Safety
+/// The tile's pointers must satisfy the module's contract, and the CPU must
+/// support the ISA the kernel was selected for.
+pub(crate) type KernelFn = unsafe fn(&Tile);
+
+/// The micro-kernel for `isa` covering an `m x n` tile.
+pub(crate) fn select(isa: Isa, m: usize, n: usize) -> KernelFn {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::select(m, n),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::select(m, n),
+        _ => generic::select(m, n),
+    }
+}
+
+/// Writes `alpha * acc + beta * C` for the tile's `m x n` elements, from an
+/// accumulator tile stored row-major with row length `ld`. Used for edge tiles and
+/// strided `C`.
+///
+/// # Safety
+/// `t.c`, `t.rsc`, `t.csc` must address a writable `t.m x t.n` matrix and `acc`
+/// must hold at least `(t.m - 1) * ld + t.n` values.
+pub(crate) unsafe fn store_scalar(t: &Tile, acc: &[f32], ld: usize) {
+    for i in 0..t.m {
+        for j in 0..t.n {
+            let v = t.alpha * acc[i * ld + j];
+            // SAFETY: (i, j) is inside the tile (caller's contract).
+            unsafe {
+                let c = t.c.offset(i as isize * t.rsc + j as isize * t.csc);
+                *c = if t.beta == 0.0 { v } else { v + t.beta * *c };
+            }
+        }
+    }
+}

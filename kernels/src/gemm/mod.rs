@@ -1,0 +1,481 @@
+//! Single-precision general matrix multiply: `C = alpha * op(A) * op(B) + beta * C`.
+//!
+//! One entry point, [`Gemm`], with the BLAS conventions: row- or column-major
+//! [`Layout`], [`Transpose`] per operand, any leading dimension at least the stored
+//! row (or column) length. `op(A)` is `m x k`, `op(B)` is `k x n`, `C` is `m x n`.
+//!
+//! Contract shared by every backend:
+//! - `beta == 0` never reads `C`: NaN or garbage in `C` is overwritten.
+//! - `m`, `n` or `k` may be 0; `k == 0` or `alpha == 0` gives `C = beta * C`
+//!   without touching `A` or `B`.
+//! - Buffers are checked against shapes and leading dimensions before anything
+//!   runs; a mismatch is an `Err`, never a panic or an out-of-bounds access.
+//!
+//! Backends ([`Backend`]) are chosen at run time among those compiled in:
+//! `native` (always; the BLIS-style kernel in this module), `mkl` (cargo feature
+//! `mkl`) and `openblas` (cargo feature `openblas`). `BIGDL_GEMM=native|mkl|openblas`
+//! picks the default. All run on the engine's pool ([`crate::pool`]): the output is
+//! split into independent blocks, one per thread; BLAS libraries are used in their
+//! single-threaded mode so their threads never nest inside ours.
+
+mod blocking;
+#[cfg(any(feature = "mkl", feature = "openblas"))]
+mod cblas;
+mod microkernel;
+mod native;
+mod pack;
+mod problem;
+
+#[cfg(feature = "mkl")]
+mod mkl;
+#[cfg(feature = "openblas")]
+mod openblas;
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use crate::cpu::{self, Isa};
+use crate::error::{KernelError, Result};
+use crate::pool;
+
+pub use blocking::Blocking;
+pub(crate) use problem::Problem;
+
+const OP: &str = "sgemm";
+
+/// Memory order of the matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Element `(i, j)` at `i * ld + j` (C, Rust, NumPy, Torch).
+    RowMajor,
+    /// Element `(i, j)` at `i + j * ld` (Fortran BLAS).
+    ColMajor,
+}
+
+/// Whether an operand is used as stored or transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transpose {
+    /// `op(X) = X`.
+    No,
+    /// `op(X) = X^T`.
+    Yes,
+}
+
+impl Transpose {
+    /// `Yes` if `t`.
+    pub fn from_bool(t: bool) -> Transpose {
+        if t { Transpose::Yes } else { Transpose::No }
+    }
+}
+
+/// How many threads one call may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Parallelism {
+    /// All pool threads for large products, fewer for small ones, and one when
+    /// called from inside a pool worker.
+    #[default]
+    Auto,
+    /// At most this many threads (clamped to the pool size; 0 is taken as 1).
+    Threads(usize),
+}
+
+/// A GEMM implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// This crate's BLIS-style kernel (always available).
+    Native,
+    /// Intel MKL, statically linked, LP64, sequential (feature `mkl`).
+    Mkl,
+    /// OpenBLAS, loaded from `libopenblas.so.0` (feature `openblas`).
+    OpenBlas,
+}
+
+impl Backend {
+    /// Every backend this crate knows, compiled in or not.
+    pub const ALL: [Backend; 3] = [Backend::Native, Backend::Mkl, Backend::OpenBlas];
+
+    /// The name used by `BIGDL_GEMM` and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Native => "native",
+            Backend::Mkl => "mkl",
+            Backend::OpenBlas => "openblas",
+        }
+    }
+
+    /// Parses a backend name.
+    pub fn parse(s: &str) -> Result<Backend> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "native" | "bigdl" => Ok(Backend::Native),
+            "mkl" => Ok(Backend::Mkl),
+            "openblas" => Ok(Backend::OpenBlas),
+            other => Err(KernelError::InvalidArgument {
+                op: OP,
+                what: format!("unknown GEMM backend {other:?} (expected native, mkl or openblas)"),
+            }),
+        }
+    }
+
+    /// Whether the backend was compiled into this build.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Backend::Native => true,
+            Backend::Mkl => cfg!(feature = "mkl"),
+            Backend::OpenBlas => cfg!(feature = "openblas"),
+        }
+    }
+
+    /// `Ok` if the backend can run here: compiled in and, for OpenBLAS, loadable.
+    pub fn check(self) -> Result<()> {
+        match self {
+            Backend::Native => Ok(()),
+            #[cfg(feature = "mkl")]
+            Backend::Mkl => Ok(()),
+            #[cfg(feature = "openblas")]
+            Backend::OpenBlas => openblas::library().map(|_| ()),
+            #[allow(unreachable_patterns)]
+            _ => Err(KernelError::Unsupported {
+                op: OP,
+                backend: self.name(),
+                reason: format!(
+                    "this build has no `{0}` backend; rebuild with `--features bigdl-kernels/{0}`",
+                    self.name()
+                ),
+            }),
+        }
+    }
+
+    /// The backends that can run here, `Native` first.
+    pub fn available() -> Vec<Backend> {
+        Backend::ALL.into_iter().filter(|b| b.check().is_ok()).collect()
+    }
+
+    /// The default backend: `BIGDL_GEMM` if set, else `Native`. Errors if the
+    /// variable names an unknown or unavailable backend.
+    pub fn from_env() -> Result<Backend> {
+        static CHOICE: OnceLock<Result<Backend>> = OnceLock::new();
+        CHOICE
+            .get_or_init(|| match std::env::var("BIGDL_GEMM") {
+                Ok(v) if !v.trim().is_empty() => {
+                    let b = Backend::parse(&v)?;
+                    b.check()?;
+                    Ok(b)
+                }
+                _ => Ok(Backend::Native),
+            })
+            .clone()
+    }
+
+    /// A one-line description of what runs: ISA and blocking for `native`, the
+    /// library's own version string for the others (proof of which code is linked).
+    pub fn describe(self) -> Result<String> {
+        self.check()?;
+        Ok(match self {
+            Backend::Native => {
+                let isa = cpu::isa();
+                let b = Blocking::for_isa(isa);
+                format!(
+                    "bigdl native sgemm, {isa} micro-kernel {}x{}, mc={} kc={} nc={}",
+                    b.mr, b.nr, b.mc, b.kc, b.nc
+                )
+            }
+            #[cfg(feature = "mkl")]
+            Backend::Mkl => mkl::version(),
+            #[cfg(feature = "openblas")]
+            Backend::OpenBlas => openblas::library()?.config(),
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("check() rejected backends that are not compiled in"),
+        })
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A GEMM call: shapes, layout, transposes, scalars, leading dimensions.
+///
+/// ```
+/// use bigdl_kernels::gemm::{Gemm, Transpose};
+/// // C (2x2) = A (2x3) * B^T, B stored as 2x3 row-major.
+/// let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let b = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0];
+/// let mut c = [f32::NAN; 4];
+/// Gemm::new(2, 2, 3).trans_b(Transpose::Yes).run(&a, &b, &mut c)?;
+/// assert_eq!(c, [4.0, 2.0, 10.0, 5.0]);
+/// # Ok::<(), bigdl_kernels::KernelError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    /// Rows of `op(A)` and `C`.
+    pub m: usize,
+    /// Columns of `op(B)` and `C`.
+    pub n: usize,
+    /// Columns of `op(A)`, rows of `op(B)`.
+    pub k: usize,
+    /// Memory order of all three matrices.
+    pub layout: Layout,
+    /// `op(A)`.
+    pub trans_a: Transpose,
+    /// `op(B)`.
+    pub trans_b: Transpose,
+    /// Scale of the product.
+    pub alpha: f32,
+    /// Scale of the old `C`; 0 means `C` is not read.
+    pub beta: f32,
+    /// Leading dimension of `A`; `None` = tightly packed.
+    pub lda: Option<usize>,
+    /// Leading dimension of `B`; `None` = tightly packed.
+    pub ldb: Option<usize>,
+    /// Leading dimension of `C`; `None` = tightly packed.
+    pub ldc: Option<usize>,
+    /// Threads to use.
+    pub parallelism: Parallelism,
+}
+
+/// How one operand is stored: `lines` runs of `len` contiguous elements, `ld` apart.
+struct Stored {
+    lines: usize,
+    len: usize,
+    ld: usize,
+    /// Whether consecutive lines are consecutive rows of the operand as used.
+    lines_are_rows: bool,
+}
+
+impl Gemm {
+    /// `C (m x n) = A (m x k) * B (k x n)`, row-major, tightly packed, `alpha = 1`,
+    /// `beta = 0`, automatic threading.
+    pub fn new(m: usize, n: usize, k: usize) -> Gemm {
+        Gemm {
+            m,
+            n,
+            k,
+            layout: Layout::RowMajor,
+            trans_a: Transpose::No,
+            trans_b: Transpose::No,
+            alpha: 1.0,
+            beta: 0.0,
+            lda: None,
+            ldb: None,
+            ldc: None,
+            parallelism: Parallelism::Auto,
+        }
+    }
+
+    /// Sets the memory order.
+    pub fn layout(mut self, layout: Layout) -> Gemm {
+        self.layout = layout;
+        self
+    }
+    /// Sets `op(A)`.
+    pub fn trans_a(mut self, t: Transpose) -> Gemm {
+        self.trans_a = t;
+        self
+    }
+    /// Sets `op(B)`.
+    pub fn trans_b(mut self, t: Transpose) -> Gemm {
+        self.trans_b = t;
+        self
+    }
+    /// Sets `alpha`.
+    pub fn alpha(mut self, alpha: f32) -> Gemm {
+        self.alpha = alpha;
+        self
+    }
+    /// Sets `beta` (0 = overwrite `C` without reading it).
+    pub fn beta(mut self, beta: f32) -> Gemm {
+        self.beta = beta;
+        self
+    }
+    /// Sets the leading dimension of `A`.
+    pub fn lda(mut self, ld: usize) -> Gemm {
+        self.lda = Some(ld);
+        self
+    }
+    /// Sets the leading dimension of `B`.
+    pub fn ldb(mut self, ld: usize) -> Gemm {
+        self.ldb = Some(ld);
+        self
+    }
+    /// Sets the leading dimension of `C`.
+    pub fn ldc(mut self, ld: usize) -> Gemm {
+        self.ldc = Some(ld);
+        self
+    }
+    /// Sets the threading policy.
+    pub fn parallelism(mut self, p: Parallelism) -> Gemm {
+        self.parallelism = p;
+        self
+    }
+
+    /// Floating-point operations of the product (`2 m n k`), for GFLOP/s.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+
+    /// Runs on the default backend ([`Backend::from_env`]).
+    pub fn run(&self, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+        self.run_on(Backend::from_env()?, a, b, c)
+    }
+
+    /// Runs on `backend`.
+    pub fn run_on(&self, backend: Backend, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+        backend.check()?;
+        let problem = self.problem(a, b, c)?;
+        match backend {
+            Backend::Native => self.run_native(cpu::isa(), problem),
+            #[cfg(feature = "mkl")]
+            Backend::Mkl => {
+                cblas::check(&problem)?;
+                self.run_parallel(problem, cblas::GRAIN, &|p| {
+                    // SAFETY: `problem` was validated against the slices above and
+                    // checked to be expressible in CBLAS; blocks of it stay inside
+                    // the slices and do not overlap.
+                    unsafe { cblas::call(mkl::SGEMM, p) }
+                })
+            }
+            #[cfg(feature = "openblas")]
+            Backend::OpenBlas => {
+                let sgemm = openblas::library()?.sgemm;
+                cblas::check(&problem)?;
+                self.run_parallel(problem, cblas::GRAIN, &|p| {
+                    // SAFETY: as for MKL above.
+                    unsafe { cblas::call(sgemm, p) }
+                })
+            }
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("check() rejected backends that are not compiled in"),
+        }
+    }
+
+    /// Runs the native kernel at a chosen ISA level (for tests and benchmarks that
+    /// compare levels). Errors if this CPU cannot run `isa`.
+    pub fn run_native_isa(&self, isa: Isa, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+        if !isa.is_supported() {
+            return Err(KernelError::Unsupported {
+                op: OP,
+                backend: "native",
+                reason: format!("this CPU does not support {isa}"),
+            });
+        }
+        let problem = self.problem(a, b, c)?;
+        self.run_native(isa, problem)
+    }
+
+    fn run_native(&self, isa: Isa, problem: Problem) -> Result<()> {
+        let blocking = Blocking::for_isa(isa);
+        self.run_parallel(problem, (blocking.mr, blocking.nr), &|p| {
+            // SAFETY: `problem` was validated against the caller's slices; blocks of
+            // it stay inside them and do not overlap; `isa` is supported (checked by
+            // the callers: `cpu::isa()` or `run_native_isa`).
+            unsafe { native::gemm(isa, &blocking, p) }
+        })
+    }
+
+    /// Handles the cases no backend needs to see, then splits `C` over threads.
+    /// `grain`: rows and columns of `C` per thread are multiples of these.
+    fn run_parallel(
+        &self,
+        p: Problem,
+        grain: (usize, usize),
+        block: &(dyn Fn(&Problem) + Sync),
+    ) -> Result<()> {
+        let p = p.c_row_major();
+        if p.m == 0 || p.n == 0 {
+            return Ok(());
+        }
+        if p.k == 0 || p.alpha == 0.0 {
+            // SAFETY: `p.c` covers the validated `m x n` C.
+            unsafe { p.scale_c() };
+            return Ok(());
+        }
+        let max = match self.parallelism {
+            Parallelism::Auto if pool::in_worker() => 1,
+            Parallelism::Auto => pool::num_threads(),
+            Parallelism::Threads(t) => t.clamp(1, pool::num_threads()),
+        };
+        let (tm, tn) = p.thread_grid(max, grain.0, grain.1);
+        let blocks = p.blocks(tm, tn, grain.0, grain.1);
+        pool::run_tasks(blocks.len(), |t| block(&blocks[t]));
+        Ok(())
+    }
+
+    fn stored(&self, rows: usize, cols: usize, trans: Transpose, ld: Option<usize>) -> Stored {
+        let lines_are_rows = (self.layout == Layout::RowMajor) == (trans == Transpose::No);
+        let (lines, len) = if lines_are_rows { (rows, cols) } else { (cols, rows) };
+        Stored {
+            lines,
+            len,
+            ld: ld.unwrap_or(len.max(1)),
+            lines_are_rows,
+        }
+    }
+
+    /// Validates shapes, leading dimensions and buffer lengths, and describes the
+    /// call as strided matrices.
+    fn problem(&self, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<Problem> {
+        let sa = self.stored(self.m, self.k, self.trans_a, self.lda);
+        let sb = self.stored(self.k, self.n, self.trans_b, self.ldb);
+        let sc = self.stored(self.m, self.n, Transpose::No, self.ldc);
+        for (name, s, len) in [("a", &sa, a.len()), ("b", &sb, b.len()), ("c", &sc, c.len())] {
+            if s.ld < s.len.max(1) {
+                return Err(KernelError::InvalidArgument {
+                    op: OP,
+                    what: format!(
+                        "ld{name} = {} is smaller than the stored line length {} \
+                         (m={}, n={}, k={}, {:?}, trans_a={:?}, trans_b={:?})",
+                        s.ld, s.len, self.m, self.n, self.k, self.layout, self.trans_a, self.trans_b
+                    ),
+                });
+            }
+            let needed = if s.lines == 0 || s.len == 0 {
+                0
+            } else {
+                (s.lines - 1)
+                    .checked_mul(s.ld)
+                    .and_then(|x| x.checked_add(s.len))
+                    .filter(|&x| x <= isize::MAX as usize / 4)
+                    .ok_or_else(|| KernelError::InvalidArgument {
+                        op: OP,
+                        what: format!("{name}: {} lines of ld {} overflow", s.lines, s.ld),
+                    })?
+            };
+            if len < needed {
+                return Err(KernelError::BufferTooSmall {
+                    op: OP,
+                    name,
+                    len,
+                    needed,
+                });
+            }
+        }
+        let strides = |s: &Stored| {
+            if s.lines_are_rows {
+                (s.ld as isize, 1)
+            } else {
+                (1, s.ld as isize)
+            }
+        };
+        let (rsa, csa) = strides(&sa);
+        let (rsb, csb) = strides(&sb);
+        let (rsc, csc) = strides(&sc);
+        Ok(Problem {
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            alpha: self.alpha,
+            beta: self.beta,
+            a: a.as_ptr(),
+            rsa,
+            csa,
+            b: b.as_ptr(),
+            rsb,
+            csb,
+            c: c.as_mut_ptr(),
+            rsc,
+            csc,
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! The native BLIS-style SGEMM: cache-blocked loops around packed panels and a
+//! register-blocked micro-kernel. One thread's share of the work; threading is
+//! done by the caller over disjoint blocks of `C`.
+
+use std::cell::RefCell;
+
+use super::blocking::{Blocking, micro_tile};
+use super::microkernel::{self, Tile};
+use super::pack::{pack_a, pack_b};
+use super::problem::Problem;
+use crate::cpu::Isa;
+
+/// Alignment of packed panels, in floats (64 bytes: one cache line, one zmm).
+const ALIGN: usize = 16;
+
+/// `C = alpha * A * B + beta * C` on the calling thread.
+///
+/// # Safety
+/// `p` must describe valid matrices (as built by `Gemm`) and the CPU must support
+/// `isa`; `blocking` must be `Blocking::for_isa(isa)` or have the same micro-tile.
+pub(crate) unsafe fn gemm(isa: Isa, blocking: &Blocking, p: &Problem) {
+    // SAFETY: forwarded contract; the micro-tile constants match `isa`.
+    unsafe {
+        match isa {
+            Isa::Avx512 => blocked::<{ micro_tile(Isa::Avx512).0 }, { micro_tile(Isa::Avx512).1 }>(
+                isa, blocking, p,
+            ),
+            Isa::Avx2 => blocked::<{ micro_tile(Isa::Avx2).0 }, { micro_tile(Isa::Avx2).1 }>(
+                isa, blocking, p,
+            ),
+            Isa::Scalar => blocked::<{ micro_tile(Isa::Scalar).0 }, { micro_tile(Isa::Scalar).1 }>(
+                isa, blocking, p,
+            ),
+        }
+    }
+}
+
+unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: &Problem) {
+    assert_eq!((bl.mr, bl.nr), (MR, NR), "blocking does not match the {isa} micro-kernel");
+    let p = p.c_row_major();
+    if p.m == 0 || p.n == 0 || p.k == 0 {
+        // SAFETY: C is a valid m x n matrix (caller's contract).
+        unsafe { p.scale_c() };
+        return;
+    }
+    let mc_max = bl.mc.min(p.m.next_multiple_of(MR));
+    let kc_max = bl.kc.min(p.k);
+    let nc_max = bl.nc.min(p.n.next_multiple_of(NR));
+    let a_len = (mc_max * kc_max).next_multiple_of(ALIGN);
+    let b_len = kc_max * nc_max;
+    with_scratch(a_len + b_len, |buf| {
+        let (abuf, bbuf) = (buf, buf.wrapping_add(a_len));
+        for ic in (0..p.m).step_by(bl.mc) {
+            let mc = bl.mc.min(p.m - ic);
+            for pc in (0..p.k).step_by(bl.kc) {
+                let kc = bl.kc.min(p.k - pc);
+                let beta = if pc == 0 { p.beta } else { 1.0 };
+                // SAFETY: rows ic..ic+mc and columns pc..pc+kc are inside A; the A
+                // buffer holds mc_max.next_multiple_of(MR) * kc_max floats.
+                unsafe {
+                    let a = p.a.offset(ic as isize * p.rsa + pc as isize * p.csa);
+                    pack_a::<MR>(mc, kc, a, p.rsa, p.csa, abuf);
+                }
+                for jc in (0..p.n).step_by(bl.nc) {
+                    let nc = bl.nc.min(p.n - jc);
+                    // SAFETY: rows pc..pc+kc and columns jc..jc+nc are inside B; the
+                    // B buffer holds nc_max * kc_max floats, nc_max a multiple of NR.
+                    unsafe {
+                        let b = p.b.offset(pc as isize * p.rsb + jc as isize * p.csb);
+                        pack_b::<NR>(kc, nc, b, p.rsb, p.csb, bbuf);
+                    }
+                    for ir in (0..mc).step_by(MR) {
+                        let mr = MR.min(mc - ir);
+                        for jr in (0..nc).step_by(NR) {
+                            let nr = NR.min(nc - jr);
+                            let tile = Tile {
+                                k: kc,
+                                alpha: p.alpha,
+                                beta,
+                                a: abuf.wrapping_add(ir * kc),
+                                b: bbuf.wrapping_add(jr * kc),
+                                c: p.c.wrapping_offset(
+                                    (ic + ir) as isize * p.rsc + (jc + jr) as isize * p.csc,
+                                ),
+                                rsc: p.rsc,
+                                csc: p.csc,
+                                m: mr,
+                                n: nr,
+                            };
+                            // SAFETY: the panels were packed above for this (ir, jr),
+                            // B panels start at multiples of NR * kc floats from a
+                            // 64-byte aligned base (NR is a multiple of 16), the C tile
+                            // is inside C, and the CPU supports `isa`.
+                            unsafe { microkernel::select(isa, mr, nr)(&tile) };
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// Per-thread packing buffer, grown on demand and kept for the next call, so
+    /// steady-state GEMM calls do not allocate.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with a 64-byte aligned pointer to at least `len` writable floats.
+fn with_scratch<R>(len: usize, f: impl FnOnce(*mut f32) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < len + ALIGN {
+            *buf = vec![0.0; len + ALIGN];
+        }
+        let offset = buf.as_ptr().align_offset(ALIGN * std::mem::size_of::<f32>());
+        debug_assert!(offset < ALIGN);
+        f(buf[offset..].as_mut_ptr())
+    })
+}

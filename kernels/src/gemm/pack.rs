@@ -1,0 +1,154 @@
+//! Packing of `A` and `B` blocks into the panel layout the micro-kernels read.
+//!
+//! - `A` block (`mc x kc`) becomes `ceil(mc / MR)` micro-panels; panel `q` holds,
+//!   for each `p` in `0..kc`, the `MR` values `A[q*MR + r, p]`, `r = 0..MR`.
+//! - `B` block (`kc x nc`) becomes `ceil(nc / NR)` micro-panels; panel `q` holds,
+//!   for each `p`, the `NR` values `B[p, q*NR + j]`.
+//!
+//! Rows or columns past the edge of the block are filled with zeros, so a
+//! micro-kernel always computes a full tile and only its stores are clipped.
+
+use std::ptr;
+
+/// Packs `A[0..mc, 0..kc]` (element `(i, p)` at `a + i*rsa + p*csa`) into `out`.
+///
+/// # Safety
+/// `a` must address an `mc x kc` matrix with strides `rsa`, `csa`; `out` must be
+/// valid for `mc.div_ceil(MR) * MR * kc` writes.
+pub(crate) unsafe fn pack_a<const MR: usize>(
+    mc: usize,
+    kc: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    out: *mut f32,
+) {
+    for (q, i0) in (0..mc).step_by(MR).enumerate() {
+        let rows = MR.min(mc - i0);
+        // SAFETY: all reads are `(i0 + r, p)` with `r < rows`, `p < kc`, inside the
+        // matrix; all writes are inside panel `q` of `out` (caller's contract).
+        unsafe {
+            let src = a.offset(i0 as isize * rsa);
+            let dst = out.add(q * MR * kc);
+            if rows == MR && rsa == 1 {
+                for p in 0..kc {
+                    ptr::copy_nonoverlapping(src.offset(p as isize * csa), dst.add(p * MR), MR);
+                }
+            } else if rows == MR && csa == 1 {
+                for p in 0..kc {
+                    for r in 0..MR {
+                        *dst.add(p * MR + r) = *src.offset(r as isize * rsa + p as isize);
+                    }
+                }
+            } else {
+                for p in 0..kc {
+                    for r in 0..MR {
+                        *dst.add(p * MR + r) = if r < rows {
+                            *src.offset(r as isize * rsa + p as isize * csa)
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs `B[0..kc, 0..nc]` (element `(p, j)` at `b + p*rsb + j*csb`) into `out`.
+///
+/// # Safety
+/// `b` must address a `kc x nc` matrix with strides `rsb`, `csb`; `out` must be
+/// valid for `nc.div_ceil(NR) * NR * kc` writes.
+pub(crate) unsafe fn pack_b<const NR: usize>(
+    kc: usize,
+    nc: usize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    out: *mut f32,
+) {
+    for (q, j0) in (0..nc).step_by(NR).enumerate() {
+        let cols = NR.min(nc - j0);
+        // SAFETY: all reads are `(p, j0 + j)` with `p < kc`, `j < cols`, inside the
+        // matrix; all writes are inside panel `q` of `out` (caller's contract).
+        unsafe {
+            let src = b.offset(j0 as isize * csb);
+            let dst = out.add(q * NR * kc);
+            if csb == 1 {
+                for p in 0..kc {
+                    let d = dst.add(p * NR);
+                    ptr::copy_nonoverlapping(src.offset(p as isize * rsb), d, cols);
+                    ptr::write_bytes(d.add(cols), 0, NR - cols);
+                }
+            } else if cols == NR && rsb == 1 {
+                for p in 0..kc {
+                    for j in 0..NR {
+                        *dst.add(p * NR + j) = *src.offset(j as isize * csb + p as isize);
+                    }
+                }
+            } else {
+                for p in 0..kc {
+                    for j in 0..NR {
+                        *dst.add(p * NR + j) = if j < cols {
+                            *src.offset(p as isize * rsb + j as isize * csb)
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packs a 7 x 5 matrix stored row-major and column-major, with MR = 4, and
+    /// checks every packed value (and the zero padding) by index.
+    #[test]
+    fn pack_a_layout() {
+        let (m, k) = (7, 5);
+        let val = |i: usize, p: usize| (i * 10 + p) as f32;
+        let row: Vec<f32> = (0..m * k).map(|x| val(x / k, x % k)).collect();
+        let col: Vec<f32> = (0..m * k).map(|x| val(x % m, x / m)).collect();
+        for (src, rs, cs) in [(&row, k as isize, 1), (&col, 1, m as isize)] {
+            let mut out = vec![f32::NAN; 8 * k];
+            // SAFETY: src is m x k with these strides; out holds 2 panels of 4 x k.
+            unsafe { pack_a::<4>(m, k, src.as_ptr(), rs, cs, out.as_mut_ptr()) };
+            for q in 0..2 {
+                for p in 0..k {
+                    for r in 0..4 {
+                        let i = q * 4 + r;
+                        let want = if i < m { val(i, p) } else { 0.0 };
+                        assert_eq!(out[q * 4 * k + p * 4 + r], want);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pack_b_layout() {
+        let (k, n) = (3, 11);
+        let val = |p: usize, j: usize| (p * 100 + j) as f32;
+        let row: Vec<f32> = (0..k * n).map(|x| val(x / n, x % n)).collect();
+        let col: Vec<f32> = (0..k * n).map(|x| val(x % k, x / k)).collect();
+        for (src, rs, cs) in [(&row, n as isize, 1), (&col, 1, k as isize)] {
+            let mut out = vec![f32::NAN; 16 * k];
+            // SAFETY: src is k x n with these strides; out holds 2 panels of k x 8.
+            unsafe { pack_b::<8>(k, n, src.as_ptr(), rs, cs, out.as_mut_ptr()) };
+            for q in 0..2 {
+                for p in 0..k {
+                    for j in 0..8 {
+                        let c = q * 8 + j;
+                        let want = if c < n { val(p, c) } else { 0.0 };
+                        assert_eq!(out[q * 8 * k + p * 8 + j], want);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! A validated GEMM call as raw strided matrices, and its split over threads.
+
+/// `C (m x n) = alpha * A (m x k) * B (k x n) + beta * C`, where element `(i, j)`
+/// of `X` lives at `x + i * rsx + j * csx`.
+///
+/// Built only by [`super::Gemm`] after checking every element lies inside the
+/// caller's slices, and only ever narrowed from there; `c` is exclusively
+/// borrowed for the duration of the call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Problem {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub a: *const f32,
+    pub rsa: isize,
+    pub csa: isize,
+    pub b: *const f32,
+    pub rsb: isize,
+    pub csb: isize,
+    pub c: *mut f32,
+    pub rsc: isize,
+    pub csc: isize,
+}
+
+// SAFETY: a `Problem` is a view of slices borrowed (`&`, `&mut`) for the call. It is
+// shared across pool threads only as disjoint blocks of `C` (see `blocks`), and
+// `A`/`B` are only read.
+unsafe impl Send for Problem {}
+// SAFETY: as above.
+unsafe impl Sync for Problem {}
+
+/// Flop-equivalents charged per packed element when choosing a thread grid: a
+/// packed element costs about one cycle, in which a core does 32 FLOP.
+const PACK_WEIGHT: usize = 32;
+
+/// Below this many FLOP per thread, waking another thread costs more than it saves.
+const MIN_FLOPS_PER_THREAD: usize = 1 << 21;
+
+impl Problem {
+    /// The same product with `C` transposed (`C^T = B^T A^T`), so that a
+    /// column-major `C` becomes row-major.
+    pub fn transposed(&self) -> Problem {
+        Problem {
+            m: self.n,
+            n: self.m,
+            a: self.b,
+            rsa: self.csb,
+            csa: self.rsb,
+            b: self.a,
+            rsb: self.csa,
+            csb: self.rsa,
+            rsc: self.csc,
+            csc: self.rsc,
+            ..*self
+        }
+    }
+
+    /// Oriented so that `C` has unit column stride where it can be.
+    pub fn c_row_major(&self) -> Problem {
+        if self.csc != 1 && self.rsc == 1 {
+            self.transposed()
+        } else {
+            *self
+        }
+    }
+
+    /// Rows `i0..i0+m` and columns `j0..j0+n` of `C`, with the matching rows of `A`
+    /// and columns of `B`.
+    ///
+    /// # Safety
+    /// The block must lie inside the problem (`i0 + m <= self.m`, `j0 + n <= self.n`).
+    pub unsafe fn block(&self, i0: usize, m: usize, j0: usize, n: usize) -> Problem {
+        debug_assert!(i0 + m <= self.m && j0 + n <= self.n);
+        let (i0, j0) = (i0 as isize, j0 as isize);
+        // SAFETY: the offsets address elements inside the validated matrices
+        // (caller's contract); for empty blocks they are at most one past a row.
+        unsafe {
+            Problem {
+                m,
+                n,
+                a: self.a.offset(i0 * self.rsa),
+                b: self.b.offset(j0 * self.csb),
+                c: self.c.offset(i0 * self.rsc + j0 * self.csc),
+                ..*self
+            }
+        }
+    }
+
+    /// `C = beta * C` (writes zeros without reading when `beta == 0`).
+    ///
+    /// # Safety
+    /// `c`, `rsc`, `csc` must describe a writable `m x n` matrix.
+    pub unsafe fn scale_c(&self) {
+        if self.beta == 1.0 {
+            return;
+        }
+        for i in 0..self.m {
+            for j in 0..self.n {
+                // SAFETY: (i, j) is inside the m x n matrix (caller's contract).
+                unsafe {
+                    let c = self.c.offset(i as isize * self.rsc + j as isize * self.csc);
+                    *c = if self.beta == 0.0 { 0.0 } else { self.beta * *c };
+                }
+            }
+        }
+    }
+
+    /// The thread grid `(tm, tn)` with `tm * tn <= max_threads` that minimises the
+    /// per-thread cost (compute on tiles of `gm x gn`, plus packing of its own `A`
+    /// rows and `B` columns); fewer threads for small products.
+    pub fn thread_grid(&self, max_threads: usize, gm: usize, gn: usize) -> (usize, usize) {
+        let flops = 2 * self.m * self.n * self.k;
+        let max = max_threads.min(flops / MIN_FLOPS_PER_THREAD).max(1);
+        let mut best = ((1, 1), usize::MAX);
+        for tm in 1..=max {
+            for tn in 1..=max / tm {
+                let mb = round_up(self.m.div_ceil(tm), gm).min(round_up(self.m, gm));
+                let nb = round_up(self.n.div_ceil(tn), gn).min(round_up(self.n, gn));
+                let cost = 2 * mb * nb * self.k + PACK_WEIGHT * self.k * (mb + nb);
+                // Strictly better only, so that ties keep fewer threads.
+                if cost < best.1 {
+                    best = ((tm, tn), cost);
+                }
+            }
+        }
+        best.0
+    }
+
+    /// Splits `C` into at most `tm x tn` disjoint blocks, rows in multiples of
+    /// `gm` and columns in multiples of `gn` (except the last).
+    pub fn blocks(&self, tm: usize, tn: usize, gm: usize, gn: usize) -> Vec<Problem> {
+        let mb = round_up(self.m.div_ceil(tm.max(1)), gm).max(1);
+        let nb = round_up(self.n.div_ceil(tn.max(1)), gn).max(1);
+        let mut out = Vec::with_capacity(tm * tn);
+        for i0 in (0..self.m).step_by(mb) {
+            for j0 in (0..self.n).step_by(nb) {
+                let (m, n) = (mb.min(self.m - i0), nb.min(self.n - j0));
+                // SAFETY: i0 + m <= self.m and j0 + n <= self.n by construction.
+                out.push(unsafe { self.block(i0, m, j0, n) });
+            }
+        }
+        out
+    }
+}
+
+fn round_up(x: usize, to: usize) -> usize {
+    x.div_ceil(to.max(1)) * to.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Bufs {
+        a: Vec<f32>,
+        b: Vec<f32>,
+        c: Vec<f32>,
+    }
+
+    fn problem(m: usize, n: usize, k: usize, bufs: &mut Bufs) -> Problem {
+        Problem {
+            m,
+            n,
+            k,
+            alpha: 1.0,
+            beta: 0.0,
+            a: bufs.a.as_ptr(),
+            rsa: k as isize,
+            csa: 1,
+            b: bufs.b.as_ptr(),
+            rsb: n as isize,
+            csb: 1,
+            c: bufs.c.as_mut_ptr(),
+            rsc: n as isize,
+            csc: 1,
+        }
+    }
+
+    fn bufs(m: usize, n: usize, k: usize) -> Bufs {
+        Bufs {
+            a: vec![0.0; m * k],
+            b: vec![0.0; k * n],
+            c: vec![0.0; m * n],
+        }
+    }
+
+    #[test]
+    fn grid_splits_the_cheaper_side() {
+        // Few rows, many columns: split the columns, so A (small) is packed twice.
+        let grid = |m, n, k, t| problem(m, n, k, &mut bufs(m, n, k)).thread_grid(t, 12, 32);
+        assert_eq!(grid(64, 3136, 576, 2), (1, 2));
+        // Many rows, few columns: split the rows.
+        assert_eq!(grid(512, 49, 4608, 2), (2, 1));
+        // Tiny products stay on one thread.
+        assert_eq!(grid(6, 576, 25, 2), (1, 1));
+        assert_eq!(grid(512, 512, 512, 1), (1, 1));
+        let (tm, tn) = grid(512, 512, 512, 4);
+        assert_eq!(tm * tn, 4);
+    }
+
+    #[test]
+    fn blocks_tile_c_exactly() {
+        for (m, n, tm, tn) in [(100, 70, 2, 1), (5, 300, 1, 3), (37, 41, 2, 2), (1, 1, 2, 2)] {
+            let mut bufs = bufs(m, n, 8);
+            let p = problem(m, n, 8, &mut bufs);
+            let mut hit = vec![0u8; m * n];
+            for b in p.blocks(tm, tn, 12, 32) {
+                let off = (b.c as usize - p.c as usize) / 4;
+                for i in 0..b.m {
+                    for j in 0..b.n {
+                        hit[off + i * n + j] += 1;
+                    }
+                }
+            }
+            assert!(hit.iter().all(|&h| h == 1), "{m}x{n} over {tm}x{tn}");
+        }
+    }
+}

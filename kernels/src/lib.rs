@@ -1,0 +1,36 @@
+//! # bigdl-kernels
+//!
+//! The raw numeric kernels of bigdl-rs: plain functions over slices with explicit
+//! shapes and strides. No tensor type lives here, and no other workspace crate is
+//! a dependency.
+//!
+//! - [`cpu`]: instruction-set detection, once per process, and cache sizes.
+//! - [`pool`]: the one process-wide thread pool every parallel kernel runs on.
+//! - [`gemm`]: single-precision matrix multiply (BLIS-style native kernel, plus
+//!   optional MKL and OpenBLAS backends chosen at run time).
+//!
+//! ## Conventions
+//! Matrices are described BLAS-style: row-major or column-major, a leading
+//! dimension per matrix, an optional transpose per operand. Indices start at 0.
+//!
+//! ## Cargo features
+//! - `mkl`: Intel MKL as a GEMM backend, linked statically (LP64, sequential).
+//!   Needs the MKL archives at build time: `MKLROOT`, or the prefix that
+//!   `ci/setup.sh` installs (`/opt/bigdl-deps/mkl`).
+//! - `openblas`: OpenBLAS as a GEMM backend, loaded from `libopenblas.so.0` at
+//!   run time (Debian: `libopenblas-dev`).
+//!
+//! ## Environment
+//! - `BIGDL_MAX_ISA=avx512|avx2|scalar`: cap the SIMD level kernels dispatch on.
+//! - `BIGDL_NUM_THREADS=N`, `BIGDL_PIN_THREADS=0|1`: the thread pool ([`pool`]).
+//! - `BIGDL_GEMM=native|mkl|openblas`: the default GEMM backend.
+//! - `BIGDL_GEMM_MC|KC|NC`: override the native GEMM's cache blocking (tuning).
+//! - `BIGDL_OPENBLAS_LIB=path`: the OpenBLAS shared library to load.
+#![deny(missing_docs)]
+
+pub mod cpu;
+pub mod error;
+pub mod gemm;
+pub mod pool;
+
+pub use error::{KernelError, Result};

@@ -1,0 +1,164 @@
+//! The engine's one thread pool.
+//!
+//! Every parallel kernel runs its named parallel loop on this pool; kernels never
+//! spawn threads of their own and never let a BLAS library start threads inside it.
+//!
+//! Configuration, read once when the pool is first used:
+//! - `BIGDL_NUM_THREADS=N`: number of worker threads. Default: the number of CPUs
+//!   this process may run on (`std::thread::available_parallelism`, which honours
+//!   the affinity mask and cgroup CPU quotas).
+//! - `BIGDL_PIN_THREADS=1`: pin worker `i` to the `i`-th CPU of the process's
+//!   affinity mask. **Off by default**: a process does not know who else runs on
+//!   its machine. Several MPI ranks or Spark executors per node that each pin
+//!   "their" workers to CPUs 0..N stack on the same cores and run N times slower,
+//!   while unpinned threads are spread by the OS scheduler. Turn it on when the
+//!   process owns its CPUs (one rank per socket via `mpirun --bind-to socket`,
+//!   `taskset`, a dedicated box): pinning then keeps each worker's packed GEMM
+//!   panels in its own L1/L2.
+
+use std::sync::OnceLock;
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+/// The pool's settings, as read from the environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Number of worker threads (at least 1).
+    pub threads: usize,
+    /// Whether workers are pinned to CPUs.
+    pub pin: bool,
+}
+
+impl PoolConfig {
+    /// Reads `BIGDL_NUM_THREADS` and `BIGDL_PIN_THREADS`. Invalid values are
+    /// reported on stderr and replaced by the defaults.
+    pub fn from_env() -> PoolConfig {
+        let default_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = match std::env::var("BIGDL_NUM_THREADS") {
+            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    eprintln!(
+                        "bigdl: ignoring BIGDL_NUM_THREADS={v:?} (expected a positive integer); \
+                         using {default_threads}"
+                    );
+                    default_threads
+                }
+            },
+            _ => default_threads,
+        };
+        let pin = match std::env::var("BIGDL_PIN_THREADS") {
+            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "" | "0" | "false" | "no" | "off" => false,
+                _ => {
+                    eprintln!("bigdl: ignoring BIGDL_PIN_THREADS={v:?} (expected 0 or 1)");
+                    false
+                }
+            },
+            Err(_) => false,
+        };
+        PoolConfig { threads, pin }
+    }
+}
+
+struct Pool {
+    pool: ThreadPool,
+    config: PoolConfig,
+}
+
+fn global() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let config = PoolConfig::from_env();
+        let cores = if config.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let pool = ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .thread_name(|i| format!("bigdl-worker-{i}"))
+            .start_handler(move |i| {
+                if let Some(core) = cores.get(i % cores.len().max(1)) {
+                    // Pinning is an optimisation: a refusal (e.g. a restricted
+                    // container) leaves the thread where the OS put it.
+                    let _ = core_affinity::set_for_current(*core);
+                }
+            })
+            .build()
+            .expect("bigdl: cannot start the worker thread pool");
+        Pool { pool, config }
+    })
+}
+
+/// The process-wide pool, started on first use.
+///
+/// # Panics
+/// If the operating system refuses to start the worker threads.
+pub fn pool() -> &'static ThreadPool {
+    &global().pool
+}
+
+/// The settings the pool was started with.
+pub fn config() -> PoolConfig {
+    global().config
+}
+
+/// Number of worker threads in the pool.
+pub fn num_threads() -> usize {
+    global().config.threads
+}
+
+/// Whether the calling thread is one of the pool's workers. Kernels called from
+/// inside a worker (e.g. one model replica per core) run single-threaded.
+pub fn in_worker() -> bool {
+    pool().current_thread_index().is_some()
+}
+
+/// Runs `task(0..tasks)` on the pool and waits for all of them. With one task,
+/// or when called from inside a worker, runs inline on the calling thread.
+pub fn run_tasks<F>(tasks: usize, task: F)
+where
+    F: Fn(usize) + Sync,
+{
+    if tasks <= 1 || in_worker() {
+        (0..tasks).for_each(task);
+        return;
+    }
+    let task = &task;
+    pool().scope(|s| {
+        for t in 0..tasks {
+            s.spawn(move |_| task(t));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn runs_every_task_once() {
+        let hits: Vec<AtomicUsize> = (0..7).map(|_| AtomicUsize::new(0)).collect();
+        run_tasks(7, |t| {
+            hits[t].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        run_tasks(0, |_| panic!("no task expected"));
+    }
+
+    #[test]
+    fn nested_calls_run_inline() {
+        let total = AtomicUsize::new(0);
+        run_tasks(2, |_| {
+            assert!(in_worker(), "tasks of run_tasks run on the pool");
+            run_tasks(3, |_| {
+                total.fetch_add(1, Ordering::Relaxed);
+            });
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 6);
+        assert!(num_threads() >= 1);
+    }
+}
