@@ -24,7 +24,11 @@ fn main() {
         )
     });
     let lib = root.join("lib");
-    let archives = ["libmkl_intel_lp64.a", "libmkl_sequential.a", "libmkl_core.a"];
+    let archives = [
+        "libmkl_intel_lp64.a",
+        "libmkl_sequential.a",
+        "libmkl_core.a",
+    ];
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let script = archives
         .iter()
@@ -56,7 +60,11 @@ fn mkl_root() -> Result<PathBuf, String> {
 }
 
 fn has_archives(lib: &Path) -> bool {
-    ["libmkl_intel_lp64.a", "libmkl_sequential.a", "libmkl_core.a"]
-        .iter()
-        .all(|a| lib.join(a).is_file())
+    [
+        "libmkl_intel_lp64.a",
+        "libmkl_sequential.a",
+        "libmkl_core.a",
+    ]
+    .iter()
+    .all(|a| lib.join(a).is_file())
 }

@@ -1,6 +1,143 @@
 //! # bigdl-benches
 //!
-//! Bench-only crate: measures bigdl-rs kernels side by side with peer libraries
-//! (MKL, OpenBLAS, the `gemm` crate, `matrixmultiply`) in the same process.
-//! See `benches/gemm_peers.rs` and `BENCHMARKS.md`.
+//! Bench-only crate: runs bigdl-rs kernels side by side with peer libraries in the
+//! same process, on the same data. Peers for SGEMM: every compiled-in bigdl
+//! backend (native, MKL, OpenBLAS), the `gemm` crate, and `matrixmultiply`.
+//!
+//! - `cargo bench -p bigdl-benches --features mkl,openblas` (criterion, ids
+//!   `peer/sgemm/MxNxK/tT`).
+//! - `benches/gemm_peers.sh`: the markdown table of `BENCHMARKS.md`.
 #![deny(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use bigdl_kernels::gemm::{Backend, Gemm, Parallelism};
+
+/// A GEMM implementation under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// A bigdl-kernels backend.
+    Bigdl(Backend),
+    /// The `gemm` crate (sarah-quinones), stable-Rust kernels.
+    GemmCrate,
+    /// The `matrixmultiply` crate (bluss); threads from `MATMUL_NUM_THREADS`.
+    MatrixMultiply,
+}
+
+impl Peer {
+    /// Every peer that can run in this build, bigdl's native kernel first.
+    pub fn available() -> Vec<Peer> {
+        let mut v: Vec<Peer> = Backend::available().into_iter().map(Peer::Bigdl).collect();
+        v.extend([Peer::GemmCrate, Peer::MatrixMultiply]);
+        v
+    }
+
+    /// Short name for tables and benchmark ids.
+    pub fn name(self) -> String {
+        match self {
+            Peer::Bigdl(b) => b.name().to_string(),
+            Peer::GemmCrate => "gemm-crate".into(),
+            Peer::MatrixMultiply => "matrixmultiply".into(),
+        }
+    }
+
+    /// Row-major `C (m x n) = A (m x k) B (k x n)` on `threads` threads.
+    ///
+    /// # Panics
+    /// If the slices do not match the shape, or a bigdl backend fails.
+    pub fn sgemm(
+        self,
+        (m, n, k): (usize, usize, usize),
+        threads: usize,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+    ) {
+        assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+        match self {
+            Peer::Bigdl(backend) => Gemm::new(m, n, k)
+                .parallelism(Parallelism::Threads(threads))
+                .run_on(backend, a, b, c)
+                .expect("bigdl sgemm"),
+            Peer::GemmCrate => {
+                let par = if threads > 1 {
+                    gemm::Parallelism::Rayon(threads)
+                } else {
+                    gemm::Parallelism::None
+                };
+                // SAFETY: row-major m x k, k x n and m x n matrices inside the
+                // slices (asserted above); dst = 0 * dst + 1 * A B.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        c.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        a.as_ptr(),
+                        1,
+                        k as isize,
+                        b.as_ptr(),
+                        1,
+                        n as isize,
+                        0.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        par,
+                    )
+                }
+            }
+            Peer::MatrixMultiply => {
+                // SAFETY: as above; strides (row, column) of row-major matrices.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        0.0,
+                        c.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// Deterministic inputs for a shape: values in [-0.8, 0.8].
+pub fn inputs(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let a = (0..m * k)
+        .map(|i| ((i * 7 + 3) % 17) as f32 * 0.1 - 0.8)
+        .collect();
+    let b = (0..k * n)
+        .map(|i| ((i * 5 + 1) % 13) as f32 * 0.1 - 0.6)
+        .collect();
+    (a, b, vec![0.0; m * n])
+}
+
+/// Median seconds per call of `f`, after one warm-up call, over at least `min`
+/// and at least 5 calls.
+pub fn median_secs(min: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 5 || (start.elapsed() < min && times.len() < 100_000) {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bigdl_kernels::gemm::{Backend, Gemm, Parallelism, Transpose};
+use bigdl_kernels::gemm::{Backend, Gemm, Parallelism, Transpose, WORKLOADS};
 use bigdl_kernels::{cpu, pool};
 use clap::{Args, Subcommand};
 
@@ -40,24 +40,6 @@ pub struct GemmArgs {
     min_ms: u64,
 }
 
-/// Square sizes and the deep-learning layer shapes (M x N x K) of the GEMM issue.
-const TABLE: &[(usize, usize, usize)] = &[
-    (128, 128, 128),
-    (256, 256, 256),
-    (512, 512, 512),
-    (1024, 1024, 1024),
-    (2048, 2048, 2048),
-    (64, 3136, 576),
-    (512, 49, 4608),
-    (128, 128, 1152),
-    (32, 1024, 784),
-    (6, 576, 25),
-    (12, 64, 150),
-    (128, 100, 192),
-    (256, 3136, 64),
-    (64, 12544, 147),
-];
-
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Gemm(args) => gemm(&args),
@@ -81,7 +63,7 @@ fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
     };
     let shapes = match (args.m, args.n, args.k) {
         (Some(m), Some(n), Some(k)) => vec![(m, n, k)],
-        (None, None, None) => TABLE.to_vec(),
+        (None, None, None) => WORKLOADS.iter().map(|&(_, m, n, k)| (m, n, k)).collect(),
         _ => bail!("give all of --m, --n and --k, or none of them for the standard table"),
     };
     let threads = args.threads.unwrap_or(pool::num_threads());
@@ -123,8 +105,12 @@ fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
 
 /// Median and best seconds per call, after one warm-up call.
 fn time_gemm(g: &Gemm, backend: Backend, min: Duration) -> anyhow::Result<(f64, f64)> {
-    let a: Vec<f32> = (0..g.m * g.k).map(|i| ((i * 7 + 3) % 17) as f32 * 0.1 - 0.8).collect();
-    let b: Vec<f32> = (0..g.k * g.n).map(|i| ((i * 5 + 1) % 13) as f32 * 0.1 - 0.6).collect();
+    let a: Vec<f32> = (0..g.m * g.k)
+        .map(|i| ((i * 7 + 3) % 17) as f32 * 0.1 - 0.8)
+        .collect();
+    let b: Vec<f32> = (0..g.k * g.n)
+        .map(|i| ((i * 5 + 1) % 13) as f32 * 0.1 - 0.6)
+        .collect();
     let mut c = vec![0.0f32; g.m * g.n];
     g.run_on(backend, &a, &b, &mut c)?;
     let mut times = Vec::new();

@@ -11,7 +11,11 @@ mod bench;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bigdl", version, about = "bigdl-rs: deep learning where the data lives")]
+#[command(
+    name = "bigdl",
+    version,
+    about = "bigdl-rs: deep learning where the data lives"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

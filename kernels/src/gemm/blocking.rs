@@ -59,7 +59,11 @@ impl Blocking {
         let f = std::mem::size_of::<f32>();
         let kc = (caches.l1d / 2 / (mr * f)).clamp(64, 1024) / 8 * 8;
         let nc = (caches.l2 / 2 / (kc * f)).max(nr) / nr * nr;
-        let l3 = if caches.l3 == 0 { caches.l2 * 4 } else { caches.l3 };
+        let l3 = if caches.l3 == 0 {
+            caches.l2 * 4
+        } else {
+            caches.l3
+        };
         let mc = (l3 / 4 / (kc * f)).clamp(mr, 8192) / mr * mr;
         Blocking { mr, nr, mc, kc, nc }
     }

@@ -81,8 +81,20 @@ pub(crate) unsafe fn call(sgemm: SgemmFn, p: &Problem) {
     // describe the validated matrices (caller's contract).
     unsafe {
         sgemm(
-            ROW_MAJOR, ta, tb, p.m as c_int, p.n as c_int, p.k as c_int, p.alpha, p.a, lda, p.b,
-            ldb, p.beta, p.c, ldc,
+            ROW_MAJOR,
+            ta,
+            tb,
+            p.m as c_int,
+            p.n as c_int,
+            p.k as c_int,
+            p.alpha,
+            p.a,
+            lda,
+            p.b,
+            ldb,
+            p.beta,
+            p.c,
+            ldc,
         );
     }
 }

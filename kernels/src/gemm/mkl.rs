@@ -33,6 +33,10 @@ pub(crate) fn version() -> String {
     let mut buf = [0 as c_char; 256];
     // SAFETY: MKL writes at most `len` bytes, NUL-terminated, into `buf`.
     unsafe { mkl_get_version_string(buf.as_mut_ptr(), buf.len() as c_int) };
-    let bytes: Vec<u8> = buf.iter().take_while(|&&b| b != 0).map(|&b| b as u8).collect();
+    let bytes: Vec<u8> = buf
+        .iter()
+        .take_while(|&&b| b != 0)
+        .map(|&b| b as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).trim().to_string()
 }

@@ -147,7 +147,10 @@ impl Backend {
 
     /// The backends that can run here, `Native` first.
     pub fn available() -> Vec<Backend> {
-        Backend::ALL.into_iter().filter(|b| b.check().is_ok()).collect()
+        Backend::ALL
+            .into_iter()
+            .filter(|b| b.check().is_ok())
+            .collect()
     }
 
     /// The default backend: `BIGDL_GEMM` if set, else `Native`. Errors if the
@@ -404,7 +407,11 @@ impl Gemm {
 
     fn stored(&self, rows: usize, cols: usize, trans: Transpose, ld: Option<usize>) -> Stored {
         let lines_are_rows = (self.layout == Layout::RowMajor) == (trans == Transpose::No);
-        let (lines, len) = if lines_are_rows { (rows, cols) } else { (cols, rows) };
+        let (lines, len) = if lines_are_rows {
+            (rows, cols)
+        } else {
+            (cols, rows)
+        };
         Stored {
             lines,
             len,
@@ -419,14 +426,25 @@ impl Gemm {
         let sa = self.stored(self.m, self.k, self.trans_a, self.lda);
         let sb = self.stored(self.k, self.n, self.trans_b, self.ldb);
         let sc = self.stored(self.m, self.n, Transpose::No, self.ldc);
-        for (name, s, len) in [("a", &sa, a.len()), ("b", &sb, b.len()), ("c", &sc, c.len())] {
+        for (name, s, len) in [
+            ("a", &sa, a.len()),
+            ("b", &sb, b.len()),
+            ("c", &sc, c.len()),
+        ] {
             if s.ld < s.len.max(1) {
                 return Err(KernelError::InvalidArgument {
                     op: OP,
                     what: format!(
                         "ld{name} = {} is smaller than the stored line length {} \
                          (m={}, n={}, k={}, {:?}, trans_a={:?}, trans_b={:?})",
-                        s.ld, s.len, self.m, self.n, self.k, self.layout, self.trans_a, self.trans_b
+                        s.ld,
+                        s.len,
+                        self.m,
+                        self.n,
+                        self.k,
+                        self.layout,
+                        self.trans_a,
+                        self.trans_b
                     ),
                 });
             }
@@ -479,3 +497,26 @@ impl Gemm {
         })
     }
 }
+
+/// A named GEMM shape from a real workload: `(name, m, n, k)`.
+pub type Workload = (&'static str, usize, usize, usize);
+
+/// The shapes GEMM benchmarks report: squares, and the GEMMs behind real layers
+/// (convolutions as im2col: `m` = output channels, `n` = output pixels, `k` =
+/// input channels x kernel area; fully connected: `m` = batch).
+pub const WORKLOADS: &[Workload] = &[
+    ("square", 128, 128, 128),
+    ("square", 256, 256, 256),
+    ("square", 512, 512, 512),
+    ("square", 1024, 1024, 1024),
+    ("square", 2048, 2048, 2048),
+    ("resnet50 conv2 3x3", 64, 3136, 576),
+    ("resnet50 conv5 3x3", 512, 49, 4608),
+    ("3x3 conv 128ch", 128, 128, 1152),
+    ("linear 784->1024 b32", 32, 1024, 784),
+    ("lenet5 conv1 5x5", 6, 576, 25),
+    ("lenet5 conv2 5x5", 12, 64, 150),
+    ("lenet5 fc1 b128", 128, 100, 192),
+    ("resnet50 1x1 64->256", 256, 3136, 64),
+    ("resnet50 conv1 7x7", 64, 12544, 147),
+];

@@ -36,7 +36,11 @@ pub(crate) unsafe fn gemm(isa: Isa, blocking: &Blocking, p: &Problem) {
 }
 
 unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: &Problem) {
-    assert_eq!((bl.mr, bl.nr), (MR, NR), "blocking does not match the {isa} micro-kernel");
+    assert_eq!(
+        (bl.mr, bl.nr),
+        (MR, NR),
+        "blocking does not match the {isa} micro-kernel"
+    );
     let p = p.c_row_major();
     if p.m == 0 || p.n == 0 || p.k == 0 {
         // SAFETY: C is a valid m x n matrix (caller's contract).
@@ -113,7 +117,9 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(*mut f32) -> R) -> R {
         if buf.len() < len + ALIGN {
             *buf = vec![0.0; len + ALIGN];
         }
-        let offset = buf.as_ptr().align_offset(ALIGN * std::mem::size_of::<f32>());
+        let offset = buf
+            .as_ptr()
+            .align_offset(ALIGN * std::mem::size_of::<f32>());
         debug_assert!(offset < ALIGN);
         f(buf[offset..].as_mut_ptr())
     })

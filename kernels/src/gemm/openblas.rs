@@ -69,7 +69,8 @@ fn symbols(lib: Library) -> std::result::Result<OpenBlas, libloading::Error> {
     unsafe {
         let sgemm = *lib.get::<SgemmFn>(b"cblas_sgemm\0")?;
         let set_threads = *lib.get::<unsafe extern "C" fn(c_int)>(b"openblas_set_num_threads\0")?;
-        let get_config = *lib.get::<unsafe extern "C" fn() -> *const c_char>(b"openblas_get_config\0")?;
+        let get_config =
+            *lib.get::<unsafe extern "C" fn() -> *const c_char>(b"openblas_get_config\0")?;
         // Our pool does the threading; OpenBLAS's own threads would nest inside it.
         set_threads(1);
         Ok(OpenBlas {

@@ -101,7 +101,11 @@ impl Problem {
                 // SAFETY: (i, j) is inside the m x n matrix (caller's contract).
                 unsafe {
                     let c = self.c.offset(i as isize * self.rsc + j as isize * self.csc);
-                    *c = if self.beta == 0.0 { 0.0 } else { self.beta * *c };
+                    *c = if self.beta == 0.0 {
+                        0.0
+                    } else {
+                        self.beta * *c
+                    };
                 }
             }
         }
@@ -202,7 +206,12 @@ mod tests {
 
     #[test]
     fn blocks_tile_c_exactly() {
-        for (m, n, tm, tn) in [(100, 70, 2, 1), (5, 300, 1, 3), (37, 41, 2, 2), (1, 1, 2, 2)] {
+        for (m, n, tm, tn) in [
+            (100, 70, 2, 1),
+            (5, 300, 1, 3),
+            (37, 41, 2, 2),
+            (1, 1, 2, 2),
+        ] {
             let mut bufs = bufs(m, n, 8);
             let p = problem(m, n, 8, &mut bufs);
             let mut hit = vec![0u8; m * n];

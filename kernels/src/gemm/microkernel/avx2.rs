@@ -53,10 +53,10 @@ unsafe fn tile_avx2<const R: usize, const V: usize>(t: &Tile) {
     }
     if t.csc != 1 {
         let mut spill = [[0.0f32; NR]; R];
-        for r in 0..R {
-            for v in 0..V {
+        for (row, acc_r) in spill.iter_mut().zip(&acc) {
+            for (v, &x) in acc_r.iter().enumerate() {
                 // SAFETY: each row of `spill` holds NR >= V * 8 floats.
-                unsafe { _mm256_storeu_ps(spill[r].as_mut_ptr().add(v * LANES), acc[r][v]) };
+                unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(v * LANES), x) };
             }
         }
         // SAFETY: C contract is the caller's; `spill` is R x NR with m <= R.

@@ -55,10 +55,10 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(t: &Tile) {
     }
     if t.csc != 1 {
         let mut spill = [[0.0f32; NR]; R];
-        for r in 0..R {
-            for v in 0..V {
+        for (row, acc_r) in spill.iter_mut().zip(&acc) {
+            for (v, &x) in acc_r.iter().enumerate() {
                 // SAFETY: each row of `spill` holds NR >= V * 16 floats.
-                unsafe { _mm512_storeu_ps(spill[r].as_mut_ptr().add(v * LANES), acc[r][v]) };
+                unsafe { _mm512_storeu_ps(row.as_mut_ptr().add(v * LANES), x) };
             }
         }
         // SAFETY: C contract is the caller's; `spill` is R x NR with m <= R.
@@ -76,7 +76,11 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(t: &Tile) {
             if cols == 0 {
                 break;
             }
-            let mask: __mmask16 = if cols == LANES { !0 } else { (1u16 << cols) - 1 };
+            let mask: __mmask16 = if cols == LANES {
+                !0
+            } else {
+                (1u16 << cols) - 1
+            };
             // SAFETY: row r < m of C, columns v*16 .. v*16 + cols <= n, unit stride;
             // masked-off lanes are neither read nor written.
             unsafe {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The gate: formatting, lints, docs, and every test across the feature matrix.
+# Run ci/setup.sh first (the README's test command does both).
+#
+#   1. cargo fmt --check
+#   2. clippy -D warnings, default features and all features (mkl + openblas)
+#   3. rustdoc -D warnings
+#   4. tests: workspace (native backend), then the kernels with every backend
+#      compiled in, then the kernels again capped at each lower ISA level
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { echo; echo "==> $*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (default features)"
+cargo clippy --workspace --all-targets -- -D warnings
+step "clippy (all features: mkl, openblas)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "rustdoc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+
+step "tests: workspace, default features"
+cargo test --workspace
+
+for isa in scalar avx2; do
+    step "tests: kernels, BIGDL_MAX_ISA=$isa"
+    BIGDL_MAX_ISA=$isa cargo test -p bigdl-kernels --all-features
+done
+
+step "tests: kernels, all backends (native, mkl, openblas)"
+cargo test -p bigdl-kernels --all-features

@@ -1,0 +1,235 @@
+//! SGEMM against an f64 reference, on every ISA level of the native kernel and on
+//! every compiled-in backend: all layouts and transposes, alpha/beta, leading
+//! dimensions with NaN-poisoned padding, sizes around the micro-tile and cache
+//! blocks, 1 and several threads.
+
+mod common;
+
+use bigdl_kernels::KernelError;
+use bigdl_kernels::cpu::Isa;
+use bigdl_kernels::gemm::{Backend, Gemm, Layout, Parallelism, Transpose};
+use common::{Rng, check, operands, reference};
+
+/// Something that runs a GEMM: a backend, or the native kernel at one ISA level.
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Backend(Backend),
+    Native(Isa),
+}
+
+fn engines() -> Vec<Engine> {
+    let mut e: Vec<Engine> = Isa::supported().map(Engine::Native).collect();
+    e.extend(Backend::available().into_iter().map(Engine::Backend));
+    e
+}
+
+fn run(e: Engine, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<(), KernelError> {
+    match e {
+        Engine::Backend(be) => g.run_on(be, a, b, c),
+        Engine::Native(isa) => g.run_native_isa(isa, a, b, c),
+    }
+}
+
+fn all_variants(m: usize, n: usize, k: usize) -> Vec<Gemm> {
+    let mut out = Vec::new();
+    for layout in [Layout::RowMajor, Layout::ColMajor] {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                out.push(
+                    Gemm::new(m, n, k)
+                        .layout(layout)
+                        .trans_a(Transpose::from_bool(ta))
+                        .trans_b(Transpose::from_bool(tb)),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Runs `g` on every engine with fresh data and checks the result.
+fn check_all(g: Gemm, pad: usize, exact: bool, rng: &mut Rng) {
+    for e in engines() {
+        let mut fill = || if exact { rng.small_int() } else { rng.float() };
+        let (a, b, mut c) = operands(&g, pad, &mut fill);
+        if g.beta == 0.0 {
+            // beta = 0 must not read C: poison the valid elements too.
+            c.data.iter_mut().for_each(|x| *x = f32::NAN);
+        }
+        let (want, mag) = reference(&g, &a, &b, &c);
+        let (lda, ldb, ldc) = (a.ld, b.ld, c.ld);
+        let g = g.lda(lda).ldb(ldb).ldc(ldc);
+        run(e, &g, &a.data, &b.data, &mut c.data)
+            .unwrap_or_else(|err| panic!("{e:?} {g:?}: {err}"));
+        check(&g, &c, &want, &mag, exact, &format!("{e:?} {g:?}"));
+    }
+}
+
+#[test]
+fn exact_on_integer_inputs() {
+    let mut rng = Rng::from_env("exact_on_integer_inputs");
+    // Integer inputs in -4..=4 and k <= 400: every partial sum is an integer below
+    // 2^24, so any summation order is exact.
+    for (m, n, k) in [
+        (1, 1, 1),
+        (3, 5, 7),
+        (12, 32, 16),
+        (13, 33, 17),
+        (25, 47, 400),
+        (37, 70, 3),
+    ] {
+        for g in all_variants(m, n, k) {
+            for (alpha, beta) in [(1.0, 0.0), (2.0, 1.0), (-1.0, 0.5), (1.0, -3.0)] {
+                check_all(g.alpha(alpha).beta(beta), 1, true, &mut rng);
+            }
+        }
+    }
+}
+
+#[test]
+fn random_shapes_within_error_bound() {
+    let mut rng = Rng::from_env("random_shapes_within_error_bound");
+    for _ in 0..12 {
+        let (m, n, k) = (rng.range(1, 70), rng.range(1, 90), rng.range(1, 700));
+        let pad = rng.range(0, 3);
+        for g in all_variants(m, n, k) {
+            let beta = [0.0, 1.0, 0.25][rng.range(0, 2)];
+            check_all(g.alpha(rng.float()).beta(beta), pad, false, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn large_blocks_and_threads() {
+    let mut rng = Rng::from_env("large_blocks_and_threads");
+    // Crosses kc (k > 336 on AVX-512, > 1024 nowhere), nc and several tiles, on one
+    // and on all threads (split over rows and over columns).
+    for (m, n, k) in [(200, 520, 700), (517, 45, 390), (40, 900, 1100)] {
+        for p in [Parallelism::Threads(1), Parallelism::Auto] {
+            let g = Gemm::new(m, n, k).beta(0.5).parallelism(p);
+            check_all(g, 0, false, &mut rng);
+            let g = g.layout(Layout::ColMajor).trans_a(Transpose::Yes);
+            check_all(g, 2, false, &mut rng);
+        }
+    }
+}
+
+#[test]
+fn small_blocks_cross_every_cache_loop() {
+    // With blocking forced tiny (see the env overrides), every loop of the native
+    // kernel runs several times even on small shapes; run in a child process so
+    // the override does not leak into other tests.
+    if std::env::var("BIGDL_GEMM_KC").is_err() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "small_blocks_cross_every_cache_loop",
+                "--exact",
+                "--nocapture",
+            ])
+            .env("BIGDL_GEMM_KC", "24")
+            .env("BIGDL_GEMM_MC", "24")
+            .env("BIGDL_GEMM_NC", "64")
+            .status()
+            .expect("spawn the test binary");
+        assert!(status.success());
+        return;
+    }
+    let mut rng = Rng::from_env("small_blocks_cross_every_cache_loop");
+    for g in all_variants(61, 150, 77) {
+        check_all(g.beta(1.0), 1, true, &mut rng);
+        check_all(g, 0, false, &mut rng);
+    }
+}
+
+#[test]
+fn degenerate_sizes() {
+    for e in engines() {
+        // k = 0: C = beta * C, A and B untouched (and may be empty).
+        let mut c = vec![2.0f32; 6];
+        run(e, &Gemm::new(2, 3, 0).beta(0.5), &[], &[], &mut c).unwrap();
+        assert_eq!(c, [1.0; 6], "{e:?}");
+        let mut c = vec![f32::NAN; 6];
+        run(e, &Gemm::new(2, 3, 0), &[], &[], &mut c).unwrap();
+        assert_eq!(c, [0.0; 6], "{e:?}");
+        // alpha = 0 with NaN inputs: C = beta * C.
+        let mut c = vec![4.0f32; 4];
+        let nan = [f32::NAN; 4];
+        run(
+            e,
+            &Gemm::new(2, 2, 2).alpha(0.0).beta(0.25),
+            &nan,
+            &nan,
+            &mut c,
+        )
+        .unwrap();
+        assert_eq!(c, [1.0; 4], "{e:?}");
+        // m = 0 or n = 0: nothing to do, empty buffers are fine.
+        run(e, &Gemm::new(0, 5, 3), &[], &[0.0; 15], &mut []).unwrap();
+        run(e, &Gemm::new(4, 0, 3), &[0.0; 12], &[], &mut []).unwrap();
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let g = Gemm::new(4, 5, 6);
+    let (a, b, mut c) = (vec![0.0; 24], vec![0.0; 30], vec![0.0; 20]);
+    for e in engines() {
+        assert!(matches!(
+            run(e, &g, &a[..23], &b, &mut c),
+            Err(KernelError::BufferTooSmall {
+                name: "a",
+                len: 23,
+                needed: 24,
+                ..
+            })
+        ));
+        assert!(matches!(
+            run(e, &g, &a, &b[..29], &mut c),
+            Err(KernelError::BufferTooSmall { name: "b", .. })
+        ));
+        assert!(matches!(
+            run(e, &g, &a, &b, &mut c[..19]),
+            Err(KernelError::BufferTooSmall { name: "c", .. })
+        ));
+        assert!(matches!(
+            run(e, &g.lda(5), &a, &b, &mut c),
+            Err(KernelError::InvalidArgument { .. })
+        ));
+        let huge = Gemm::new(usize::MAX / 2, 2, 2);
+        assert!(run(e, &huge, &a, &b, &mut c).is_err());
+    }
+    let err = Backend::parse("cublas").unwrap_err();
+    assert!(err.to_string().contains("unknown GEMM backend"), "{err}");
+}
+
+#[test]
+fn every_backend_reports_what_runs() {
+    for b in Backend::ALL {
+        match b.check() {
+            Ok(()) => {
+                let d = b.describe().unwrap();
+                let want = match b {
+                    Backend::Native => "bigdl native",
+                    Backend::Mkl => "Math Kernel Library",
+                    Backend::OpenBlas => "OpenBLAS",
+                };
+                assert!(d.contains(want), "{b}: {d}");
+                eprintln!("{b}: {d}");
+            }
+            Err(e) => {
+                assert!(
+                    !b.is_compiled() || b == Backend::OpenBlas,
+                    "{b} compiled in but: {e}"
+                );
+                assert!(matches!(e, KernelError::Unsupported { .. }));
+            }
+        }
+    }
+    // Compiled-in backends must actually be usable in CI (feature builds).
+    if cfg!(feature = "mkl") {
+        assert!(Backend::Mkl.check().is_ok());
+    }
+    if cfg!(feature = "openblas") {
+        Backend::OpenBlas.check().unwrap();
+    }
+}
