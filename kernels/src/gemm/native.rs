@@ -35,6 +35,14 @@ pub(crate) unsafe fn gemm(isa: Isa, blocking: &Blocking, p: &Problem) {
     }
 }
 
+/// Largest `n` for which `A` is read in place (AVX-512): each packed `A` element
+/// would be used only `n` times, too few to repay the copy. Measured on Zen 4:
+/// in-place `A` wins up to n = 512 and loses 10-15% at n >= 1024.
+const DIRECT_A_MAX_N: usize = 512;
+/// Largest `m` for which `B` is always read in place (AVX-512): at most four `A`
+/// micro-panels reuse each packed `B` element.
+const DIRECT_B_MAX_M: usize = 48;
+
 unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: &Problem) {
     assert_eq!(
         (bl.mr, bl.nr),
@@ -47,11 +55,22 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
         unsafe { p.scale_c() };
         return;
     }
+    let direct = microkernel::has_direct(isa);
+    let direct_a = direct && p.csa == 1 && p.n <= DIRECT_A_MAX_N;
     let mc_max = bl.mc.min(p.m.next_multiple_of(MR));
     let kc_max = bl.kc.min(p.k);
+    // B in place also when its rows are close enough that the `kc` rows one
+    // block reads span no more memory than a packed block (so it stays in L2).
+    let direct_b = direct
+        && p.csb == 1
+        && (p.m <= DIRECT_B_MAX_M || kc_max * p.rsb.unsigned_abs() <= bl.kc * bl.nc);
     let nc_max = bl.nc.min(p.n.next_multiple_of(NR));
-    let a_len = (mc_max * kc_max).next_multiple_of(ALIGN);
-    let b_len = kc_max * nc_max;
+    let a_len = if direct_a {
+        0
+    } else {
+        (mc_max * kc_max).next_multiple_of(ALIGN)
+    };
+    let b_len = if direct_b { 0 } else { kc_max * nc_max };
     with_scratch(a_len + b_len, |buf| {
         let (abuf, bbuf) = (buf, buf.wrapping_add(a_len));
         for ic in (0..p.m).step_by(bl.mc) {
@@ -59,30 +78,48 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
             for pc in (0..p.k).step_by(bl.kc) {
                 let kc = bl.kc.min(p.k - pc);
                 let beta = if pc == 0 { p.beta } else { 1.0 };
-                // SAFETY: rows ic..ic+mc and columns pc..pc+kc are inside A; the A
-                // buffer holds mc_max.next_multiple_of(MR) * kc_max floats.
-                unsafe {
-                    let a = p.a.offset(ic as isize * p.rsa + pc as isize * p.csa);
-                    pack_a::<MR>(mc, kc, a, p.rsa, p.csa, abuf);
+                // Element (ic, pc) of A and row pc of B; in bounds as the loops stay
+                // inside the m x k and k x n matrices.
+                let a0 =
+                    p.a.wrapping_offset(ic as isize * p.rsa + pc as isize * p.csa);
+                let b0 = p.b.wrapping_offset(pc as isize * p.rsb);
+                if !direct_a {
+                    // SAFETY: rows ic..ic+mc and columns pc..pc+kc are inside A; the
+                    // A buffer holds mc_max.next_multiple_of(MR) * kc_max floats.
+                    unsafe { pack_a::<MR>(mc, kc, a0, p.rsa, p.csa, abuf) };
                 }
                 for jc in (0..p.n).step_by(bl.nc) {
                     let nc = bl.nc.min(p.n - jc);
-                    // SAFETY: rows pc..pc+kc and columns jc..jc+nc are inside B; the
-                    // B buffer holds nc_max * kc_max floats, nc_max a multiple of NR.
-                    unsafe {
-                        let b = p.b.offset(pc as isize * p.rsb + jc as isize * p.csb);
-                        pack_b::<NR>(kc, nc, b, p.rsb, p.csb, bbuf);
+                    let b_block = b0.wrapping_offset(jc as isize * p.csb);
+                    if !direct_b {
+                        // SAFETY: rows pc..pc+kc and columns jc..jc+nc are inside B;
+                        // the buffer holds nc_max * kc_max floats, nc_max a
+                        // multiple of NR.
+                        unsafe { pack_b::<NR>(kc, nc, b_block, p.rsb, p.csb, bbuf) };
                     }
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
+                        let a = if direct_a {
+                            a0.wrapping_offset(ir as isize * p.rsa)
+                        } else {
+                            abuf.wrapping_add(ir * kc)
+                        };
+                        let kernel = |nr| microkernel::select(isa, mr, nr, direct_a);
                         for jr in (0..nc).step_by(NR) {
                             let nr = NR.min(nc - jr);
+                            let (b, b_ks) = if direct_b {
+                                (b_block.wrapping_add(jr), p.rsb)
+                            } else {
+                                (bbuf.wrapping_add(jr * kc).cast_const(), NR as isize)
+                            };
                             let tile = Tile {
                                 k: kc,
                                 alpha: p.alpha,
                                 beta,
-                                a: abuf.wrapping_add(ir * kc),
-                                b: bbuf.wrapping_add(jr * kc),
+                                a,
+                                a_rs: p.rsa,
+                                b,
+                                b_ks,
                                 c: p.c.wrapping_offset(
                                     (ic + ir) as isize * p.rsc + (jc + jr) as isize * p.csc,
                                 ),
@@ -91,11 +128,13 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
                                 m: mr,
                                 n: nr,
                             };
-                            // SAFETY: the panels were packed above for this (ir, jr),
-                            // B panels start at multiples of NR * kc floats from a
-                            // 64-byte aligned base (NR is a multiple of 16), the C tile
-                            // is inside C, and the CPU supports `isa`.
-                            unsafe { microkernel::select(isa, mr, nr)(&tile) };
+                            // SAFETY: packed panels were filled above for this (ir, jr)
+                            // and B panels start at multiples of NR * kc floats from a
+                            // 64-byte aligned base; direct operands have unit column
+                            // stride (checked above) and the tile's rows and columns
+                            // lie inside A and B; the C tile is inside C; the CPU
+                            // supports `isa`.
+                            unsafe { kernel(nr)(&tile) };
                         }
                     }
                 }

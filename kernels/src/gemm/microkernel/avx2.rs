@@ -34,6 +34,7 @@ unsafe fn tile<const R: usize, const V: usize>(t: &Tile) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2<const R: usize, const V: usize>(t: &Tile) {
     const { assert!(R <= MR && V * LANES <= NR) };
+    debug_assert_eq!(t.b_ks, NR as isize, "AVX2 kernels read packed B only");
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     let (mut a, mut b) = (t.a, t.b);
     for _ in 0..t.k {

@@ -13,44 +13,67 @@ const MR: usize = micro_tile(Isa::Avx512).0;
 const NR: usize = micro_tile(Isa::Avx512).1;
 const LANES: usize = 16;
 
-/// Rows: 4, 8 or 12; vectors: 1 (n <= 16) or 2.
-pub(crate) fn select(m: usize, n: usize) -> KernelFn {
-    match (m.div_ceil(4), n <= LANES) {
-        (0 | 1, true) => tile::<4, 1>,
-        (0 | 1, false) => tile::<4, 2>,
-        (2, true) => tile::<8, 1>,
-        (2, false) => tile::<8, 2>,
-        (_, true) => tile::<12, 1>,
-        (_, false) => tile::<12, 2>,
+/// Rows: 2, 4, ..., 12 (the fewest covering `m`); vectors: 1 (n <= 16) or 2;
+/// `A` packed or direct.
+pub(crate) fn select(m: usize, n: usize, direct_a: bool) -> KernelFn {
+    macro_rules! pick {
+        ($da:literal, $v:literal) => {
+            match m.div_ceil(2) {
+                0 | 1 => tile::<2, $v, $da>,
+                2 => tile::<4, $v, $da>,
+                3 => tile::<6, $v, $da>,
+                4 => tile::<8, $v, $da>,
+                5 => tile::<10, $v, $da>,
+                _ => tile::<12, $v, $da>,
+            }
+        };
+    }
+    match (direct_a, n <= LANES) {
+        (true, true) => pick!(true, 1),
+        (true, false) => pick!(true, 2),
+        (false, true) => pick!(false, 1),
+        (false, false) => pick!(false, 2),
     }
 }
 
 /// # Safety
 /// See the module contract in [`super`]; the CPU must support AVX-512F.
-unsafe fn tile<const R: usize, const V: usize>(t: &Tile) {
+unsafe fn tile<const R: usize, const V: usize, const DIRECT_A: bool>(t: &Tile) {
     // SAFETY: `select` is only reached for `Isa::Avx512`, which the dispatcher
     // checked against the CPU.
-    unsafe { tile_avx512::<R, V>(t) }
+    unsafe { tile_avx512::<R, V, DIRECT_A>(t) }
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const R: usize, const V: usize>(t: &Tile) {
+unsafe fn tile_avx512<const R: usize, const V: usize, const DIRECT_A: bool>(t: &Tile) {
     const { assert!(R <= MR && V * LANES <= NR) };
+    debug_assert!(t.m >= 1 && t.m <= R && t.n >= 1 && t.n <= V * LANES);
+    // Lanes past `n` are never loaded: direct B may end right after column n.
+    let mask: [__mmask16; V] = std::array::from_fn(|v| lane_mask(t.n, v));
+    // Direct A: offset of row r, rows past `m` re-read row 0 (results discarded).
+    let row: [isize; R] = std::array::from_fn(|r| if r < t.m { r as isize * t.a_rs } else { 0 });
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let (mut a, mut b) = (t.a, t.b);
     for _ in 0..t.k {
-        // SAFETY: packed panels hold `k` steps of MR and NR values; B is 64-byte
-        // aligned and NR is a multiple of 16, so every load is aligned.
+        // SAFETY: A: packed panels hold `k` steps of MR values; direct A has rows
+        // 0..m with `k` unit-stride columns. B: `k` steps, `b_ks` apart, of at
+        // least `n` values; masked-off lanes are not accessed.
         unsafe {
-            let bv: [__m512; V] = std::array::from_fn(|v| _mm512_load_ps(b.add(v * LANES)));
+            let bv: [__m512; V] =
+                std::array::from_fn(|v| _mm512_maskz_loadu_ps(mask[v], b.add(v * LANES)));
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*a.add(r));
+                let x = if DIRECT_A {
+                    *a.offset(row[r])
+                } else {
+                    *a.add(r)
+                };
+                let av = _mm512_set1_ps(x);
                 for v in 0..V {
                     acc_r[v] = _mm512_fmadd_ps(av, bv[v], acc_r[v]);
                 }
             }
-            a = a.add(MR);
-            b = b.add(NR);
+            a = a.add(if DIRECT_A { 1 } else { MR });
+            b = b.offset(t.b_ks);
         }
     }
     if t.csc != 1 {
@@ -72,16 +95,11 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(t: &Tile) {
             break;
         }
         for (v, &acc_rv) in acc_r.iter().enumerate() {
-            let cols = t.n.saturating_sub(v * LANES).min(LANES);
-            if cols == 0 {
+            let mask = mask[v];
+            if mask == 0 {
                 break;
             }
-            let mask: __mmask16 = if cols == LANES {
-                !0
-            } else {
-                (1u16 << cols) - 1
-            };
-            // SAFETY: row r < m of C, columns v*16 .. v*16 + cols <= n, unit stride;
+            // SAFETY: row r < m of C, the columns of vector v below n, unit stride;
             // masked-off lanes are neither read nor written.
             unsafe {
                 let c = t.c.offset(r as isize * t.rsc).add(v * LANES);
@@ -92,5 +110,15 @@ unsafe fn tile_avx512<const R: usize, const V: usize>(t: &Tile) {
                 _mm512_mask_storeu_ps(c, mask, x);
             }
         }
+    }
+}
+
+/// Lanes of vector `v` that hold columns `< n`.
+fn lane_mask(n: usize, v: usize) -> __mmask16 {
+    let cols = n.saturating_sub(v * LANES).min(LANES);
+    if cols == LANES {
+        !0
+    } else {
+        (1u16 << cols) - 1
     }
 }

@@ -15,6 +15,7 @@ pub(crate) fn select(_m: usize, _n: usize) -> KernelFn {
 /// # Safety
 /// See the module contract in [`super`].
 unsafe fn tile(t: &Tile) {
+    debug_assert_eq!(t.b_ks, NR as isize, "portable kernels read packed B only");
     let mut acc = [[0.0f32; NR]; MR];
     for p in 0..t.k {
         // SAFETY: the packed panels hold `k` steps of MR (A) and NR (B) values.

@@ -2,8 +2,13 @@
 //!
 //! Contract shared by every ISA (BLIS's, adapted):
 //! - `a` is a packed `A` micro-panel: `k` steps of `MR` values (the ISA's full
-//!   `mr`, even when the kernel variant computes fewer rows); `b` is a packed `B`
-//!   micro-panel, `k` steps of `NR` values, 64-byte aligned. See [`super::pack`].
+//!   `mr`, even when the kernel variant computes fewer rows). `b` is a packed `B`
+//!   micro-panel: `k` steps of `NR` values, 64-byte aligned, `b_ks == NR`. See
+//!   [`super::pack`].
+//! - AVX-512 only, for products where packing costs more than it saves:
+//!   *direct A* kernels read `A` in place (`m` rows `a_rs` apart, unit column
+//!   stride), and any AVX-512 kernel reads a *direct B* in place (`k` rows `b_ks`
+//!   apart, unit column stride; only columns `< n` are touched).
 //! - The kernel computes a tile of at least `m x n` (`m <= mr`, `n <= nr`) and
 //!   writes exactly the elements `(i, j)`, `i < m`, `j < n`, of `C` at
 //!   `c + i*rsc + j*csc`.
@@ -29,7 +34,11 @@ pub(crate) struct Tile {
     pub alpha: f32,
     pub beta: f32,
     pub a: *const f32,
+    /// Row stride of a direct `A` (unused for packed `A`).
+    pub a_rs: isize,
     pub b: *const f32,
+    /// Floats between consecutive `k` steps of `B` (`NR` when packed).
+    pub b_ks: isize,
     pub c: *mut f32,
     pub rsc: isize,
     pub csc: isize,
@@ -44,11 +53,18 @@ pub(crate) struct Tile {
 /// support the ISA the kernel was selected for.
 pub(crate) type KernelFn = unsafe fn(&Tile);
 
-/// The micro-kernel for `isa` covering an `m x n` tile.
-pub(crate) fn select(isa: Isa, m: usize, n: usize) -> KernelFn {
+/// Whether `isa`'s kernels can read `A` and `B` in place (see the module docs).
+pub(crate) fn has_direct(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa == Isa::Avx512
+}
+
+/// The micro-kernel for `isa` covering an `m x n` tile, reading `A` in place if
+/// `direct_a` (only where [`has_direct`]).
+pub(crate) fn select(isa: Isa, m: usize, n: usize, direct_a: bool) -> KernelFn {
+    debug_assert!(!direct_a || has_direct(isa));
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => avx512::select(m, n),
+        Isa::Avx512 => avx512::select(m, n, direct_a),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => avx2::select(m, n),
         _ => generic::select(m, n),
