@@ -1,5 +1,6 @@
 //! `bigdl bench ...`: kernel benchmarks from the command line.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -66,6 +67,7 @@ fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
         (None, None, None) => WORKLOADS.iter().map(|&(_, m, n, k)| (m, n, k)).collect(),
         _ => bail!("give all of --m, --n and --k, or none of them for the standard table"),
     };
+    let mut out = std::io::stdout().lock();
     let threads = args.threads.unwrap_or(pool::num_threads());
     if threads == 0 || threads > pool::num_threads() {
         bail!(
@@ -73,16 +75,18 @@ fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
             pool::num_threads()
         );
     }
-    println!(
+    writeln!(
+        out,
         "# sgemm, trans {}, {threads} thread(s), isa {}, {}",
         args.trans,
         cpu::isa(),
         std::env::consts::ARCH
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<10} {:>6} {:>6} {:>6} {:>10} {:>10} {:>10}",
         "backend", "m", "n", "k", "GFLOP/s", "best", "ms"
-    );
+    )?;
     for &(m, n, k) in &shapes {
         for &backend in &backends {
             let g = Gemm::new(m, n, k)
@@ -91,13 +95,14 @@ fn gemm(args: &GemmArgs) -> anyhow::Result<()> {
                 .parallelism(Parallelism::Threads(threads));
             let (median, best) = time_gemm(&g, backend, Duration::from_millis(args.min_ms))
                 .with_context(|| format!("{backend} {m}x{n}x{k}"))?;
-            println!(
+            writeln!(
+                out,
                 "{:<10} {m:>6} {n:>6} {k:>6} {:>10.1} {:>10.1} {:>10.3}",
                 backend.name(),
                 g.flops() / median / 1e9,
                 g.flops() / best / 1e9,
                 median * 1e3
-            );
+            )?;
         }
     }
     Ok(())

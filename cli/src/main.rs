@@ -39,27 +39,41 @@ fn main() {
         Command::Bench { what } => bench::run(what),
     };
     if let Err(e) = result {
-        eprintln!("bigdl: error: {e:#}");
-        std::process::exit(1);
+        // A closed pipe (`bigdl info | head`) is the reader's choice, not an error.
+        let broken_pipe = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+        if !broken_pipe {
+            eprintln!("bigdl: error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
 fn info() -> anyhow::Result<()> {
     use bigdl_kernels::{cpu, gemm::Backend, pool};
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     let caches = cpu::cache_sizes();
-    println!("isa:      {} (detected {})", cpu::isa(), cpu::detected());
-    println!(
+    writeln!(
+        out,
+        "isa:      {} (detected {})",
+        cpu::isa(),
+        cpu::detected()
+    )?;
+    writeln!(
+        out,
         "caches:   L1d {} KiB, L2 {} KiB, L3 {} KiB",
         caches.l1d >> 10,
         caches.l2 >> 10,
         caches.l3 >> 10
-    );
+    )?;
     let pc = pool::config();
-    println!("pool:     {} threads, pinned: {}", pc.threads, pc.pin);
+    writeln!(out, "pool:     {} threads, pinned: {}", pc.threads, pc.pin)?;
     for b in Backend::ALL {
         match b.describe() {
-            Ok(d) => println!("gemm:     {b}: {d}"),
-            Err(e) => println!("gemm:     {b}: unavailable ({e})"),
+            Ok(d) => writeln!(out, "gemm:     {b}: {d}")?,
+            Err(e) => writeln!(out, "gemm:     {b}: unavailable ({e})")?,
         }
     }
     Ok(())
