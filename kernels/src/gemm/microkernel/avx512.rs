@@ -52,6 +52,14 @@ unsafe fn tile_avx512<const R: usize, const V: usize, const DIRECT_A: bool>(t: &
     let mask: [__mmask16; V] = std::array::from_fn(|v| lane_mask(t.n, v));
     // Direct A: offset of row r, rows past `m` re-read row 0 (results discarded).
     let row: [isize; R] = std::array::from_fn(|r| if r < t.m { r as isize * t.a_rs } else { 0 });
+    if t.csc == 1 {
+        // Start fetching the C tile; the k steps below hide the latency.
+        for r in 0..t.m.min(R) {
+            let row = t.c.wrapping_offset(r as isize * t.rsc) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(row);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(V * LANES * 4 - 1));
+        }
+    }
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let (mut a, mut b) = (t.a, t.b);
     for _ in 0..t.k {
