@@ -121,6 +121,36 @@ pub(crate) unsafe fn pack_b<const NR: usize>(
     csb: isize,
     out: *mut f32,
 ) {
+    if csb == 1 {
+        // In chunks of 8 rows: the chunk's row segments stay in L1 while they are
+        // copied panel by panel, so reads are sequential within rows and writes
+        // sequential within panels (plain panel order jumps a row stride, often a
+        // page, between 128-byte reads; plain row order scatters the writes).
+        let full = nc / NR;
+        let cols = nc - full * NR;
+        for p0 in (0..kc).step_by(8) {
+            let rows = p0..(p0 + 8).min(kc);
+            // SAFETY: rows < kc and columns < nc of the source; outputs inside the
+            // `nc.div_ceil(NR)` panels (caller's contract).
+            unsafe {
+                for q in 0..full {
+                    for p in rows.clone() {
+                        let src = b.offset(p as isize * rsb).add(q * NR);
+                        ptr::copy_nonoverlapping(src, out.add(q * NR * kc + p * NR), NR);
+                    }
+                }
+                if cols > 0 {
+                    for p in rows {
+                        let src = b.offset(p as isize * rsb).add(full * NR);
+                        let d = out.add(full * NR * kc + p * NR);
+                        ptr::copy_nonoverlapping(src, d, cols);
+                        ptr::write_bytes(d.add(cols), 0, NR - cols);
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (q, j0) in (0..nc).step_by(NR).enumerate() {
         let cols = NR.min(nc - j0);
         // SAFETY: all reads are `(p, j0 + j)` with `p < kc`, `j < cols`, inside the
@@ -128,18 +158,7 @@ pub(crate) unsafe fn pack_b<const NR: usize>(
         unsafe {
             let src = b.offset(j0 as isize * csb);
             let dst = out.add(q * NR * kc);
-            if csb == 1 && cols == NR {
-                for p in 0..kc {
-                    // A fixed-size copy compiles to a few vector moves, not a call.
-                    ptr::copy_nonoverlapping(src.offset(p as isize * rsb), dst.add(p * NR), NR);
-                }
-            } else if csb == 1 {
-                for p in 0..kc {
-                    let d = dst.add(p * NR);
-                    ptr::copy_nonoverlapping(src.offset(p as isize * rsb), d, cols);
-                    ptr::write_bytes(d.add(cols), 0, NR - cols);
-                }
-            } else if cols == NR && rsb == 1 {
+            if cols == NR && rsb == 1 {
                 for p in 0..kc {
                     for j in 0..NR {
                         *dst.add(p * NR + j) = *src.offset(j as isize * csb + p as isize);
