@@ -6,6 +6,7 @@
 #   - Intel MKL, static LP64 archives + headers, from the PyPI wheels mkl-static
 #     and mkl-include, into $BIGDL_DEPS/mkl (default /opt/bigdl-deps/mkl), where
 #     kernels/build.rs finds it (or set MKLROOT).
+#   - numpy (PyPI): .npy files are checked against the real NumPy.
 #   - rustfmt and clippy for the gate (they ship with the machine's toolchain).
 set -euo pipefail
 
@@ -38,6 +39,13 @@ else
     $SUDO mkdir -p "$mkl"
     $SUDO python3 -m pip install --quiet --disable-pip-version-check --no-deps \
         --prefix "$mkl" "mkl-static==$MKL_VERSION" "mkl-include==$MKL_VERSION"
+fi
+
+if python3 -c "import numpy" >/dev/null 2>&1; then
+    log "numpy present"
+else
+    log "installing numpy (PyPI): the .npy interoperability tests"
+    python3 -m pip install --quiet --disable-pip-version-check numpy
 fi
 
 for tool in fmt clippy; do

@@ -1,0 +1,306 @@
+//! `Tensor<T>`: shared storage, offset, sizes, strides.
+
+use std::fmt;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::element::Element;
+use crate::error::{Result, TensorError, invalid};
+use crate::shape::{contiguous_strides, numel, walk};
+
+/// A strided view of shared storage, with Torch7 semantics (0-based indices).
+///
+/// Views (`narrow`, `select`, `transpose`, `view`, ...) share the storage of the
+/// tensor they come from: writing through one is seen through all. `Clone` is
+/// such a view of the whole tensor (cheap); [`Tensor::deep_clone`] copies.
+/// Element access and in-place operations take `&self`: the storage is behind a
+/// lock, so tensors can be shared between threads.
+pub struct Tensor<T: Element> {
+    pub(crate) storage: Arc<RwLock<Vec<T>>>,
+    pub(crate) offset: usize,
+    pub(crate) sizes: Vec<usize>,
+    pub(crate) strides: Vec<usize>,
+}
+
+impl<T: Element> Clone for Tensor<T> {
+    fn clone(&self) -> Self {
+        Tensor {
+            storage: Arc::clone(&self.storage),
+            offset: self.offset,
+            sizes: self.sizes.clone(),
+            strides: self.strides.clone(),
+        }
+    }
+}
+
+impl<T: Element> fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = self.to_vec();
+        let shown = &data[..data.len().min(16)];
+        write!(f, "Tensor<{:?}>{:?} {:?}", T::DTYPE, self.sizes, shown)?;
+        if data.len() > shown.len() {
+            write!(f, " ... ({} elements)", data.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// A contiguous tensor of `sizes` holding `data` in row-major order.
+    pub fn from_vec(data: Vec<T>, sizes: &[usize]) -> Result<Tensor<T>> {
+        let n = numel("from_vec", sizes)?;
+        if data.len() != n {
+            return Err(invalid(
+                "from_vec",
+                format!("{} values for shape {sizes:?} ({n} elements)", data.len()),
+            ));
+        }
+        Ok(Tensor {
+            storage: Arc::new(RwLock::new(data)),
+            offset: 0,
+            sizes: sizes.to_vec(),
+            strides: contiguous_strides(sizes),
+        })
+    }
+
+    /// A tensor of `sizes` filled with `value`.
+    pub fn full(sizes: &[usize], value: T) -> Result<Tensor<T>> {
+        let n = numel("full", sizes)?;
+        Tensor::from_vec(vec![value; n], sizes)
+    }
+
+    /// Zeros.
+    pub fn zeros(sizes: &[usize]) -> Result<Tensor<T>> {
+        Tensor::full(sizes, T::ZERO)
+    }
+
+    /// Ones.
+    pub fn ones(sizes: &[usize]) -> Result<Tensor<T>> {
+        Tensor::full(sizes, T::ONE)
+    }
+
+    /// A 0-d tensor.
+    pub fn scalar(value: T) -> Tensor<T> {
+        Tensor::from_vec(vec![value], &[]).expect("one element for a 0-d shape")
+    }
+
+    /// `[0, 1, ..., n-1]`.
+    pub fn arange(n: usize) -> Result<Tensor<T>> {
+        Tensor::from_vec((0..n).map(|i| T::from_f64(i as f64)).collect(), &[n])
+    }
+
+    /// Sizes, outermost first.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// Strides in elements (0 along expanded dimensions).
+    pub fn strides(&self) -> &[usize] {
+        &self.strides
+    }
+
+    /// Offset of the first element in the storage.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Number of dimensions.
+    pub fn dim(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// Size of dimension `d`.
+    pub fn size(&self, d: usize) -> Result<usize> {
+        crate::shape::check_dim("size", d, self.dim())?;
+        Ok(self.sizes[d])
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.sizes.iter().product()
+    }
+
+    /// Whether the elements are laid out row-major without gaps.
+    pub fn is_contiguous(&self) -> bool {
+        if self.numel() == 0 {
+            return true;
+        }
+        let mut expected = 1;
+        for d in (0..self.dim()).rev() {
+            if self.sizes[d] != 1 && self.strides[d] != expected {
+                return false;
+            }
+            expected *= self.sizes[d];
+        }
+        true
+    }
+
+    /// Whether `self` and `other` are views of the same storage.
+    pub fn shares_storage<U: Element>(&self, other: &Tensor<U>) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.storage), Arc::as_ptr(&other.storage))
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<T>> {
+        // A panic while the lock was held cannot leave the numbers invalid.
+        self.storage.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Vec<T>> {
+        self.storage.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn offset_of(&self, op: &'static str, index: &[usize]) -> Result<usize> {
+        if index.len() != self.dim() {
+            return Err(invalid(
+                op,
+                format!("{} indices for a {}-d tensor", index.len(), self.dim()),
+            ));
+        }
+        let mut off = self.offset;
+        for (d, (&i, (&size, &stride))) in index
+            .iter()
+            .zip(self.sizes.iter().zip(&self.strides))
+            .enumerate()
+        {
+            if i >= size {
+                return Err(TensorError::IndexOutOfRange {
+                    op,
+                    dim: d,
+                    index: i,
+                    size,
+                });
+            }
+            off += i * stride;
+        }
+        Ok(off)
+    }
+
+    /// The element at `index` (one index per dimension).
+    pub fn get(&self, index: &[usize]) -> Result<T> {
+        let off = self.offset_of("get", index)?;
+        Ok(self.read()[off])
+    }
+
+    /// Sets the element at `index`.
+    pub fn set(&self, index: &[usize], value: T) -> Result<()> {
+        let off = self.offset_of("set", index)?;
+        self.write()[off] = value;
+        Ok(())
+    }
+
+    /// The value of a one-element tensor.
+    pub fn item(&self) -> Result<T> {
+        if self.numel() != 1 {
+            return Err(invalid(
+                "item",
+                format!("shape {:?} is not one element", self.sizes),
+            ));
+        }
+        let mut out = T::ZERO;
+        self.for_each(|x| out = x);
+        Ok(out)
+    }
+
+    /// Calls `f` on every element in row-major order.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(T)) {
+        let data = self.read();
+        if self.is_contiguous() {
+            data[self.offset..self.offset + self.numel()]
+                .iter()
+                .for_each(|&x| f(x));
+        } else {
+            walk(
+                &self.sizes,
+                [&self.strides],
+                [self.offset],
+                |[o]| f(data[o]),
+            );
+        }
+    }
+
+    /// The elements in row-major order.
+    pub fn to_vec(&self) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.numel());
+        self.for_each(|x| out.push(x));
+        out
+    }
+
+    /// A contiguous copy with its own storage.
+    pub fn deep_clone(&self) -> Tensor<T> {
+        Tensor::from_vec(self.to_vec(), &self.sizes).expect("same shape")
+    }
+
+    /// `self` if already contiguous (sharing storage), else a contiguous copy.
+    pub fn contiguous(&self) -> Tensor<T> {
+        if self.is_contiguous() {
+            self.clone()
+        } else {
+            self.deep_clone()
+        }
+    }
+
+    /// Copies `src` into `self` element by element in row-major order; the two
+    /// may have any layouts but must hold the same number of elements. Safe when
+    /// they overlap (the source is read first).
+    pub fn copy_from(&self, src: &Tensor<T>) -> Result<()> {
+        if src.numel() != self.numel() {
+            return Err(TensorError::ShapeMismatch {
+                op: "copy_from",
+                lhs: self.sizes.clone(),
+                rhs: src.sizes.clone(),
+            });
+        }
+        let values = src.to_vec();
+        let mut it = values.into_iter();
+        self.map_inplace(|_| it.next().expect("same number of elements"));
+        Ok(())
+    }
+
+    /// Sets every element to `value`.
+    pub fn fill(&self, value: T) {
+        self.map_inplace(|_| value);
+    }
+
+    /// Sets every element to zero.
+    pub fn zero(&self) {
+        self.fill(T::ZERO);
+    }
+
+    /// Replaces every element `x` (row-major order) by `f(x)`. Expanded
+    /// dimensions (stride 0) see the same element several times.
+    pub(crate) fn map_inplace(&self, mut f: impl FnMut(T) -> T) {
+        let mut data = self.write();
+        if self.is_contiguous() {
+            let n = self.numel();
+            data[self.offset..self.offset + n]
+                .iter_mut()
+                .for_each(|x| *x = f(*x));
+        } else {
+            walk(&self.sizes, [&self.strides], [self.offset], |[o]| {
+                data[o] = f(data[o])
+            });
+        }
+    }
+
+    /// A new contiguous tensor of `f(x)` for every element.
+    pub(crate) fn map<U: Element>(&self, mut f: impl FnMut(T) -> U) -> Tensor<U> {
+        let mut out = Vec::with_capacity(self.numel());
+        self.for_each(|x| out.push(f(x)));
+        Tensor::from_vec(out, &self.sizes).expect("same shape")
+    }
+
+    /// A view with new geometry over the same storage (no checks: callers
+    /// guarantee every reachable offset is inside the storage).
+    pub(crate) fn restride(
+        &self,
+        offset: usize,
+        sizes: Vec<usize>,
+        strides: Vec<usize>,
+    ) -> Tensor<T> {
+        Tensor {
+            storage: Arc::clone(&self.storage),
+            offset,
+            sizes,
+            strides,
+        }
+    }
+}

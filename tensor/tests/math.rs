@@ -1,0 +1,367 @@
+//! Math against naive f64 references: broadcasting element-wise operations,
+//! reductions, matrix products; random tensors; `.npy` files.
+
+use bigdl_tensor::{Generator, Tensor, TensorError};
+
+fn t64(data: &[f64], sizes: &[usize]) -> Tensor<f64> {
+    Tensor::from_vec(data.to_vec(), sizes).unwrap()
+}
+
+#[test]
+fn broadcasting_binary_ops() {
+    let a = t64(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+    let row = t64(&[10., 20., 30.], &[3]);
+    let col = t64(&[100., 200.], &[2, 1]);
+    assert_eq!(
+        a.add(&row).unwrap().to_vec(),
+        [11., 22., 33., 14., 25., 36.]
+    );
+    assert_eq!(
+        a.cmul(&col).unwrap().to_vec(),
+        [100., 200., 300., 800., 1000., 1200.]
+    );
+    let outer = col.sub(&row).unwrap();
+    assert_eq!(outer.sizes(), &[2, 3]);
+    assert_eq!(outer.to_vec(), [90., 80., 70., 190., 180., 170.]);
+    assert_eq!(
+        a.cdiv(&t64(&[2.], &[])).unwrap().to_vec(),
+        [0.5, 1., 1.5, 2., 2.5, 3.]
+    );
+    // In place: other broadcasts to self; self may not grow.
+    a.add_(&row).unwrap();
+    assert_eq!(a.to_vec(), [11., 22., 33., 14., 25., 36.]);
+    assert!(matches!(
+        row.add_(&a),
+        Err(TensorError::ShapeMismatch { op: "add_", .. })
+    ));
+    assert!(a.add(&t64(&[1., 2.], &[2])).is_err());
+    // In place with an operand aliasing self (a transposed view of itself).
+    let sq = t64(&[1., 2., 3., 4.], &[2, 2]);
+    sq.add_(&sq.t().unwrap()).unwrap();
+    assert_eq!(sq.to_vec(), [2., 5., 5., 8.]);
+    // Through a strided view: only the view's elements change.
+    let base = Tensor::<f64>::zeros(&[3, 3]).unwrap();
+    base.narrow(1, 1, 2).unwrap().add_scalar_(1.0);
+    assert_eq!(base.to_vec(), [0., 1., 1., 0., 1., 1., 0., 1., 1.]);
+}
+
+#[test]
+fn unary_ops_match_std() {
+    let xs = [-2.5f64, -1.0, -0.1, 0.0, 0.3, 1.0, 4.0];
+    let t = t64(&xs, &[7]);
+    let check = |got: Vec<f64>, f: fn(f64) -> f64| {
+        for (g, &x) in got.iter().zip(&xs) {
+            let w = f(x);
+            assert!(g == &w || (g.is_nan() && w.is_nan()), "{x}: {g} vs {w}");
+        }
+    };
+    check(t.exp().to_vec(), f64::exp);
+    check(t.tanh().to_vec(), f64::tanh);
+    check(t.abs().to_vec(), f64::abs);
+    check(t.sqrt().to_vec(), f64::sqrt);
+    check(t.log().to_vec(), f64::ln);
+    check(t.sigmoid().to_vec(), |x| 1.0 / (1.0 + (-x).exp()));
+    assert_eq!(
+        t.clamp(-1.0, 1.0).to_vec(),
+        [-1., -1., -0.1, 0., 0.3, 1., 1.]
+    );
+    assert_eq!(t.pow(2.0).to_vec()[0], 6.25);
+    t.neg_();
+    assert_eq!(t.get(&[0]).unwrap(), 2.5);
+}
+
+#[test]
+fn reductions_along_dims() {
+    // 2 x 3 x 2, values chosen so every dimension matters.
+    let v: Vec<f64> = (0..12).map(|i| ((i * 7) % 12) as f64).collect();
+    let t = t64(&v, &[2, 3, 2]);
+    for dim in 0..3 {
+        let s = t.sum(dim).unwrap();
+        let (mx, imx) = t.max(dim).unwrap();
+        let (mn, imn) = t.min(dim).unwrap();
+        let mut expect_sizes = [2, 3, 2];
+        expect_sizes[dim] = 1;
+        assert_eq!(s.sizes(), &expect_sizes[..]);
+        // Naive reference: walk every output position and scan along `dim`.
+        let out_n: usize = expect_sizes.iter().product();
+        for o in 0..out_n {
+            let mut idx = vec![
+                o / (expect_sizes[1] * expect_sizes[2]),
+                (o / expect_sizes[2]) % expect_sizes[1],
+                o % expect_sizes[2],
+            ];
+            let vals: Vec<f64> = (0..t.sizes()[dim])
+                .map(|i| {
+                    idx[dim] = i;
+                    t.get(&idx).unwrap()
+                })
+                .collect();
+            idx[dim] = 0;
+            assert_eq!(s.get(&idx).unwrap(), vals.iter().sum::<f64>());
+            let (ai, av) = vals
+                .iter()
+                .enumerate()
+                .fold((0, f64::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b });
+            assert_eq!(
+                (imx.get(&idx).unwrap() as usize, mx.get(&idx).unwrap()),
+                (ai, av)
+            );
+            let (ni, nv) = vals
+                .iter()
+                .enumerate()
+                .fold((0, f64::MAX), |b, (i, &x)| if x < b.1 { (i, x) } else { b });
+            assert_eq!(
+                (imn.get(&idx).unwrap() as usize, mn.get(&idx).unwrap()),
+                (ni, nv)
+            );
+        }
+    }
+    assert_eq!(t.sum_all(), 66.0);
+    assert_eq!(t.mean(1).unwrap().sizes(), &[2, 1, 2]);
+    assert_eq!(t.max_all().unwrap(), 11.0);
+    // NaN propagates through max; empty dimensions are errors for max.
+    let n = t64(&[1., f64::NAN, 3.], &[3]);
+    assert!(n.max_all().unwrap().is_nan());
+    assert_eq!(n.argmax(0).unwrap().to_vec(), [1]);
+    assert!(Tensor::<f64>::zeros(&[0, 2]).unwrap().max(0).is_err());
+    assert!(t.sum(3).is_err());
+    // f32 sums accumulate in f64: 1e8 + many ones is not lost.
+    let big = Tensor::<f32>::from_vec([vec![1e8f32], vec![1.0; 100]].concat(), &[101]).unwrap();
+    assert_eq!(big.sum_all(), 100_000_100.0);
+}
+
+fn naive_mm(a: &[f64], b: &[f64], m: usize, n: usize, k: usize) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+        }
+    }
+    c
+}
+
+#[test]
+fn matrix_products_f32_and_f64() {
+    let (m, n, k) = (7, 5, 9);
+    let a: Vec<f64> = (0..m * k).map(|i| ((i * 13) % 7) as f64 - 3.0).collect();
+    let b: Vec<f64> = (0..k * n).map(|i| ((i * 5) % 11) as f64 - 5.0).collect();
+    let want = naive_mm(&a, &b, m, n, k);
+    // f64, and f32 through SGEMM: integer inputs, so exact.
+    assert_eq!(
+        t64(&a, &[m, k]).mm(&t64(&b, &[k, n])).unwrap().to_vec(),
+        want
+    );
+    let af = Tensor::from_vec(a.iter().map(|&x| x as f32).collect(), &[m, k]).unwrap();
+    let bf = Tensor::from_vec(b.iter().map(|&x| x as f32).collect(), &[k, n]).unwrap();
+    let got: Vec<f64> = af
+        .mm(&bf)
+        .unwrap()
+        .to_vec()
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
+    assert_eq!(got, want);
+    // Transposed and non-BLAS-strided operands.
+    let at = af.t().unwrap().contiguous().t().unwrap(); // column-major view of A
+    let got: Vec<f64> = at
+        .mm(&bf)
+        .unwrap()
+        .to_vec()
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
+    assert_eq!(got, want);
+    let wide = Tensor::<f32>::zeros(&[k, 2 * n]).unwrap();
+    let strided = wide.unfold(1, 1, 2).unwrap().select(2, 0).unwrap(); // k x n, stride 2
+    strided.copy_from(&bf).unwrap();
+    let got: Vec<f64> = af
+        .mm(&strided)
+        .unwrap()
+        .to_vec()
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
+    assert_eq!(got, want);
+    // addmm_ with self aliasing an operand: c = 2c + a * c for square c.
+    let c = t64(&[1., 2., 3., 4.], &[2, 2]);
+    c.addmm_(2.0, 1.0, &c.clone(), &t64(&[1., 0., 0., 1.], &[2, 2]))
+        .unwrap();
+    assert_eq!(c.to_vec(), [3., 6., 9., 12.]);
+    // mv, addmv_, bmm.
+    let x = t64(&[1., 1., 1.], &[3]);
+    let a23 = t64(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+    assert_eq!(a23.mv(&x).unwrap().to_vec(), [6., 15.]);
+    let y = t64(&[1., 1.], &[2]);
+    y.addmv_(0.5, 2.0, &a23, &x).unwrap();
+    assert_eq!(y.to_vec(), [12.5, 30.5]);
+    let batch = t64(&[1., 2., 3., 4., 5., 6., 7., 8.], &[2, 2, 2]);
+    assert_eq!(
+        batch.bmm(&batch).unwrap().to_vec(),
+        [7., 10., 15., 22., 67., 78., 91., 106.]
+    );
+    assert!(a23.mm(&a23).is_err());
+    assert!(a23.mv(&y).is_err());
+}
+
+#[test]
+fn random_tensors_are_reproducible_and_well_distributed() {
+    let mut g = Generator::new(42);
+    let u = Tensor::<f64>::uniform(&[20000], -1.0, 3.0, &mut g).unwrap();
+    let n = Tensor::<f32>::normal(&[20000], 2.0, 0.5, &mut g).unwrap();
+    let b = Tensor::<f32>::bernoulli(&[20000], 0.25, &mut g).unwrap();
+    // Same seed, same draws in the same order: identical tensors.
+    let mut g2 = Generator::new(42);
+    assert_eq!(
+        Tensor::<f64>::uniform(&[20000], -1.0, 3.0, &mut g2)
+            .unwrap()
+            .to_vec(),
+        u.to_vec()
+    );
+    assert_eq!(
+        Tensor::<f32>::normal(&[20000], 2.0, 0.5, &mut g2)
+            .unwrap()
+            .to_vec(),
+        n.to_vec()
+    );
+    assert_eq!(g, {
+        let _ = Tensor::<f32>::bernoulli(&[20000], 0.25, &mut g2).unwrap();
+        g2
+    });
+    // Moments within ~5 standard errors.
+    assert!(u.min_all().unwrap() >= -1.0 && u.max_all().unwrap() < 3.0);
+    assert!((u.mean_all() - 1.0).abs() < 5.0 * (16.0f64 / 12.0 / 20000.0).sqrt());
+    let nm = n.mean_all() as f64;
+    assert!((nm - 2.0).abs() < 5.0 * 0.5 / 20000f64.sqrt(), "{nm}");
+    let var = n.add_scalar(-nm as f32).pow(2.0).mean_all() as f64;
+    assert!((var.sqrt() - 0.5).abs() < 0.02, "{var}");
+    assert!((b.mean_all() as f64 - 0.25).abs() < 5.0 * (0.25f64 * 0.75 / 20000.0).sqrt());
+    assert!(Tensor::<f32>::uniform(&[2], 1.0, 0.0, &mut g).is_err());
+    assert!(Tensor::<f32>::bernoulli(&[2], 1.5, &mut g).is_err());
+}
+
+#[test]
+fn npy_round_trip_and_hostile_files() {
+    let dir = std::env::temp_dir().join(format!("bigdl-npy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Tensor::<f32>::arange(24)
+        .unwrap()
+        .view(&[2, 3, 4])
+        .unwrap()
+        .transpose(0, 2)
+        .unwrap();
+    let path = dir.join("t.npy");
+    t.write_npy(&path).unwrap();
+    let back = Tensor::<f32>::read_npy(&path).unwrap();
+    assert_eq!(back.sizes(), t.sizes());
+    assert_eq!(back.to_vec(), t.to_vec());
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len() % 4, 0);
+    assert_eq!(
+        (bytes.len() - 24 * 4) % 64,
+        0,
+        "data starts 64-byte aligned"
+    );
+    // i64 and 1-d and 0-d shapes.
+    for shape in [&[5][..], &[]] {
+        let ti =
+            Tensor::<i64>::from_vec((0..shape.iter().product::<usize>() as i64).collect(), shape)
+                .unwrap();
+        assert_eq!(
+            Tensor::<i64>::from_npy_bytes(&ti.to_npy_bytes())
+                .unwrap()
+                .to_vec(),
+            ti.to_vec()
+        );
+    }
+    // Wrong element type, truncated data, absurd shapes, bad magic: errors.
+    assert!(matches!(
+        Tensor::<f64>::from_npy_bytes(&bytes),
+        Err(TensorError::Format { .. })
+    ));
+    assert!(Tensor::<f32>::from_npy_bytes(&bytes[..bytes.len() - 1]).is_err());
+    assert!(Tensor::<f32>::from_npy_bytes(b"\x93NUMPX\x01\x00\x00\x00").is_err());
+    let huge = String::from_utf8_lossy(&bytes).replace("(4, 3, 2)", "(99999999999, 999999999999)");
+    assert!(Tensor::<f32>::from_npy_bytes(huge.as_bytes()).is_err());
+    let header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }";
+    let mut f = b"\x93NUMPY\x01\x00".to_vec();
+    f.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    f.extend_from_slice(header);
+    f.extend_from_slice(&[0; 12]);
+    assert_eq!(
+        Tensor::<f32>::from_npy_bytes(&f).unwrap().to_vec(),
+        [0.0; 3]
+    );
+    let mut long = f.clone();
+    long[8] = 0xff; // header length past the end of the file
+    assert!(Tensor::<f32>::from_npy_bytes(&long).is_err());
+    // Fortran order: the data is column-major.
+    let fh = b"{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }";
+    let mut ff = b"\x93NUMPY\x01\x00".to_vec();
+    ff.extend_from_slice(&(fh.len() as u16).to_le_bytes());
+    ff.extend_from_slice(fh);
+    for v in [1.0f64, 4.0, 2.0, 5.0, 3.0, 6.0] {
+        ff.extend_from_slice(&v.to_le_bytes());
+    }
+    assert_eq!(
+        Tensor::<f64>::from_npy_bytes(&ff).unwrap().to_vec(),
+        [1., 2., 3., 4., 5., 6.]
+    );
+    assert!(
+        Tensor::<f32>::read_npy(dir.join("missing.npy"))
+            .unwrap_err()
+            .to_string()
+            .contains("missing.npy")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `.npy` files exchanged with the real NumPy (installed by ci/setup.sh; required
+/// when `CI` is set, skipped with a message otherwise).
+#[test]
+fn npy_interoperates_with_numpy() {
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have numpy (ci/setup.sh installs it)"
+        );
+        eprintln!("numpy not installed: skipping the interoperability test");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("bigdl-npy-numpy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ours = dir.join("ours.npy");
+    let theirs = dir.join("theirs.npy");
+    let t = Tensor::<f32>::arange(6)
+        .unwrap()
+        .view(&[2, 3])
+        .unwrap()
+        .t()
+        .unwrap();
+    t.write_npy(&ours).unwrap();
+    let script = format!(
+        "import numpy as np\n\
+         a = np.load({ours:?})\n\
+         assert a.dtype == np.float32 and a.shape == (3, 2), (a.dtype, a.shape)\n\
+         assert (a == np.arange(6, dtype=np.float32).reshape(2, 3).T).all()\n\
+         np.save({theirs:?}, np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4) * 0.5))\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = Tensor::<f64>::read_npy(&theirs).unwrap();
+    assert_eq!(back.sizes(), &[3, 4]);
+    assert_eq!(
+        back.to_vec(),
+        (0..12).map(|i| i as f64 * 0.5).collect::<Vec<_>>()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
