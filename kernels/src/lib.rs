@@ -6,6 +6,7 @@
 //!
 //! - [`cpu`]: instruction-set detection, once per process, and cache sizes.
 //! - [`pool`]: the one process-wide thread pool every parallel kernel runs on.
+//! - [`elementwise`]: vectorised `exp`, `log`, `tanh`, `sigmoid`, ... on slices.
 //! - [`gemm`]: single-precision matrix multiply (BLIS-style native kernel, plus
 //!   optional MKL and OpenBLAS backends chosen at run time).
 //!
@@ -29,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod cpu;
+pub mod elementwise;
 pub mod error;
 pub mod gemm;
 pub mod pool;
