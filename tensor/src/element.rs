@@ -2,6 +2,8 @@
 
 use std::fmt::Debug;
 
+use bigdl_kernels::elementwise::{self as ew, Binary, Unary};
+
 /// Data type tag, as stored in files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
@@ -49,6 +51,73 @@ pub trait Element: Copy + Default + PartialEq + PartialOrd + Debug + Send + Sync
     fn mul(self, other: Self) -> Self;
     /// `self / other` (for integers: 0 when dividing by 0, wrapping on overflow).
     fn div(self, other: Self) -> Self;
+
+    /// `y = op(x)` with a vectorised kernel, if there is one for this type.
+    #[doc(hidden)]
+    fn kernel_unary(_op: Unary, _x: &[Self], _y: &mut [Self]) -> bool {
+        false
+    }
+    /// `x = op(x)` with a vectorised kernel, if there is one for this type.
+    #[doc(hidden)]
+    fn kernel_unary_inplace(_op: Unary, _x: &mut [Self]) -> bool {
+        false
+    }
+    /// `out = a op b` with a vectorised kernel, if there is one for this type.
+    #[doc(hidden)]
+    fn kernel_binary(_op: Binary, _a: &[Self], _b: &[Self], _out: &mut [Self]) -> bool {
+        false
+    }
+    /// `a = a op b` with a vectorised kernel, if there is one for this type.
+    #[doc(hidden)]
+    fn kernel_binary_inplace(_op: Binary, _a: &mut [Self], _b: &[Self]) -> bool {
+        false
+    }
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn to_le_bytes_vec(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn from_le_slice(bytes: &[u8]) -> Self {
+        f32::from_le_bytes(bytes.try_into().expect("element width"))
+    }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+    fn add(self, o: Self) -> Self {
+        self + o
+    }
+    fn sub(self, o: Self) -> Self {
+        self - o
+    }
+    fn mul(self, o: Self) -> Self {
+        self * o
+    }
+    fn div(self, o: Self) -> Self {
+        self / o
+    }
+    fn kernel_unary(op: Unary, x: &[f32], y: &mut [f32]) -> bool {
+        ew::unary(op, x, y).is_ok()
+    }
+    fn kernel_unary_inplace(op: Unary, x: &mut [f32]) -> bool {
+        ew::unary_inplace(op, x);
+        true
+    }
+    fn kernel_binary(op: Binary, a: &[f32], b: &[f32], out: &mut [f32]) -> bool {
+        ew::binary(op, a, b, out).is_ok()
+    }
+    fn kernel_binary_inplace(op: Binary, a: &mut [f32], b: &[f32]) -> bool {
+        ew::binary_inplace(op, a, b).is_ok()
+    }
 }
 
 /// Floating-point elements: the math functions.
@@ -67,7 +136,7 @@ pub trait Float: Element {
     fn abs(self) -> Self;
 }
 
-macro_rules! float_element {
+macro_rules! element_f64 {
     ($t:ty, $tag:ident) => {
         impl Element for $t {
             const DTYPE: DType = DType::$tag;
@@ -101,6 +170,11 @@ macro_rules! float_element {
                 self / o
             }
         }
+    };
+}
+
+macro_rules! float {
+    ($t:ty) => {
         impl Float for $t {
             fn exp(self) -> Self {
                 <$t>::exp(self)
@@ -124,8 +198,9 @@ macro_rules! float_element {
     };
 }
 
-float_element!(f32, F32);
-float_element!(f64, F64);
+element_f64!(f64, F64);
+float!(f32);
+float!(f64);
 
 impl Element for i64 {
     const DTYPE: DType = DType::I64;

@@ -2,7 +2,9 @@
 //! and unary functions, each out of place (a new contiguous tensor) and in place
 //! (methods ending in `_`).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLockReadGuard};
+
+use bigdl_kernels::elementwise::{Binary, Unary};
 
 use crate::element::{Element, Float};
 use crate::error::{Result, TensorError};
@@ -14,7 +16,72 @@ pub(crate) fn lock_first<T: Element, U: Element>(a: &Tensor<T>, b: &Tensor<U>) -
     (Arc::as_ptr(&a.storage) as *const u8) < (Arc::as_ptr(&b.storage) as *const u8)
 }
 
+/// Read locks on `a` and (unless it shares `a`'s storage) `b`, taken in the
+/// global order (see [`Tensor::zip_inplace`]).
+fn read_pair<'a, T: Element>(
+    a: &'a Tensor<T>,
+    b: &'a Tensor<T>,
+) -> (
+    RwLockReadGuard<'a, Vec<T>>,
+    Option<RwLockReadGuard<'a, Vec<T>>>,
+) {
+    if a.shares_storage(b) {
+        (a.read(), None)
+    } else if lock_first(a, b) {
+        let ga = a.read();
+        (ga, Some(b.read()))
+    } else {
+        let gb = b.read();
+        (a.read(), Some(gb))
+    }
+}
+
 impl<T: Element> Tensor<T> {
+    /// Vectorised `self op other` for contiguous tensors of one shape, if `T` has
+    /// a kernel.
+    fn zip_kernel(&self, op: Binary, other: &Tensor<T>) -> Option<Tensor<T>> {
+        if self.sizes != other.sizes || !self.is_contiguous() || !other.is_contiguous() {
+            return None;
+        }
+        let n = self.numel();
+        let mut out = vec![T::ZERO; n];
+        let done = {
+            let (da, db) = read_pair(self, other);
+            let a = &da[self.offset..self.offset + n];
+            let b = match &db {
+                Some(db) => &db[other.offset..other.offset + n],
+                None => &da[other.offset..other.offset + n],
+            };
+            T::kernel_binary(op, a, b, &mut out)
+        };
+        done.then(|| Tensor::from_vec(out, &self.sizes).expect("same shape"))
+    }
+
+    /// Vectorised `self = self op other` for contiguous tensors of one shape in
+    /// different storages, if `T` has a kernel. Returns whether it ran.
+    fn zip_kernel_inplace(&self, op: Binary, other: &Tensor<T>) -> bool {
+        if self.sizes != other.sizes
+            || !self.is_contiguous()
+            || !other.is_contiguous()
+            || self.shares_storage(other)
+        {
+            return false;
+        }
+        let n = self.numel();
+        let (mut da, db) = if lock_first(self, other) {
+            let da = self.write();
+            (da, other.read())
+        } else {
+            let db = other.read();
+            (self.write(), db)
+        };
+        T::kernel_binary_inplace(
+            op,
+            &mut da[self.offset..self.offset + n],
+            &db[other.offset..other.offset + n],
+        )
+    }
+
     /// `f(a, b)` over the broadcast shape of `self` and `other`.
     pub(crate) fn zip_map<U: Element>(
         &self,
@@ -28,24 +95,11 @@ impl<T: Element> Tensor<T> {
         let sb = broadcast_strides(&other.sizes, &other.strides, &shape);
         let mut out = Vec::with_capacity(n);
         let offsets = [self.offset, other.offset];
-        if self.shares_storage(other) {
-            let d = self.read();
-            walk(&shape, [&sa, &sb], offsets, |[i, j]| {
-                out.push(f(d[i], d[j]))
-            });
-        } else {
-            // Two read locks, taken in the global order (see `zip_inplace`).
-            let (da, db) = if lock_first(self, other) {
-                let da = self.read();
-                (da, other.read())
-            } else {
-                let db = other.read();
-                (self.read(), db)
-            };
-            walk(&shape, [&sa, &sb], offsets, |[i, j]| {
-                out.push(f(da[i], db[j]))
-            });
-        }
+        let (da, db) = read_pair(self, other);
+        let db = db.as_deref().unwrap_or(&da);
+        walk(&shape, [&sa, &sb], offsets, |[i, j]| {
+            out.push(f(da[i], db[j]))
+        });
         Tensor::from_vec(out, &shape)
     }
 
@@ -94,15 +148,21 @@ impl<T: Element> Tensor<T> {
 }
 
 macro_rules! binary_ops {
-    ($($name:ident, $name_:ident, $f:expr, $doc:literal;)*) => {
+    ($($name:ident, $name_:ident, $kernel:ident, $f:expr, $doc:literal;)*) => {
         impl<T: Element> Tensor<T> {
             $(
                 #[doc = concat!("`", $doc, "` element-wise, with broadcasting.")]
                 pub fn $name(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-                    self.zip_map(stringify!($name), other, $f)
+                    match self.zip_kernel(Binary::$kernel, other) {
+                        Some(t) => Ok(t),
+                        None => self.zip_map(stringify!($name), other, $f),
+                    }
                 }
                 #[doc = concat!("In place: `self = ", $doc, "`, `other` broadcast to `self`.")]
                 pub fn $name_(&self, other: &Tensor<T>) -> Result<()> {
+                    if self.zip_kernel_inplace(Binary::$kernel, other) {
+                        return Ok(());
+                    }
                     self.zip_inplace(stringify!($name_), other, $f)
                 }
             )*
@@ -111,10 +171,10 @@ macro_rules! binary_ops {
 }
 
 binary_ops! {
-    add, add_, |a: T, b: T| a.add(b), "self + other";
-    sub, sub_, |a: T, b: T| a.sub(b), "self - other";
-    cmul, cmul_, |a: T, b: T| a.mul(b), "self * other";
-    cdiv, cdiv_, |a: T, b: T| a.div(b), "self / other";
+    add, add_, Add, |a: T, b: T| a.add(b), "self + other";
+    sub, sub_, Sub, |a: T, b: T| a.sub(b), "self - other";
+    cmul, cmul_, Mul, |a: T, b: T| a.mul(b), "self * other";
+    cdiv, cdiv_, Div, |a: T, b: T| a.div(b), "self / other";
 }
 
 impl<T: Element> Tensor<T> {
@@ -158,17 +218,44 @@ fn clamp<T: Element>(x: T, lo: T, hi: T) -> T {
     }
 }
 
+impl<T: Element> Tensor<T> {
+    /// `f` of every element, through the vectorised kernel `op` when `T` has one
+    /// and `self` is contiguous.
+    fn unary(&self, op: Unary, f: impl FnMut(T) -> T) -> Tensor<T> {
+        if self.is_contiguous() {
+            let n = self.numel();
+            let mut out = vec![T::ZERO; n];
+            let done = T::kernel_unary(op, &self.read()[self.offset..self.offset + n], &mut out);
+            if done {
+                return Tensor::from_vec(out, &self.sizes).expect("same shape");
+            }
+        }
+        self.map(f)
+    }
+
+    /// In place: as [`Tensor::unary`].
+    fn unary_(&self, op: Unary, f: impl FnMut(T) -> T) {
+        if self.is_contiguous() {
+            let n = self.numel();
+            if T::kernel_unary_inplace(op, &mut self.write()[self.offset..self.offset + n]) {
+                return;
+            }
+        }
+        self.map_inplace(f)
+    }
+}
+
 macro_rules! unary_ops {
-    ($($name:ident, $name_:ident, $f:expr, $doc:literal;)*) => {
+    ($($name:ident, $name_:ident, $kernel:ident, $f:expr, $doc:literal;)*) => {
         impl<T: Float> Tensor<T> {
             $(
-                #[doc = concat!("`", $doc, "` of every element.")]
+                #[doc = concat!("`", $doc, "` of every element (vectorised for contiguous `f32`).")]
                 pub fn $name(&self) -> Tensor<T> {
-                    self.map($f)
+                    self.unary(Unary::$kernel, $f)
                 }
                 #[doc = concat!("In place: `", $doc, "` of every element.")]
                 pub fn $name_(&self) {
-                    self.map_inplace($f)
+                    self.unary_(Unary::$kernel, $f)
                 }
             )*
         }
@@ -176,13 +263,14 @@ macro_rules! unary_ops {
 }
 
 unary_ops! {
-    abs, abs_, |x: T| x.abs(), "|x|";
-    sqrt, sqrt_, |x: T| x.sqrt(), "sqrt(x)";
-    exp, exp_, |x: T| x.exp(), "e^x";
-    log, log_, |x: T| x.ln(), "ln(x)";
-    tanh, tanh_, |x: T| x.tanh(), "tanh(x)";
-    sigmoid, sigmoid_, |x: T| T::ONE.div(T::ONE.add((T::ZERO.sub(x)).exp())), "1 / (1 + e^-x)";
-    neg, neg_, |x: T| T::ZERO.sub(x), "-x";
+    abs, abs_, Abs, |x: T| x.abs(), "|x|";
+    sqrt, sqrt_, Sqrt, |x: T| x.sqrt(), "sqrt(x)";
+    exp, exp_, Exp, |x: T| x.exp(), "e^x";
+    log, log_, Log, |x: T| x.ln(), "ln(x)";
+    tanh, tanh_, Tanh, |x: T| x.tanh(), "tanh(x)";
+    sigmoid, sigmoid_, Sigmoid, |x: T| T::ONE.div(T::ONE.add((T::ZERO.sub(x)).exp())), "1 / (1 + e^-x)";
+    relu, relu_, Relu, |x: T| if x < T::ZERO { T::ZERO } else { x }, "max(x, 0)";
+    neg, neg_, Neg, |x: T| T::ZERO.sub(x), "-x";
 }
 
 impl<T: Float> Tensor<T> {

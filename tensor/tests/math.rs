@@ -365,3 +365,54 @@ fn npy_interoperates_with_numpy() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn f32_kernel_paths_agree_with_the_generic_paths() {
+    let x = Tensor::<f32>::from_vec((0..600).map(|i| i as f32 * 0.02 - 6.0).collect(), &[20, 30])
+        .unwrap();
+    let xt = x.t().unwrap(); // not contiguous: the generic path
+    for (fast, slow) in [
+        (x.exp(), xt.exp()),
+        (x.tanh(), xt.tanh()),
+        (x.sigmoid(), xt.sigmoid()),
+        (x.relu(), xt.relu()),
+    ] {
+        let slow = slow.t().unwrap().to_vec();
+        for (a, b) in fast.to_vec().iter().zip(&slow) {
+            assert!(
+                (a - b).abs() <= 4.0 * f32::EPSILON * b.abs().max(f32::MIN_POSITIVE),
+                "{a} vs {b}"
+            );
+        }
+    }
+    let y = x.add_scalar(1.0);
+    assert_eq!(
+        x.cmul(&y).unwrap().to_vec(),
+        xt.cmul(&y.t().unwrap()).unwrap().t().unwrap().to_vec()
+    );
+    let z = x.deep_clone();
+    z.sub_(&y).unwrap();
+    assert!(z.to_vec().iter().all(|&v| v == -1.0));
+}
+
+#[test]
+fn concurrent_in_place_operations_do_not_deadlock() {
+    let a = Tensor::<f32>::ones(&[256]).unwrap();
+    let b = Tensor::<f32>::ones(&[256]).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (a, b) = (a.clone(), b.clone());
+            s.spawn(move || {
+                for _ in 0..2000 {
+                    match t {
+                        0 => a.add_(&b).unwrap(),
+                        1 => b.add_(&a.mul_scalar(0.0)).unwrap(),
+                        2 => drop(a.add(&b).unwrap()),
+                        _ => b.mul_scalar_(1.0),
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(a.get(&[0]).unwrap(), 2001.0);
+}

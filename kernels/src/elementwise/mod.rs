@@ -381,6 +381,16 @@ pub fn binary(op: Binary, a: &[f32], b: &[f32], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// `a = a op b`.
+pub fn binary_inplace(op: Binary, a: &mut [f32], b: &[f32]) -> Result<()> {
+    check_len("binary_inplace", a.len(), b.len())?;
+    let a = a.as_mut_ptr();
+    // SAFETY: `a` and `b` are valid for the same length; `a` is both the first
+    // input and the output, read before written element by element.
+    unsafe { zip(Some(op), 0.0, a, b.as_ptr(), a, b.len()) };
+    Ok(())
+}
+
 /// `y = alpha * x + y`.
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) -> Result<()> {
     check_len("axpy", x.len(), y.len())?;
