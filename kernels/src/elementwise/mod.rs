@@ -30,7 +30,7 @@ const CHUNK: usize = 1 << 15;
 /// A unary element-wise function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Unary {
-    /// e^x (2 ulp; results below `f32::MIN_POSITIVE` flush to 0).
+    /// e^x (2 ulp; results below `f32::MIN_POSITIVE` may flush to 0).
     Exp,
     /// ln x (2 ulp).
     Log,

@@ -28,24 +28,23 @@ pub(crate) trait Simd: Copy {
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn sqrt(a: Self::V) -> Self::V;
+    /// `y * 2^n` for an integral `n` in [-150, 130]: +inf on overflow; below the
+    /// normal range 0 or the denormal result (AVX-512 keeps denormals, the
+    /// others flush).
+    unsafe fn ldexp(y: Self::V, n: Self::V) -> Self::V;
     /// Round to nearest, ties to even.
     unsafe fn round(a: Self::V) -> Self::V;
-    /// Float to int of an already integral value.
-    unsafe fn to_int(a: Self::V) -> Self::I;
     unsafe fn int_to_float(a: Self::I) -> Self::V;
     unsafe fn bits(a: Self::V) -> Self::I;
     unsafe fn from_bits(a: Self::I) -> Self::V;
     unsafe fn int_splat(x: i32) -> Self::I;
-    unsafe fn int_add(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn int_sub(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn int_and(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn int_or(a: Self::I, b: Self::I) -> Self::I;
     unsafe fn int_xor(a: Self::I, b: Self::I) -> Self::I;
-    unsafe fn int_shl23(a: Self::I) -> Self::I;
     /// Arithmetic shift right by 23.
     unsafe fn int_shr23(a: Self::I) -> Self::I;
     unsafe fn lt(a: Self::V, b: Self::V) -> Self::M;
-    unsafe fn ge(a: Self::V, b: Self::V) -> Self::M;
     unsafe fn eq(a: Self::V, b: Self::V) -> Self::M;
     /// True where `a` is NaN.
     unsafe fn is_nan(a: Self::V) -> Self::M;
@@ -113,12 +112,21 @@ impl Simd for Scalar {
         a.sqrt()
     }
     #[inline(always)]
-    unsafe fn round(a: f32) -> f32 {
-        a.round_ties_even()
+    unsafe fn ldexp(y: f32, n: f32) -> f32 {
+        if n > 128.0 {
+            return f32::INFINITY * y;
+        }
+        if n < -126.0 {
+            return 0.0 * y;
+        }
+        // Two factors, both normal for n in [-126, 128].
+        let n1 = (n * 0.5).round_ties_even();
+        let f = |k: f32| f32::from_bits(((k as i32 + 127) as u32) << 23);
+        y * f(n1) * f(n - n1)
     }
     #[inline(always)]
-    unsafe fn to_int(a: f32) -> i32 {
-        a as i32
+    unsafe fn round(a: f32) -> f32 {
+        a.round_ties_even()
     }
     #[inline(always)]
     unsafe fn int_to_float(a: i32) -> f32 {
@@ -137,10 +145,6 @@ impl Simd for Scalar {
         x
     }
     #[inline(always)]
-    unsafe fn int_add(a: i32, b: i32) -> i32 {
-        a.wrapping_add(b)
-    }
-    #[inline(always)]
     unsafe fn int_sub(a: i32, b: i32) -> i32 {
         a.wrapping_sub(b)
     }
@@ -157,20 +161,12 @@ impl Simd for Scalar {
         a ^ b
     }
     #[inline(always)]
-    unsafe fn int_shl23(a: i32) -> i32 {
-        a.wrapping_shl(23)
-    }
-    #[inline(always)]
     unsafe fn int_shr23(a: i32) -> i32 {
         a >> 23
     }
     #[inline(always)]
     unsafe fn lt(a: f32, b: f32) -> bool {
         a < b
-    }
-    #[inline(always)]
-    unsafe fn ge(a: f32, b: f32) -> bool {
-        a >= b
     }
     #[inline(always)]
     unsafe fn eq(a: f32, b: f32) -> bool {
@@ -243,21 +239,18 @@ mod x86 {
             min(a: __m512, b: __m512) -> __m512 { _mm512_min_ps(a, b) }
             max(a: __m512, b: __m512) -> __m512 { _mm512_max_ps(a, b) }
             sqrt(a: __m512) -> __m512 { _mm512_sqrt_ps(a) }
+            ldexp(y: __m512, n: __m512) -> __m512 { _mm512_scalef_ps(y, n) }
             round(a: __m512) -> __m512 { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
-            to_int(a: __m512) -> __m512i { _mm512_cvtps_epi32(a) }
             int_to_float(a: __m512i) -> __m512 { _mm512_cvtepi32_ps(a) }
             bits(a: __m512) -> __m512i { _mm512_castps_si512(a) }
             from_bits(a: __m512i) -> __m512 { _mm512_castsi512_ps(a) }
             int_splat(x: i32) -> __m512i { _mm512_set1_epi32(x) }
-            int_add(a: __m512i, b: __m512i) -> __m512i { _mm512_add_epi32(a, b) }
             int_sub(a: __m512i, b: __m512i) -> __m512i { _mm512_sub_epi32(a, b) }
             int_and(a: __m512i, b: __m512i) -> __m512i { _mm512_and_si512(a, b) }
             int_or(a: __m512i, b: __m512i) -> __m512i { _mm512_or_si512(a, b) }
             int_xor(a: __m512i, b: __m512i) -> __m512i { _mm512_xor_si512(a, b) }
-            int_shl23(a: __m512i) -> __m512i { _mm512_slli_epi32::<23>(a) }
             int_shr23(a: __m512i) -> __m512i { _mm512_srai_epi32::<23>(a) }
             lt(a: __m512, b: __m512) -> __mmask16 { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b) }
-            ge(a: __m512, b: __m512) -> __mmask16 { _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a, b) }
             eq(a: __m512, b: __m512) -> __mmask16 { _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, b) }
             is_nan(a: __m512) -> __mmask16 { _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a) }
             select(m: __mmask16, a: __m512, b: __m512) -> __m512 { _mm512_mask_blend_ps(m, b, a) }
@@ -303,21 +296,26 @@ mod x86 {
             min(a: __m256, b: __m256) -> __m256 { _mm256_min_ps(a, b) }
             max(a: __m256, b: __m256) -> __m256 { _mm256_max_ps(a, b) }
             sqrt(a: __m256) -> __m256 { _mm256_sqrt_ps(a) }
+            ldexp(y: __m256, n: __m256) -> __m256 {
+                // Two factors, both normal for n in [-126, 128]; outside, inf or 0.
+                let nc = _mm256_min_ps(_mm256_max_ps(n, _mm256_set1_ps(-126.0)), _mm256_set1_ps(128.0));
+                let n1 = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(nc, _mm256_set1_ps(0.5)));
+                let f = |k: __m256| _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127))));
+                let r = _mm256_mul_ps(_mm256_mul_ps(y, f(n1)), f(_mm256_sub_ps(nc, n1)));
+                let r = _mm256_blendv_ps(r, _mm256_set1_ps(f32::INFINITY), _mm256_cmp_ps::<_CMP_GT_OQ>(n, _mm256_set1_ps(128.0)));
+                _mm256_blendv_ps(r, _mm256_setzero_ps(), _mm256_cmp_ps::<_CMP_LT_OQ>(n, _mm256_set1_ps(-126.0)))
+            }
             round(a: __m256) -> __m256 { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
-            to_int(a: __m256) -> __m256i { _mm256_cvtps_epi32(a) }
             int_to_float(a: __m256i) -> __m256 { _mm256_cvtepi32_ps(a) }
             bits(a: __m256) -> __m256i { _mm256_castps_si256(a) }
             from_bits(a: __m256i) -> __m256 { _mm256_castsi256_ps(a) }
             int_splat(x: i32) -> __m256i { _mm256_set1_epi32(x) }
-            int_add(a: __m256i, b: __m256i) -> __m256i { _mm256_add_epi32(a, b) }
             int_sub(a: __m256i, b: __m256i) -> __m256i { _mm256_sub_epi32(a, b) }
             int_and(a: __m256i, b: __m256i) -> __m256i { _mm256_and_si256(a, b) }
             int_or(a: __m256i, b: __m256i) -> __m256i { _mm256_or_si256(a, b) }
             int_xor(a: __m256i, b: __m256i) -> __m256i { _mm256_xor_si256(a, b) }
-            int_shl23(a: __m256i) -> __m256i { _mm256_slli_epi32::<23>(a) }
             int_shr23(a: __m256i) -> __m256i { _mm256_srai_epi32::<23>(a) }
             lt(a: __m256, b: __m256) -> __m256 { _mm256_cmp_ps::<_CMP_LT_OQ>(a, b) }
-            ge(a: __m256, b: __m256) -> __m256 { _mm256_cmp_ps::<_CMP_GE_OQ>(a, b) }
             eq(a: __m256, b: __m256) -> __m256 { _mm256_cmp_ps::<_CMP_EQ_OQ>(a, b) }
             is_nan(a: __m256) -> __m256 { _mm256_cmp_ps::<_CMP_UNORD_Q>(a, a) }
             select(m: __m256, a: __m256, b: __m256) -> __m256 { _mm256_blendv_ps(b, a, m) }
