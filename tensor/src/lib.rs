@@ -14,7 +14,9 @@
 //!   does); matrix products through the kernels' SGEMM ([`Tensor::mm`]).
 //! - Random tensors from a seeded, counter-based [`Generator`]: the same seed
 //!   gives the same values on every run and thread count.
-//! - `.npy` files in and out ([`Tensor::read_npy`], [`Tensor::write_npy`]).
+//! - `.npy` files in and out ([`Tensor::read_npy`], [`Tensor::write_npy`]), and
+//!   a compact, versioned, checksummed binary encoding ([`Tensor::encode`],
+//!   [`Tensor::decode`]) for model files.
 //!
 //! Layout: strides count elements; a contiguous tensor is row-major (C order).
 //! Every user-reachable error is a [`TensorError`] naming the operation and the
@@ -22,6 +24,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod codec;
 mod element;
 mod error;
 mod linalg;
@@ -34,6 +37,7 @@ mod tensor;
 mod view;
 
 pub use bigdl_kernels as kernels;
+pub use codec::crc32;
 pub use element::{DType, Element, Float};
 pub use error::{Result, TensorError};
 pub use linalg::{Linalg, MatRef};

@@ -416,3 +416,47 @@ fn concurrent_in_place_operations_do_not_deadlock() {
     });
     assert_eq!(a.get(&[0]).unwrap(), 2001.0);
 }
+
+#[test]
+fn binary_encoding_round_trips_bitwise_and_rejects_damage() {
+    let odd = [
+        f32::NAN,
+        -0.0,
+        f32::from_bits(0x7fc0_1234),
+        f32::INFINITY,
+        1e-45,
+        3.5,
+    ];
+    let t = Tensor::<f32>::from_vec(odd.to_vec(), &[2, 3])
+        .unwrap()
+        .t()
+        .unwrap();
+    let mut buf = Vec::new();
+    t.encode(&mut buf);
+    Tensor::<i64>::arange(4).unwrap().encode(&mut buf);
+    let (back, used) = Tensor::<f32>::decode(&buf).unwrap();
+    assert_eq!(back.sizes(), &[3, 2]);
+    let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(back.to_vec()), bits(t.to_vec()));
+    let (ints, used2) = Tensor::<i64>::decode(&buf[used..]).unwrap();
+    assert_eq!((ints.to_vec(), used + used2), (vec![0, 1, 2, 3], buf.len()));
+    // A flipped data bit, truncation, a wrong type, a future version, a huge shape.
+    let mut flipped = buf.clone();
+    flipped[used - 1] ^= 1;
+    let e = Tensor::<f32>::decode(&flipped).unwrap_err().to_string();
+    assert!(e.contains("checksum"), "{e}");
+    assert!(Tensor::<f32>::decode(&buf[..used - 1]).is_err());
+    assert!(Tensor::<f64>::decode(&buf).is_err());
+    let mut v2 = buf.clone();
+    v2[4] = 2;
+    assert!(
+        Tensor::<f32>::decode(&v2)
+            .unwrap_err()
+            .to_string()
+            .contains("version 2")
+    );
+    let mut huge = buf.clone();
+    huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(Tensor::<f32>::decode(&huge).is_err());
+    assert!(Tensor::<f32>::decode(b"BDLT").is_err());
+}

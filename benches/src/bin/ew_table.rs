@@ -60,23 +60,18 @@ fn main() {
         if n == *SIZES.last().unwrap() {
             // STREAM triad, the machine's streaming bandwidth reference.
             let (mut a, b, c) = (vec![0.0f32; n], x.clone(), z.clone());
-            let s = run(&mut || {
-                if threads == 1 {
-                    for i in 0..n {
-                        a[i] = b[i] + 0.5 * c[i];
-                    }
-                } else {
-                    use rayon::prelude::*;
-                    bigdl_kernels::pool::pool().install(|| {
-                        a.par_chunks_mut(1 << 16)
-                            .zip(b.par_chunks(1 << 16).zip(c.par_chunks(1 << 16)))
-                            .for_each(|(a, (b, c))| {
-                                for i in 0..a.len() {
-                                    a[i] = b[i] + 0.5 * c[i];
-                                }
-                            })
-                    })
+            let triad = |a: &mut [f32], b: &[f32], c: &[f32]| {
+                for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
+                    *a = b + 0.5 * c;
                 }
+            };
+            let s = run(&mut || {
+                use rayon::prelude::*;
+                bigdl_kernels::pool::pool().install(|| {
+                    a.par_chunks_mut(1 << 16)
+                        .zip(b.par_chunks(1 << 16).zip(c.par_chunks(1 << 16)))
+                        .for_each(|(a, (b, c))| triad(a, b, c))
+                });
                 std::hint::black_box(&a);
             });
             emit("triad", s);
