@@ -84,6 +84,22 @@ fn exact_on_integer_inputs() {
             }
         }
     }
+    // Vectors with tight leading dimensions (ld = 1 for a single row or column:
+    // CBLAS libraries reject it where the line length is larger, so the BLAS
+    // backends must pass a valid ld that is never used).
+    for (m, n, k) in [
+        (45, 1, 185),
+        (1, 45, 185),
+        (1, 1, 300),
+        (7, 1, 1),
+        (1, 9, 1),
+    ] {
+        for g in all_variants(m, n, k) {
+            for beta in [0.0, 1.0] {
+                check_all(g.beta(beta), 0, true, &mut rng);
+            }
+        }
+    }
 }
 
 #[test]

@@ -30,12 +30,15 @@ pub(crate) type SgemmFn = unsafe extern "C" fn(
     ldc: c_int,
 );
 
-/// `(trans, ld)` of an operand with strides `(rs, cs)`, if CBLAS can express it.
-fn operand(rs: isize, cs: isize) -> Option<(c_int, c_int)> {
-    let (trans, ld) = if cs == 1 {
-        (NO_TRANS, rs)
-    } else if rs == 1 {
-        (TRANS, cs)
+/// `(trans, ld)` of a `rows x cols` operand with strides `(rs, cs)`, if CBLAS can
+/// express it. CBLAS checks `ld >= max(1, line length)` even where the stride is
+/// never used (a single row or column), so such an `ld` is replaced by the
+/// smallest valid one; the tests found MKL rejecting `ld = 1` for a 1 x k operand.
+fn operand(rs: isize, cs: isize, rows: usize, cols: usize) -> Option<(c_int, c_int)> {
+    let (trans, ld) = if cs == 1 && (rows <= 1 || rs >= cols as isize) {
+        (NO_TRANS, if rows <= 1 { cols.max(1) as isize } else { rs })
+    } else if rs == 1 && (cols <= 1 || cs >= rows as isize) {
+        (TRANS, if cols <= 1 { rows.max(1) as isize } else { cs })
     } else {
         return None;
     };
@@ -46,9 +49,9 @@ fn operand(rs: isize, cs: isize) -> Option<(c_int, c_int)> {
 pub(crate) fn check(p: &Problem) -> Result<()> {
     let p = p.c_row_major();
     let ok = [p.m, p.n, p.k].iter().all(|&d| c_int::try_from(d).is_ok())
-        && operand(p.rsa, p.csa).is_some()
-        && operand(p.rsb, p.csb).is_some()
-        && operand(p.rsc, p.csc).is_some_and(|(t, _)| t == NO_TRANS);
+        && operand(p.rsa, p.csa, p.m, p.k).is_some()
+        && operand(p.rsb, p.csb, p.k, p.n).is_some()
+        && operand(p.rsc, p.csc, p.m, p.n).is_some_and(|(t, _)| t == NO_TRANS);
     if ok {
         Ok(())
     } else {
@@ -71,9 +74,9 @@ pub(crate) fn check(p: &Problem) -> Result<()> {
 pub(crate) unsafe fn call(sgemm: SgemmFn, p: &Problem) {
     let p = p.c_row_major();
     let (Some((ta, lda)), Some((tb, ldb)), Some((_, ldc))) = (
-        operand(p.rsa, p.csa),
-        operand(p.rsb, p.csb),
-        operand(p.rsc, p.csc),
+        operand(p.rsa, p.csa, p.m, p.k),
+        operand(p.rsb, p.csb, p.k, p.n),
+        operand(p.rsc, p.csc, p.m, p.n),
     ) else {
         unreachable!("cblas::check accepted this problem");
     };
