@@ -36,8 +36,3 @@ pub mod gemm;
 pub mod pool;
 
 pub use error::{KernelError, Result};
-
-/// The README's example, compiled and run as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

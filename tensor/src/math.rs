@@ -186,6 +186,14 @@ impl<T: Element> Tensor<T> {
     pub fn add_scalar_(&self, v: T) {
         self.map_inplace(|x| x.add(v))
     }
+    /// `self - v`.
+    pub fn sub_scalar(&self, v: T) -> Tensor<T> {
+        self.map(|x| x.sub(v))
+    }
+    /// In place: `self -= v`.
+    pub fn sub_scalar_(&self, v: T) {
+        self.map_inplace(|x| x.sub(v))
+    }
     /// `self * v`.
     pub fn mul_scalar(&self, v: T) -> Tensor<T> {
         self.map(|x| x.mul(v))
@@ -197,6 +205,10 @@ impl<T: Element> Tensor<T> {
     /// `self / v`.
     pub fn div_scalar(&self, v: T) -> Tensor<T> {
         self.map(|x| x.div(v))
+    }
+    /// In place: `self /= v`.
+    pub fn div_scalar_(&self, v: T) {
+        self.map_inplace(|x| x.div(v))
     }
     /// Every element limited to `[lo, hi]` (NaN stays NaN).
     pub fn clamp(&self, lo: T, hi: T) -> Tensor<T> {
