@@ -7,6 +7,7 @@
 //! - [`cpu`]: instruction-set detection, once per process, and cache sizes.
 //! - [`pool`]: the one process-wide thread pool every parallel kernel runs on.
 //! - [`elementwise`]: vectorised `exp`, `log`, `tanh`, `sigmoid`, ... on slices.
+//! - [`conv`]: 2-D convolution (im2col + SGEMM, direct 1x1), forward and backward.
 //! - [`gemm`]: single-precision matrix multiply (BLIS-style native kernel, plus
 //!   optional MKL and OpenBLAS backends chosen at run time).
 //!
@@ -29,6 +30,7 @@
 //! - `BIGDL_OPENBLAS_LIB=path`: the OpenBLAS shared library to load.
 #![deny(missing_docs)]
 
+pub mod conv;
 pub mod cpu;
 pub mod elementwise;
 pub mod error;

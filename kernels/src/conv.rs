@@ -1,0 +1,500 @@
+//! 2-D convolution in NCHW: forward, backward-data, backward-weights (and bias),
+//! with stride, asymmetric padding, dilation and groups (depthwise included).
+//!
+//! Plan, then run: [`Conv2d::plan`] validates the geometry, picks the algorithm
+//! and states the scratch size; running allocates nothing of its own (the GEMMs
+//! reuse their thread-local packing buffers).
+//!
+//! Algorithms: `im2col` + SGEMM in general; `Direct1x1` for 1x1 kernels with
+//! stride 1 and no padding, where the input already is the column matrix.
+//!
+//! Layouts (all row-major, contiguous): input `N x C x H x W`, weight
+//! `OC x C/groups x KH x KW`, output `N x OC x OH x OW`, with
+//! `OH = (H + pad_top + pad_bottom - dilation_h (KH - 1) - 1) / stride_h + 1`.
+
+use crate::error::{KernelError, Result};
+use crate::gemm::{Gemm, Transpose};
+
+const OP: &str = "conv2d";
+
+/// The geometry of a 2-D convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2d {
+    /// Images per batch (N).
+    pub batch: usize,
+    /// Input channels (C).
+    pub in_channels: usize,
+    /// Input height (H).
+    pub in_h: usize,
+    /// Input width (W).
+    pub in_w: usize,
+    /// Output channels (OC).
+    pub out_channels: usize,
+    /// Kernel height (KH).
+    pub kernel_h: usize,
+    /// Kernel width (KW).
+    pub kernel_w: usize,
+    /// Vertical stride.
+    pub stride_h: usize,
+    /// Horizontal stride.
+    pub stride_w: usize,
+    /// Zero rows above.
+    pub pad_top: usize,
+    /// Zero rows below.
+    pub pad_bottom: usize,
+    /// Zero columns left.
+    pub pad_left: usize,
+    /// Zero columns right.
+    pub pad_right: usize,
+    /// Vertical dilation (1 = dense).
+    pub dilation_h: usize,
+    /// Horizontal dilation (1 = dense).
+    pub dilation_w: usize,
+    /// Groups: channels are split into `groups` independent convolutions
+    /// (`groups == in_channels == out_channels` is depthwise).
+    pub groups: usize,
+}
+
+/// The algorithm a plan runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvAlgo {
+    /// Unfold the input into a column matrix, then one SGEMM per image and group.
+    Im2col,
+    /// 1x1 kernel, stride 1, no padding: the input is the column matrix.
+    Direct1x1,
+}
+
+/// A validated convolution with its algorithm and scratch size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvPlan {
+    /// The geometry.
+    pub conv: Conv2d,
+    /// Output height.
+    pub out_h: usize,
+    /// Output width.
+    pub out_w: usize,
+    /// The algorithm.
+    pub algo: ConvAlgo,
+}
+
+fn invalid(what: String) -> KernelError {
+    KernelError::InvalidArgument { op: OP, what }
+}
+
+impl Conv2d {
+    /// A convolution with square kernel `k`, stride `s`, symmetric padding `p`,
+    /// no dilation and one group.
+    pub fn new(
+        batch: usize,
+        in_channels: usize,
+        in_hw: (usize, usize),
+        out_channels: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+    ) -> Conv2d {
+        Conv2d {
+            batch,
+            in_channels,
+            in_h: in_hw.0,
+            in_w: in_hw.1,
+            out_channels,
+            kernel_h: k,
+            kernel_w: k,
+            stride_h: s,
+            stride_w: s,
+            pad_top: p,
+            pad_bottom: p,
+            pad_left: p,
+            pad_right: p,
+            dilation_h: 1,
+            dilation_w: 1,
+            groups: 1,
+        }
+    }
+
+    /// Validates the geometry and picks the algorithm.
+    pub fn plan(&self) -> Result<ConvPlan> {
+        let c = self;
+        if [
+            c.kernel_h,
+            c.kernel_w,
+            c.stride_h,
+            c.stride_w,
+            c.dilation_h,
+            c.dilation_w,
+            c.groups,
+        ]
+        .contains(&0)
+        {
+            return Err(invalid(format!(
+                "kernel, stride, dilation and groups must be positive: {c:?}"
+            )));
+        }
+        if !c.in_channels.is_multiple_of(c.groups) || !c.out_channels.is_multiple_of(c.groups) {
+            return Err(invalid(format!(
+                "{} input and {} output channels do not split into {} groups",
+                c.in_channels, c.out_channels, c.groups
+            )));
+        }
+        let out = |size: usize,
+                   lo: usize,
+                   hi: usize,
+                   k: usize,
+                   s: usize,
+                   d: usize|
+         -> Result<usize> {
+            let span = d.checked_mul(k - 1).and_then(|x| x.checked_add(1));
+            let padded = size.checked_add(lo).and_then(|x| x.checked_add(hi));
+            match (span, padded) {
+                (Some(span), Some(padded)) if padded >= span => Ok((padded - span) / s + 1),
+                _ => Err(invalid(format!(
+                    "a kernel spanning {} does not fit an input of {size} padded by {lo} + {hi}",
+                    d.saturating_mul(k - 1).saturating_add(1)
+                ))),
+            }
+        };
+        let out_h = out(
+            c.in_h,
+            c.pad_top,
+            c.pad_bottom,
+            c.kernel_h,
+            c.stride_h,
+            c.dilation_h,
+        )?;
+        let out_w = out(
+            c.in_w,
+            c.pad_left,
+            c.pad_right,
+            c.kernel_w,
+            c.stride_w,
+            c.dilation_w,
+        )?;
+        // Every buffer size must be representable (checked once, here).
+        let sizes = [
+            [c.batch, c.in_channels, c.in_h, c.in_w],
+            [c.batch, c.out_channels, out_h, out_w],
+            [
+                c.out_channels,
+                c.in_channels / c.groups,
+                c.kernel_h,
+                c.kernel_w,
+            ],
+            [
+                c.in_channels / c.groups,
+                c.kernel_h * c.kernel_w,
+                out_h,
+                out_w,
+            ],
+        ];
+        for s in sizes {
+            s.iter()
+                .try_fold(1usize, |a, &x| a.checked_mul(x))
+                .filter(|&n| n <= isize::MAX as usize / 8)
+                .ok_or_else(|| invalid(format!("sizes {s:?} overflow")))?;
+        }
+        let direct = c.kernel_h == 1
+            && c.kernel_w == 1
+            && c.stride_h == 1
+            && c.stride_w == 1
+            && c.pad_top + c.pad_bottom + c.pad_left + c.pad_right == 0;
+        Ok(ConvPlan {
+            conv: *c,
+            out_h,
+            out_w,
+            algo: if direct {
+                ConvAlgo::Direct1x1
+            } else {
+                ConvAlgo::Im2col
+            },
+        })
+    }
+}
+
+impl ConvPlan {
+    fn cg(&self) -> usize {
+        self.conv.in_channels / self.conv.groups
+    }
+    fn ocg(&self) -> usize {
+        self.conv.out_channels / self.conv.groups
+    }
+    /// Rows of the column matrix: `C/groups x KH x KW`.
+    fn k(&self) -> usize {
+        self.cg() * self.conv.kernel_h * self.conv.kernel_w
+    }
+    /// Output pixels per image: `OH x OW`.
+    fn p(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// Elements of the input.
+    pub fn input_len(&self) -> usize {
+        let c = &self.conv;
+        c.batch * c.in_channels * c.in_h * c.in_w
+    }
+    /// Elements of the output.
+    pub fn output_len(&self) -> usize {
+        self.conv.batch * self.conv.out_channels * self.p()
+    }
+    /// Elements of the weight.
+    pub fn weight_len(&self) -> usize {
+        self.conv.out_channels * self.k()
+    }
+    /// Floats of scratch every run needs (0 for `Direct1x1`).
+    pub fn scratch_len(&self) -> usize {
+        match self.algo {
+            ConvAlgo::Im2col => self.k() * self.p(),
+            ConvAlgo::Direct1x1 => 0,
+        }
+    }
+
+    fn check(&self, bufs: &[(&'static str, usize, usize)]) -> Result<()> {
+        for &(name, len, needed) in bufs {
+            if len != needed && !(name == "scratch" && len > needed) {
+                return Err(KernelError::BufferTooSmall {
+                    op: OP,
+                    name,
+                    len,
+                    needed,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `output = conv(input, weight) + bias`.
+    pub fn forward(
+        &self,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<()> {
+        self.check(&[
+            ("input", input.len(), self.input_len()),
+            ("weight", weight.len(), self.weight_len()),
+            ("output", output.len(), self.output_len()),
+            ("scratch", scratch.len(), self.scratch_len()),
+        ])?;
+        if let Some(b) = bias {
+            self.check(&[("bias", b.len(), self.conv.out_channels)])?;
+        }
+        let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
+        let in_img = c.in_channels * c.in_h * c.in_w;
+        let in_grp = self.cg() * c.in_h * c.in_w;
+        for n in 0..c.batch {
+            for g in 0..c.groups {
+                let x = &input[n * in_img + g * in_grp..][..in_grp];
+                let cols: &[f32] = match self.algo {
+                    ConvAlgo::Direct1x1 => x,
+                    ConvAlgo::Im2col => {
+                        self.im2col(x, &mut scratch[..k * p]);
+                        &scratch[..k * p]
+                    }
+                };
+                let w = &weight[g * ocg * k..][..ocg * k];
+                let out = &mut output[(n * c.out_channels + g * ocg) * p..][..ocg * p];
+                Gemm::new(ocg, p, k).run(w, cols, out)?;
+                if let Some(b) = bias {
+                    for (o, row) in out.chunks_mut(p).enumerate() {
+                        let bv = b[g * ocg + o];
+                        row.iter_mut().for_each(|v| *v += bv);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `grad_input = conv^T(grad_output, weight)` (overwrites `grad_input`).
+    pub fn backward_data(
+        &self,
+        grad_output: &[f32],
+        weight: &[f32],
+        grad_input: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<()> {
+        self.check(&[
+            ("grad_output", grad_output.len(), self.output_len()),
+            ("weight", weight.len(), self.weight_len()),
+            ("grad_input", grad_input.len(), self.input_len()),
+            ("scratch", scratch.len(), self.scratch_len()),
+        ])?;
+        let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
+        let in_img = c.in_channels * c.in_h * c.in_w;
+        let in_grp = self.cg() * c.in_h * c.in_w;
+        for n in 0..c.batch {
+            for g in 0..c.groups {
+                let w = &weight[g * ocg * k..][..ocg * k];
+                let gy = &grad_output[(n * c.out_channels + g * ocg) * p..][..ocg * p];
+                let gx = &mut grad_input[n * in_img + g * in_grp..][..in_grp];
+                // cols (k x p) = W^T (k x ocg) * gy (ocg x p)
+                let gemm = Gemm::new(k, p, ocg).trans_a(Transpose::Yes);
+                match self.algo {
+                    ConvAlgo::Direct1x1 => gemm.run(w, gy, gx)?,
+                    ConvAlgo::Im2col => {
+                        gemm.run(w, gy, &mut scratch[..k * p])?;
+                        gx.fill(0.0);
+                        self.col2im(&scratch[..k * p], gx);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `grad_weight (+)= dL/dW` and `grad_bias (+)= dL/db` for one batch;
+    /// `accumulate = false` overwrites instead of adding.
+    pub fn backward_weights(
+        &self,
+        input: &[f32],
+        grad_output: &[f32],
+        grad_weight: &mut [f32],
+        grad_bias: Option<&mut [f32]>,
+        scratch: &mut [f32],
+        accumulate: bool,
+    ) -> Result<()> {
+        self.check(&[
+            ("input", input.len(), self.input_len()),
+            ("grad_output", grad_output.len(), self.output_len()),
+            ("grad_weight", grad_weight.len(), self.weight_len()),
+            ("scratch", scratch.len(), self.scratch_len()),
+        ])?;
+        if let Some(b) = &grad_bias {
+            self.check(&[("grad_bias", b.len(), self.conv.out_channels)])?;
+        }
+        let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
+        let in_img = c.in_channels * c.in_h * c.in_w;
+        let in_grp = self.cg() * c.in_h * c.in_w;
+        if !accumulate {
+            grad_weight.fill(0.0);
+        }
+        for n in 0..c.batch {
+            for g in 0..c.groups {
+                let x = &input[n * in_img + g * in_grp..][..in_grp];
+                let cols: &[f32] = match self.algo {
+                    ConvAlgo::Direct1x1 => x,
+                    ConvAlgo::Im2col => {
+                        self.im2col(x, &mut scratch[..k * p]);
+                        &scratch[..k * p]
+                    }
+                };
+                let gy = &grad_output[(n * c.out_channels + g * ocg) * p..][..ocg * p];
+                let gw = &mut grad_weight[g * ocg * k..][..ocg * k];
+                // gw (ocg x k) += gy (ocg x p) * cols^T (p x k)
+                Gemm::new(ocg, k, p)
+                    .trans_b(Transpose::Yes)
+                    .beta(1.0)
+                    .run(gy, cols, gw)?;
+            }
+        }
+        if let Some(gb) = grad_bias {
+            if !accumulate {
+                gb.fill(0.0);
+            }
+            for n in 0..c.batch {
+                for (o, b) in gb.iter_mut().enumerate() {
+                    let row = &grad_output[(n * c.out_channels + o) * p..][..p];
+                    *b += row.iter().map(|&v| v as f64).sum::<f64>() as f32;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// For each output column (oh, ow) and each row (c, kh, kw): the input pixel
+    /// row and the range of output columns that read inside the image.
+    fn im2col(&self, x: &[f32], cols: &mut [f32]) {
+        let c = &self.conv;
+        let (oh_n, ow_n) = (self.out_h, self.out_w);
+        let mut row = 0;
+        for ch in 0..self.cg() {
+            let plane = &x[ch * c.in_h * c.in_w..][..c.in_h * c.in_w];
+            for kh in 0..c.kernel_h {
+                for kw in 0..c.kernel_w {
+                    let dst = &mut cols[row * oh_n * ow_n..][..oh_n * ow_n];
+                    let (lo, hi) =
+                        valid_range(ow_n, kw * c.dilation_w, c.pad_left, c.stride_w, c.in_w);
+                    for oh in 0..oh_n {
+                        let d = &mut dst[oh * ow_n..][..ow_n];
+                        let ih = (oh * c.stride_h + kh * c.dilation_h).wrapping_sub(c.pad_top);
+                        if ih >= c.in_h {
+                            d.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[ih * c.in_w..][..c.in_w];
+                        d[..lo].fill(0.0);
+                        d[hi..].fill(0.0);
+                        let base = kw * c.dilation_w;
+                        if hi <= lo {
+                            // No column of this row reads inside the image.
+                        } else if c.stride_w == 1 {
+                            let start = lo + base - c.pad_left;
+                            d[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                        } else {
+                            for (ow, v) in d.iter_mut().enumerate().take(hi).skip(lo) {
+                                *v = src[ow * c.stride_w + base - c.pad_left];
+                            }
+                        }
+                    }
+                    row += 1;
+                }
+            }
+        }
+    }
+
+    /// Adds each column entry back onto the input pixel it came from.
+    fn col2im(&self, cols: &[f32], gx: &mut [f32]) {
+        let c = &self.conv;
+        let (oh_n, ow_n) = (self.out_h, self.out_w);
+        let mut row = 0;
+        for ch in 0..self.cg() {
+            let plane = &mut gx[ch * c.in_h * c.in_w..][..c.in_h * c.in_w];
+            for kh in 0..c.kernel_h {
+                for kw in 0..c.kernel_w {
+                    let srcs = &cols[row * oh_n * ow_n..][..oh_n * ow_n];
+                    let (lo, hi) =
+                        valid_range(ow_n, kw * c.dilation_w, c.pad_left, c.stride_w, c.in_w);
+                    let base = kw * c.dilation_w;
+                    for oh in 0..oh_n {
+                        let ih = (oh * c.stride_h + kh * c.dilation_h).wrapping_sub(c.pad_top);
+                        if ih >= c.in_h {
+                            continue;
+                        }
+                        let dst = &mut plane[ih * c.in_w..][..c.in_w];
+                        let s = &srcs[oh * ow_n..][..ow_n];
+                        for ow in lo..hi {
+                            dst[ow * c.stride_w + base - c.pad_left] += s[ow];
+                        }
+                    }
+                    row += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Output columns `lo..hi` whose input column `ow * stride + offset - pad` lies
+/// in `0..size`.
+fn valid_range(
+    out: usize,
+    offset: usize,
+    pad: usize,
+    stride: usize,
+    size: usize,
+) -> (usize, usize) {
+    // First ow with ow * stride + offset >= pad.
+    let lo = if offset >= pad {
+        0
+    } else {
+        (pad - offset).div_ceil(stride)
+    };
+    // Last ow with ow * stride + offset - pad < size.
+    let hi = if size + pad > offset {
+        (size + pad - offset).div_ceil(stride)
+    } else {
+        0
+    };
+    (lo.min(out), hi.min(out).max(lo.min(out)))
+}

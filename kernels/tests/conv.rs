@@ -1,0 +1,303 @@
+//! Convolution against naive f64 references (forward, grad-input, grad-weight,
+//! grad-bias) on random geometries, plus finite-difference checks of the
+//! backward passes and NaN-poisoned outputs.
+
+mod common;
+
+use bigdl_kernels::KernelError;
+use bigdl_kernels::conv::{Conv2d, ConvAlgo, ConvPlan};
+use common::Rng;
+
+fn random_conv(rng: &mut Rng) -> Conv2d {
+    let groups = [1, 1, 2, 3][rng.range(0, 3)];
+    let k = rng.range(1, 4);
+    Conv2d {
+        batch: rng.range(1, 3),
+        in_channels: groups * rng.range(1, 3),
+        in_h: rng.range(1, 11),
+        in_w: rng.range(1, 11),
+        out_channels: groups * rng.range(1, 3),
+        kernel_h: k,
+        kernel_w: rng.range(1, 4),
+        stride_h: rng.range(1, 3),
+        stride_w: rng.range(1, 4),
+        pad_top: rng.range(0, 4),
+        pad_bottom: rng.range(0, 2),
+        pad_left: rng.range(0, 5),
+        pad_right: rng.range(0, 2),
+        dilation_h: rng.range(1, 2),
+        dilation_w: rng.range(1, 3),
+        groups,
+    }
+}
+
+/// Calls `f(n, oc, oh, ow, ci, kh, kw, ih, iw)` for every multiply of the
+/// convolution (the naive loop nest every reference is built from).
+fn for_each_tap(p: &ConvPlan, mut f: impl FnMut([usize; 9])) {
+    let c = &p.conv;
+    let (cg, ocg) = (c.in_channels / c.groups, c.out_channels / c.groups);
+    for n in 0..c.batch {
+        for oc in 0..c.out_channels {
+            let g = oc / ocg;
+            for oh in 0..p.out_h {
+                for ow in 0..p.out_w {
+                    for ci in 0..cg {
+                        for kh in 0..c.kernel_h {
+                            for kw in 0..c.kernel_w {
+                                let ih = (oh * c.stride_h + kh * c.dilation_h) as isize
+                                    - c.pad_top as isize;
+                                let iw = (ow * c.stride_w + kw * c.dilation_w) as isize
+                                    - c.pad_left as isize;
+                                if ih >= 0
+                                    && iw >= 0
+                                    && (ih as usize) < c.in_h
+                                    && (iw as usize) < c.in_w
+                                {
+                                    f([
+                                        n,
+                                        oc,
+                                        oh,
+                                        ow,
+                                        g * cg + ci,
+                                        kh,
+                                        kw,
+                                        ih as usize,
+                                        iw as usize,
+                                    ]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Idx<'a>(&'a ConvPlan);
+impl Idx<'_> {
+    fn x(&self, n: usize, ch: usize, h: usize, w: usize) -> usize {
+        let c = &self.0.conv;
+        ((n * c.in_channels + ch) * c.in_h + h) * c.in_w + w
+    }
+    fn y(&self, n: usize, oc: usize, h: usize, w: usize) -> usize {
+        ((n * self.0.conv.out_channels + oc) * self.0.out_h + h) * self.0.out_w + w
+    }
+    fn w(&self, oc: usize, ci_global: usize, kh: usize, kw: usize) -> usize {
+        let c = &self.0.conv;
+        let cg = c.in_channels / c.groups;
+        ((oc * cg + ci_global % cg) * c.kernel_h + kh) * c.kernel_w + kw
+    }
+}
+
+fn close(got: f32, want: f64, mag: f64, what: &str) {
+    let tol = 64.0 * f32::EPSILON as f64 * mag + 1e-30;
+    assert!(
+        (got as f64 - want).abs() <= tol,
+        "{what}: {got} vs {want} (tol {tol})"
+    );
+}
+
+#[test]
+fn forward_and_backward_match_naive_references() {
+    let mut rng = Rng::from_env("forward_and_backward_match_naive_references");
+    let mut tested = 0;
+    while tested < 150 {
+        let conv = random_conv(&mut rng);
+        let Ok(p) = conv.plan() else { continue };
+        tested += 1;
+        let ix = Idx(&p);
+        let x: Vec<f32> = (0..p.input_len()).map(|_| rng.float()).collect();
+        let w: Vec<f32> = (0..p.weight_len()).map(|_| rng.float()).collect();
+        let b: Vec<f32> = (0..conv.out_channels).map(|_| rng.float()).collect();
+        let gy: Vec<f32> = (0..p.output_len()).map(|_| rng.float()).collect();
+        let mut scratch = vec![f32::NAN; p.scratch_len()];
+        // Forward, NaN-poisoned output.
+        let mut y = vec![f32::NAN; p.output_len()];
+        p.forward(&x, &w, Some(&b), &mut y, &mut scratch).unwrap();
+        let (mut want, mut mag) = (vec![0.0f64; y.len()], vec![0.0f64; y.len()]);
+        for n in 0..conv.batch {
+            for oc in 0..conv.out_channels {
+                for oh in 0..p.out_h {
+                    for ow in 0..p.out_w {
+                        want[ix.y(n, oc, oh, ow)] = b[oc] as f64;
+                        mag[ix.y(n, oc, oh, ow)] = b[oc].abs() as f64;
+                    }
+                }
+            }
+        }
+        let (mut gx_want, mut gx_mag) = (vec![0.0f64; x.len()], vec![0.0f64; x.len()]);
+        let (mut gw_want, mut gw_mag) = (vec![0.0f64; w.len()], vec![0.0f64; w.len()]);
+        for_each_tap(&p, |[n, oc, oh, ow, ci, kh, kw, ih, iw]| {
+            let (xi, yi, wi) = (
+                ix.x(n, ci, ih, iw),
+                ix.y(n, oc, oh, ow),
+                ix.w(oc, ci, kh, kw),
+            );
+            want[yi] += x[xi] as f64 * w[wi] as f64;
+            mag[yi] += (x[xi] as f64 * w[wi] as f64).abs();
+            gx_want[xi] += gy[yi] as f64 * w[wi] as f64;
+            gx_mag[xi] += (gy[yi] as f64 * w[wi] as f64).abs();
+            gw_want[wi] += gy[yi] as f64 * x[xi] as f64;
+            gw_mag[wi] += (gy[yi] as f64 * x[xi] as f64).abs();
+        });
+        for i in 0..y.len() {
+            close(y[i], want[i], mag[i], &format!("forward {conv:?} [{i}]"));
+        }
+        // Backward data, NaN-poisoned.
+        let mut gx = vec![f32::NAN; x.len()];
+        p.backward_data(&gy, &w, &mut gx, &mut scratch).unwrap();
+        for i in 0..gx.len() {
+            close(
+                gx[i],
+                gx_want[i],
+                gx_mag[i],
+                &format!("grad input {conv:?} [{i}]"),
+            );
+        }
+        // Backward weights: overwrite, then accumulate twice.
+        let mut gw = vec![f32::NAN; w.len()];
+        let mut gb = vec![f32::NAN; conv.out_channels];
+        p.backward_weights(&x, &gy, &mut gw, Some(&mut gb), &mut scratch, false)
+            .unwrap();
+        for i in 0..gw.len() {
+            close(
+                gw[i],
+                gw_want[i],
+                gw_mag[i],
+                &format!("grad weight {conv:?} [{i}]"),
+            );
+        }
+        p.backward_weights(&x, &gy, &mut gw, Some(&mut gb), &mut scratch, true)
+            .unwrap();
+        for i in 0..gw.len() {
+            close(
+                gw[i],
+                2.0 * gw_want[i],
+                2.0 * gw_mag[i],
+                &format!("accumulated grad weight [{i}]"),
+            );
+        }
+        for (oc, &g) in gb.iter().enumerate() {
+            let mut s = 0.0f64;
+            for n in 0..conv.batch {
+                for oh in 0..p.out_h {
+                    for ow in 0..p.out_w {
+                        s += gy[ix.y(n, oc, oh, ow)] as f64;
+                    }
+                }
+            }
+            assert!(
+                (g as f64 - 2.0 * s).abs() <= 1e-4 * (1.0 + s.abs()),
+                "grad bias {oc}"
+            );
+        }
+    }
+}
+
+/// Central finite differences of L = sum(gy * conv(x, w)) against the analytic
+/// gradients, at a few random coordinates, in f64 arithmetic over f32 outputs.
+#[test]
+fn finite_difference_gradients() {
+    let mut rng = Rng::from_env("finite_difference_gradients");
+    for conv in [
+        Conv2d::new(2, 3, (7, 6), 4, 3, 2, 1),
+        Conv2d {
+            groups: 3,
+            out_channels: 3,
+            ..Conv2d::new(1, 3, (5, 5), 3, 3, 1, 2)
+        },
+        Conv2d::new(2, 4, (3, 3), 2, 1, 1, 0), // direct 1x1
+    ] {
+        let p = conv.plan().unwrap();
+        let x: Vec<f32> = (0..p.input_len()).map(|_| rng.float()).collect();
+        let w: Vec<f32> = (0..p.weight_len()).map(|_| rng.float()).collect();
+        let gy: Vec<f32> = (0..p.output_len()).map(|_| rng.float()).collect();
+        let mut scratch = vec![0.0; p.scratch_len()];
+        let loss = |x: &[f32], w: &[f32], scratch: &mut Vec<f32>| {
+            let mut y = vec![0.0; p.output_len()];
+            p.forward(x, w, None, &mut y, scratch).unwrap();
+            y.iter()
+                .zip(&gy)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>()
+        };
+        let mut gx = vec![0.0; x.len()];
+        p.backward_data(&gy, &w, &mut gx, &mut scratch).unwrap();
+        let mut gw = vec![0.0; w.len()];
+        p.backward_weights(&x, &gy, &mut gw, None, &mut scratch, false)
+            .unwrap();
+        let eps = 1e-2f32;
+        for _ in 0..8 {
+            let i = rng.range(0, x.len() - 1);
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[i] += eps;
+            xm[i] -= eps;
+            let fd =
+                (loss(&xp, &w, &mut scratch) - loss(&xm, &w, &mut scratch)) / (2.0 * eps as f64);
+            assert!(
+                (fd - gx[i] as f64).abs() <= 1e-3 * (1.0 + fd.abs()),
+                "{conv:?} dx[{i}]: fd {fd} vs {}",
+                gx[i]
+            );
+            let j = rng.range(0, w.len() - 1);
+            let (mut wp, mut wm) = (w.clone(), w.clone());
+            wp[j] += eps;
+            wm[j] -= eps;
+            let fd =
+                (loss(&x, &wp, &mut scratch) - loss(&x, &wm, &mut scratch)) / (2.0 * eps as f64);
+            assert!(
+                (fd - gw[j] as f64).abs() <= 1e-3 * (1.0 + fd.abs()),
+                "{conv:?} dw[{j}]: fd {fd} vs {}",
+                gw[j]
+            );
+        }
+    }
+}
+
+#[test]
+fn plans_pick_algorithms_and_reject_bad_geometry() {
+    let p = Conv2d::new(1, 8, (4, 4), 16, 1, 1, 0).plan().unwrap();
+    assert_eq!((p.algo, p.scratch_len()), (ConvAlgo::Direct1x1, 0));
+    let p = Conv2d::new(1, 3, (32, 32), 8, 3, 1, 1).plan().unwrap();
+    assert_eq!(
+        (p.algo, p.out_h, p.scratch_len()),
+        (ConvAlgo::Im2col, 32, 27 * 1024)
+    );
+    // Kernel larger than the padded input; zero stride; groups not dividing.
+    assert!(Conv2d::new(1, 3, (2, 2), 8, 5, 1, 1).plan().is_err());
+    assert!(Conv2d::new(1, 3, (8, 8), 8, 3, 0, 1).plan().is_err());
+    assert!(
+        Conv2d {
+            groups: 2,
+            ..Conv2d::new(1, 3, (8, 8), 8, 3, 1, 1)
+        }
+        .plan()
+        .is_err()
+    );
+    assert!(
+        Conv2d::new(usize::MAX / 2, 3, (8, 8), 8, 3, 1, 1)
+            .plan()
+            .is_err()
+    );
+    // Wrong buffer sizes are errors, never panics.
+    let p = Conv2d::new(1, 1, (4, 4), 1, 3, 1, 0).plan().unwrap();
+    let mut y = vec![0.0; 4];
+    let mut s = vec![0.0; p.scratch_len() - 1];
+    assert!(matches!(
+        p.forward(&[0.0; 16], &[0.0; 9], None, &mut y, &mut s),
+        Err(KernelError::BufferTooSmall {
+            name: "scratch",
+            ..
+        })
+    ));
+    let mut s = vec![0.0; p.scratch_len()];
+    assert!(
+        p.forward(&[0.0; 15], &[0.0; 9], None, &mut y, &mut s)
+            .is_err()
+    );
+    assert!(
+        p.forward(&[0.0; 16], &[0.0; 9], Some(&[0.0; 2]), &mut y, &mut s)
+            .is_err()
+    );
+}
