@@ -6,6 +6,7 @@
 //!
 //! - [`cpu`]: instruction-set detection, once per process, and cache sizes.
 //! - [`pool`]: the one process-wide thread pool every parallel kernel runs on.
+//! - [`pool2d`]: max and average pooling, forward and backward.
 //! - [`elementwise`]: vectorised `exp`, `log`, `tanh`, `sigmoid`, ... on slices.
 //! - [`conv`]: 2-D convolution (im2col + SGEMM, direct 1x1), forward and backward.
 //! - [`gemm`]: single-precision matrix multiply (BLIS-style native kernel, plus
@@ -36,5 +37,6 @@ pub mod elementwise;
 pub mod error;
 pub mod gemm;
 pub mod pool;
+pub mod pool2d;
 
 pub use error::{KernelError, Result};

@@ -1,0 +1,320 @@
+//! 2-D max and average pooling in NCHW, forward and backward, with Torch7/Caffe
+//! output sizes (floor or ceil mode), symmetric padding, both average-pooling
+//! divisor conventions, and global pooling. Max pooling records the argmax of
+//! each window (as `ih * W + iw` within its plane) for the backward pass.
+
+use crate::error::{KernelError, Result};
+
+const OP: &str = "pool2d";
+
+/// The geometry of a pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pool2d {
+    /// Images per batch (N).
+    pub batch: usize,
+    /// Channels (C).
+    pub channels: usize,
+    /// Input height (H).
+    pub in_h: usize,
+    /// Input width (W).
+    pub in_w: usize,
+    /// Window height.
+    pub kernel_h: usize,
+    /// Window width.
+    pub kernel_w: usize,
+    /// Vertical stride.
+    pub stride_h: usize,
+    /// Horizontal stride.
+    pub stride_w: usize,
+    /// Zero (or -inf for max) rows above and below.
+    pub pad_h: usize,
+    /// Zero (or -inf for max) columns left and right.
+    pub pad_w: usize,
+    /// Round the output size up (Caffe, BigDL `ceil()`), else down (Torch default).
+    pub ceil_mode: bool,
+    /// Average pooling divides by the window including padding (Caffe, Torch
+    /// default) or only by the elements inside the image.
+    pub count_include_pad: bool,
+}
+
+/// A validated pooling with its output size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolPlan {
+    /// The geometry.
+    pub pool: Pool2d,
+    /// Output height.
+    pub out_h: usize,
+    /// Output width.
+    pub out_w: usize,
+}
+
+impl Pool2d {
+    /// A `k x k` window with stride `s`, padding `p`, floor mode, padding counted.
+    pub fn new(
+        batch: usize,
+        channels: usize,
+        in_hw: (usize, usize),
+        k: usize,
+        s: usize,
+        p: usize,
+    ) -> Pool2d {
+        Pool2d {
+            batch,
+            channels,
+            in_h: in_hw.0,
+            in_w: in_hw.1,
+            kernel_h: k,
+            kernel_w: k,
+            stride_h: s,
+            stride_w: s,
+            pad_h: p,
+            pad_w: p,
+            ceil_mode: false,
+            count_include_pad: true,
+        }
+    }
+
+    /// Global pooling: one window covering each whole plane.
+    pub fn global(batch: usize, channels: usize, in_hw: (usize, usize)) -> Pool2d {
+        Pool2d::new(batch, channels, in_hw, 1, 1, 0).with_kernel(in_hw.0, in_hw.1)
+    }
+
+    fn with_kernel(mut self, kh: usize, kw: usize) -> Pool2d {
+        self.kernel_h = kh;
+        self.kernel_w = kw;
+        self
+    }
+
+    /// Validates the geometry and computes the output size.
+    pub fn plan(&self) -> Result<PoolPlan> {
+        let p = self;
+        let bad = |what: String| KernelError::InvalidArgument { op: OP, what };
+        if [p.kernel_h, p.kernel_w, p.stride_h, p.stride_w].contains(&0) {
+            return Err(bad(format!("kernel and stride must be positive: {p:?}")));
+        }
+        if p.pad_h >= p.kernel_h || p.pad_w >= p.kernel_w {
+            return Err(bad(format!(
+                "padding {}x{} must be smaller than the window {}x{}",
+                p.pad_h, p.pad_w, p.kernel_h, p.kernel_w
+            )));
+        }
+        let out = |size: usize, k: usize, s: usize, pad: usize| -> Result<usize> {
+            let padded = size + 2 * pad;
+            if padded < k || size == 0 {
+                return Err(bad(format!(
+                    "a window of {k} does not fit {size} padded by {pad}"
+                )));
+            }
+            let steps = if p.ceil_mode {
+                (padded - k).div_ceil(s)
+            } else {
+                (padded - k) / s
+            };
+            let mut o = steps + 1;
+            // The last window must start inside the image or its left padding
+            // (Torch and Caffe check this only when padded; unpadded ceil mode
+            // with stride > kernel would otherwise get empty windows).
+            if (o - 1) * s >= size + pad {
+                o -= 1;
+            }
+            Ok(o)
+        };
+        let out_h = out(p.in_h, p.kernel_h, p.stride_h, p.pad_h)?;
+        let out_w = out(p.in_w, p.kernel_w, p.stride_w, p.pad_w)?;
+        [p.batch, p.channels, p.in_h.max(out_h), p.in_w.max(out_w)]
+            .iter()
+            .try_fold(1usize, |a, &x| a.checked_mul(x))
+            .filter(|&n| n <= u32::MAX as usize * p.batch.max(1) * p.channels.max(1))
+            .filter(|_| {
+                p.in_h
+                    .checked_mul(p.in_w)
+                    .is_some_and(|n| n <= u32::MAX as usize)
+            })
+            .ok_or_else(|| bad(format!("sizes overflow: {p:?}")))?;
+        Ok(PoolPlan {
+            pool: *p,
+            out_h,
+            out_w,
+        })
+    }
+}
+
+impl PoolPlan {
+    /// Elements of the input.
+    pub fn input_len(&self) -> usize {
+        let p = &self.pool;
+        p.batch * p.channels * p.in_h * p.in_w
+    }
+
+    /// Elements of the output (and of the argmax indices).
+    pub fn output_len(&self) -> usize {
+        self.pool.batch * self.pool.channels * self.out_h * self.out_w
+    }
+
+    fn check(&self, bufs: &[(&'static str, usize, usize)]) -> Result<()> {
+        for &(name, len, needed) in bufs {
+            if len != needed {
+                return Err(KernelError::BufferTooSmall {
+                    op: OP,
+                    name,
+                    len,
+                    needed,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows `h0..h1` and columns `w0..w1` of the window of output (oh, ow), clipped
+    /// to the image, and the window's size clipped only to the padded image.
+    fn window(&self, oh: usize, ow: usize) -> (usize, usize, usize, usize, usize) {
+        let p = &self.pool;
+        let hs = (oh * p.stride_h) as isize - p.pad_h as isize;
+        let ws = (ow * p.stride_w) as isize - p.pad_w as isize;
+        let he = (hs + p.kernel_h as isize).min((p.in_h + p.pad_h) as isize);
+        let we = (ws + p.kernel_w as isize).min((p.in_w + p.pad_w) as isize);
+        let padded = ((he - hs) * (we - ws)) as usize;
+        let (h0, w0) = (hs.max(0) as usize, ws.max(0) as usize);
+        let (h1, w1) = ((he as usize).min(p.in_h), (we as usize).min(p.in_w));
+        (h0, h1, w0, w1, padded)
+    }
+
+    /// Calls `f(plane, oh, ow, window)` for every output element; `plane` is
+    /// `n * C + c`.
+    fn each(&self, mut f: impl FnMut(usize, usize, usize, (usize, usize, usize, usize, usize))) {
+        let planes = self.pool.batch * self.pool.channels;
+        for plane in 0..planes {
+            for oh in 0..self.out_h {
+                for ow in 0..self.out_w {
+                    f(plane, oh, ow, self.window(oh, ow));
+                }
+            }
+        }
+    }
+
+    /// Max pooling: `output` gets each window's maximum (NaN if the window holds
+    /// one), `indices` its position `ih * W + iw` in the plane.
+    pub fn max_forward(
+        &self,
+        input: &[f32],
+        output: &mut [f32],
+        indices: &mut [u32],
+    ) -> Result<()> {
+        self.check(&[
+            ("input", input.len(), self.input_len()),
+            ("output", output.len(), self.output_len()),
+            ("indices", indices.len(), self.output_len()),
+        ])?;
+        let (w, hw, ohw) = (
+            self.pool.in_w,
+            self.pool.in_h * self.pool.in_w,
+            self.out_h * self.out_w,
+        );
+        self.each(|plane, oh, ow, (h0, h1, w0, w1, _)| {
+            let x = &input[plane * hw..][..hw];
+            let (mut best, mut at) = (f32::NEG_INFINITY, h0 * w + w0);
+            'scan: for ih in h0..h1 {
+                for iw in w0..w1 {
+                    let v = x[ih * w + iw];
+                    if v > best || v.is_nan() {
+                        (best, at) = (v, ih * w + iw);
+                        if v.is_nan() {
+                            break 'scan;
+                        }
+                    }
+                }
+            }
+            let o = plane * ohw + oh * self.out_w + ow;
+            output[o] = best;
+            indices[o] = at as u32;
+        });
+        Ok(())
+    }
+
+    /// Max pooling backward: each output gradient goes to its window's argmax
+    /// (`grad_input` is overwritten).
+    pub fn max_backward(
+        &self,
+        grad_output: &[f32],
+        indices: &[u32],
+        grad_input: &mut [f32],
+    ) -> Result<()> {
+        self.check(&[
+            ("grad_output", grad_output.len(), self.output_len()),
+            ("indices", indices.len(), self.output_len()),
+            ("grad_input", grad_input.len(), self.input_len()),
+        ])?;
+        let (hw, ohw) = (self.pool.in_h * self.pool.in_w, self.out_h * self.out_w);
+        grad_input.fill(0.0);
+        for (plane, (gy, idx)) in grad_output.chunks(ohw).zip(indices.chunks(ohw)).enumerate() {
+            let gx = &mut grad_input[plane * hw..][..hw];
+            for (&g, &i) in gy.iter().zip(idx) {
+                let i = i as usize;
+                if i >= hw {
+                    return Err(KernelError::InvalidArgument {
+                        op: OP,
+                        what: format!("argmax index {i} outside a plane of {hw}"),
+                    });
+                }
+                gx[i] += g;
+            }
+        }
+        Ok(())
+    }
+
+    fn divisor(&self, (h0, h1, w0, w1, padded): (usize, usize, usize, usize, usize)) -> f32 {
+        if self.pool.count_include_pad {
+            padded as f32
+        } else {
+            ((h1 - h0) * (w1 - w0)) as f32
+        }
+    }
+
+    /// Average pooling.
+    pub fn avg_forward(&self, input: &[f32], output: &mut [f32]) -> Result<()> {
+        self.check(&[
+            ("input", input.len(), self.input_len()),
+            ("output", output.len(), self.output_len()),
+        ])?;
+        let (w, hw, ohw) = (
+            self.pool.in_w,
+            self.pool.in_h * self.pool.in_w,
+            self.out_h * self.out_w,
+        );
+        self.each(|plane, oh, ow, win| {
+            let (h0, h1, w0, w1, _) = win;
+            let x = &input[plane * hw..][..hw];
+            let mut s = 0.0f32;
+            for ih in h0..h1 {
+                s += x[ih * w + w0..ih * w + w1].iter().sum::<f32>();
+            }
+            output[plane * ohw + oh * self.out_w + ow] = s / self.divisor(win);
+        });
+        Ok(())
+    }
+
+    /// Average pooling backward (`grad_input` is overwritten).
+    pub fn avg_backward(&self, grad_output: &[f32], grad_input: &mut [f32]) -> Result<()> {
+        self.check(&[
+            ("grad_output", grad_output.len(), self.output_len()),
+            ("grad_input", grad_input.len(), self.input_len()),
+        ])?;
+        let (w, hw, ohw) = (
+            self.pool.in_w,
+            self.pool.in_h * self.pool.in_w,
+            self.out_h * self.out_w,
+        );
+        grad_input.fill(0.0);
+        self.each(|plane, oh, ow, win| {
+            let (h0, h1, w0, w1, _) = win;
+            let g = grad_output[plane * ohw + oh * self.out_w + ow] / self.divisor(win);
+            let gx = &mut grad_input[plane * hw..][..hw];
+            for ih in h0..h1 {
+                gx[ih * w + w0..ih * w + w1]
+                    .iter_mut()
+                    .for_each(|v| *v += g);
+            }
+        });
+        Ok(())
+    }
+}
