@@ -99,7 +99,7 @@ impl Pool2d {
             )));
         }
         let out = |size: usize, k: usize, s: usize, pad: usize| -> Result<usize> {
-            let padded = size + 2 * pad;
+            let padded = size.saturating_add(pad.saturating_mul(2));
             if padded < k || size == 0 {
                 return Err(bad(format!(
                     "a window of {k} does not fit {size} padded by {pad}"
@@ -114,23 +114,27 @@ impl Pool2d {
             // The last window must start inside the image or its left padding
             // (Torch and Caffe check this only when padded; unpadded ceil mode
             // with stride > kernel would otherwise get empty windows).
-            if (o - 1) * s >= size + pad {
+            if (o - 1).saturating_mul(s) >= size.saturating_add(pad) {
                 o -= 1;
             }
             Ok(o)
         };
         let out_h = out(p.in_h, p.kernel_h, p.stride_h, p.pad_h)?;
         let out_w = out(p.in_w, p.kernel_w, p.stride_w, p.pad_w)?;
-        [p.batch, p.channels, p.in_h.max(out_h), p.in_w.max(out_w)]
-            .iter()
-            .try_fold(1usize, |a, &x| a.checked_mul(x))
-            .filter(|&n| n <= u32::MAX as usize * p.batch.max(1) * p.channels.max(1))
-            .filter(|_| {
-                p.in_h
-                    .checked_mul(p.in_w)
-                    .is_some_and(|n| n <= u32::MAX as usize)
-            })
-            .ok_or_else(|| bad(format!("sizes overflow: {p:?}")))?;
+        // Buffer sizes must be representable, and argmax indices fit in u32.
+        let elems = |s: [usize; 4]| s.iter().try_fold(1usize, |a, &x| a.checked_mul(x));
+        let fits = [
+            [p.batch, p.channels, p.in_h, p.in_w],
+            [p.batch, p.channels, out_h, out_w],
+        ]
+        .into_iter()
+        .all(|s| elems(s).is_some_and(|n| n <= isize::MAX as usize / 8))
+            && p.in_h
+                .checked_mul(p.in_w)
+                .is_some_and(|n| n <= u32::MAX as usize);
+        if !fits {
+            return Err(bad(format!("sizes overflow: {p:?}")));
+        }
         Ok(PoolPlan {
             pool: *p,
             out_h,

@@ -204,6 +204,23 @@ fn output_sizes_nan_and_errors() {
     assert!(Pool2d::new(1, 1, (8, 8), 2, 2, 2).plan().is_err());
     assert!(Pool2d::new(1, 1, (8, 8), 2, 0, 0).plan().is_err());
     assert!(Pool2d::new(1, 1, (2, 2), 3, 1, 0).plan().is_err());
+    assert!(
+        Pool2d::new(
+            usize::MAX,
+            9,
+            (usize::MAX, 3),
+            usize::MAX,
+            usize::MAX,
+            usize::MAX - 1
+        )
+        .plan()
+        .is_err()
+    );
+    assert!(
+        Pool2d::new(usize::MAX, usize::MAX, (8, 8), 2, 2, 0)
+            .plan()
+            .is_err()
+    );
     // NaN wins a max window; bad indices and sizes are errors.
     let p = Pool2d::new(1, 1, (2, 2), 2, 2, 0).plan().unwrap();
     let (mut y, mut idx) = ([0.0f32], [0u32]);
