@@ -9,6 +9,7 @@
 //! - [`pool2d`]: max and average pooling, forward and backward.
 //! - [`elementwise`]: vectorised `exp`, `log`, `tanh`, `sigmoid`, ... on slices.
 //! - [`conv`]: 2-D convolution (im2col + SGEMM, direct 1x1), forward and backward.
+//! - [`norm`]: batch normalisation, local response normalisation, dropout.
 //! - [`gemm`]: single-precision matrix multiply (BLIS-style native kernel, plus
 //!   optional MKL and OpenBLAS backends chosen at run time).
 //!
@@ -36,6 +37,7 @@ pub mod cpu;
 pub mod elementwise;
 pub mod error;
 pub mod gemm;
+pub mod norm;
 pub mod pool;
 pub mod pool2d;
 

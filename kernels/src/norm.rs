@@ -1,0 +1,396 @@
+//! Normalisation and regularisation kernels in NCHW: batch normalisation
+//! (spatial and not, training and inference), local response normalisation
+//! across channels (AlexNet, Inception), and dropout with a seeded mask.
+//!
+//! Statistics accumulate in `f64`.
+
+use crate::error::{KernelError, Result};
+
+fn check(op: &'static str, bufs: &[(&'static str, usize, usize)]) -> Result<()> {
+    for &(name, len, needed) in bufs {
+        if len != needed {
+            return Err(KernelError::BufferTooSmall {
+                op,
+                name,
+                len,
+                needed,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Batch normalisation over `batch x channels x spatial` (spatial = H * W; 1 for
+/// the non-spatial `BatchNormalization` of a `batch x channels` input).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNorm {
+    /// N.
+    pub batch: usize,
+    /// C.
+    pub channels: usize,
+    /// H * W (1 when not spatial).
+    pub spatial: usize,
+    /// Added to the variance before the square root.
+    pub eps: f32,
+    /// Weight of the new batch in the running statistics (Torch: 0.1).
+    pub momentum: f32,
+}
+
+/// Per-channel statistics a training-mode forward saves for the backward pass.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchNormSaved {
+    /// Batch mean per channel.
+    pub mean: Vec<f32>,
+    /// 1 / sqrt(biased batch variance + eps) per channel.
+    pub invstd: Vec<f32>,
+}
+
+impl BatchNorm {
+    fn len(&self) -> usize {
+        self.batch * self.channels * self.spatial
+    }
+
+    /// Calls `f(c, run)` for every contiguous run of channel `c`'s elements.
+    fn runs(&self, mut f: impl FnMut(usize, std::ops::Range<usize>)) {
+        for n in 0..self.batch {
+            for c in 0..self.channels {
+                let start = (n * self.channels + c) * self.spatial;
+                f(c, start..start + self.spatial);
+            }
+        }
+    }
+
+    fn check_params(
+        &self,
+        op: &'static str,
+        gamma: Option<&[f32]>,
+        beta: Option<&[f32]>,
+    ) -> Result<()> {
+        for (name, p) in [("gamma", gamma), ("beta", beta)] {
+            if let Some(p) = p {
+                check(op, &[(name, p.len(), self.channels)])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Training mode: normalise with the batch statistics, update the running
+    /// statistics (running variance unbiased, as Torch), return what the
+    /// backward pass needs.
+    #[allow(clippy::too_many_arguments)] // mirrors the layer's state
+    pub fn forward_train(
+        &self,
+        x: &[f32],
+        gamma: Option<&[f32]>,
+        beta: Option<&[f32]>,
+        y: &mut [f32],
+        running_mean: &mut [f32],
+        running_var: &mut [f32],
+    ) -> Result<BatchNormSaved> {
+        const OP: &str = "batchnorm_forward_train";
+        let c = self.channels;
+        check(
+            OP,
+            &[("x", x.len(), self.len()), ("y", y.len(), self.len())],
+        )?;
+        check(
+            OP,
+            &[
+                ("running_mean", running_mean.len(), c),
+                ("running_var", running_var.len(), c),
+            ],
+        )?;
+        self.check_params(OP, gamma, beta)?;
+        let m = (self.batch * self.spatial) as f64;
+        if m == 0.0 {
+            return Err(KernelError::InvalidArgument {
+                op: OP,
+                what: "empty batch".into(),
+            });
+        }
+        let (mut sum, mut sq) = (vec![0.0f64; c], vec![0.0f64; c]);
+        self.runs(|ch, r| sum[ch] += x[r].iter().map(|&v| v as f64).sum::<f64>());
+        let mean: Vec<f64> = sum.iter().map(|s| s / m).collect();
+        self.runs(|ch, r| {
+            sq[ch] += x[r]
+                .iter()
+                .map(|&v| (v as f64 - mean[ch]).powi(2))
+                .sum::<f64>()
+        });
+        let var: Vec<f64> = sq.iter().map(|s| s / m).collect();
+        let invstd: Vec<f64> = var
+            .iter()
+            .map(|v| 1.0 / (v + self.eps as f64).sqrt())
+            .collect();
+        self.runs(|ch, r| {
+            let g = gamma.map_or(1.0, |g| g[ch]) as f64;
+            let b = beta.map_or(0.0, |b| b[ch]) as f64;
+            let (scale, shift) = (invstd[ch] * g, b - mean[ch] * invstd[ch] * g);
+            for i in r {
+                y[i] = (x[i] as f64 * scale + shift) as f32;
+            }
+        });
+        let mom = self.momentum as f64;
+        for ch in 0..c {
+            let unbiased = if m > 1.0 {
+                var[ch] * m / (m - 1.0)
+            } else {
+                var[ch]
+            };
+            running_mean[ch] = ((1.0 - mom) * running_mean[ch] as f64 + mom * mean[ch]) as f32;
+            running_var[ch] = ((1.0 - mom) * running_var[ch] as f64 + mom * unbiased) as f32;
+        }
+        Ok(BatchNormSaved {
+            mean: mean.iter().map(|&v| v as f32).collect(),
+            invstd: invstd.iter().map(|&v| v as f32).collect(),
+        })
+    }
+
+    /// Inference mode: normalise with the running statistics.
+    pub fn forward_infer(
+        &self,
+        x: &[f32],
+        gamma: Option<&[f32]>,
+        beta: Option<&[f32]>,
+        running_mean: &[f32],
+        running_var: &[f32],
+        y: &mut [f32],
+    ) -> Result<()> {
+        const OP: &str = "batchnorm_forward_infer";
+        let c = self.channels;
+        check(
+            OP,
+            &[("x", x.len(), self.len()), ("y", y.len(), self.len())],
+        )?;
+        check(
+            OP,
+            &[
+                ("running_mean", running_mean.len(), c),
+                ("running_var", running_var.len(), c),
+            ],
+        )?;
+        self.check_params(OP, gamma, beta)?;
+        self.runs(|ch, r| {
+            let inv = 1.0 / (running_var[ch] + self.eps).sqrt();
+            let scale = inv * gamma.map_or(1.0, |g| g[ch]);
+            let shift = beta.map_or(0.0, |b| b[ch]) - running_mean[ch] * scale;
+            for i in r {
+                y[i] = x[i] * scale + shift;
+            }
+        });
+        Ok(())
+    }
+
+    /// Training-mode backward: `grad_x` (overwritten) and, if given,
+    /// `grad_gamma`, `grad_beta` (accumulated).
+    #[allow(clippy::too_many_arguments)] // mirrors the layer's state
+    pub fn backward(
+        &self,
+        x: &[f32],
+        grad_y: &[f32],
+        gamma: Option<&[f32]>,
+        saved: &BatchNormSaved,
+        grad_x: &mut [f32],
+        grad_gamma: Option<&mut [f32]>,
+        grad_beta: Option<&mut [f32]>,
+    ) -> Result<()> {
+        const OP: &str = "batchnorm_backward";
+        let c = self.channels;
+        check(
+            OP,
+            &[
+                ("x", x.len(), self.len()),
+                ("grad_y", grad_y.len(), self.len()),
+                ("grad_x", grad_x.len(), self.len()),
+            ],
+        )?;
+        check(
+            OP,
+            &[
+                ("saved.mean", saved.mean.len(), c),
+                ("saved.invstd", saved.invstd.len(), c),
+            ],
+        )?;
+        self.check_params(OP, gamma, None)?;
+        let m = (self.batch * self.spatial) as f64;
+        let (mut dbeta, mut dgamma) = (vec![0.0f64; c], vec![0.0f64; c]);
+        self.runs(|ch, r| {
+            let (mu, inv) = (saved.mean[ch] as f64, saved.invstd[ch] as f64);
+            for i in r {
+                dbeta[ch] += grad_y[i] as f64;
+                dgamma[ch] += grad_y[i] as f64 * (x[i] as f64 - mu) * inv;
+            }
+        });
+        self.runs(|ch, r| {
+            let (mu, inv) = (saved.mean[ch] as f64, saved.invstd[ch] as f64);
+            let g = gamma.map_or(1.0, |g| g[ch]) as f64;
+            for i in r {
+                let xhat = (x[i] as f64 - mu) * inv;
+                grad_x[i] =
+                    (g * inv / m * (m * grad_y[i] as f64 - dbeta[ch] - xhat * dgamma[ch])) as f32;
+            }
+        });
+        for (grad, acc) in [(grad_gamma, &dgamma), (grad_beta, &dbeta)] {
+            if let Some(grad) = grad {
+                check(OP, &[("grad_gamma/beta", grad.len(), c)])?;
+                grad.iter_mut().zip(acc).for_each(|(g, &a)| *g += a as f32);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Local response normalisation across channels:
+/// `y = x / (k + alpha / size * sum_{c' in window(c)} x_{c'}^2)^beta`, the window
+/// holding channels `c - (size - 1) / 2 ..= c + size / 2` (Torch, Caffe).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lrn {
+    /// N.
+    pub batch: usize,
+    /// C.
+    pub channels: usize,
+    /// H * W.
+    pub spatial: usize,
+    /// Channels per window.
+    pub size: usize,
+    /// Scale of the sum of squares.
+    pub alpha: f32,
+    /// Exponent.
+    pub beta: f32,
+    /// Additive constant.
+    pub k: f32,
+}
+
+impl Lrn {
+    fn len(&self) -> usize {
+        self.batch * self.channels * self.spatial
+    }
+
+    fn window(&self, c: usize) -> std::ops::Range<usize> {
+        let lo = c.saturating_sub((self.size - 1) / 2);
+        let hi = (c + self.size / 2 + 1).min(self.channels);
+        lo..hi
+    }
+
+    /// Forward; `scale` receives the denominators' bases for the backward pass.
+    pub fn forward(&self, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Result<()> {
+        const OP: &str = "lrn_forward";
+        if self.size == 0 {
+            return Err(KernelError::InvalidArgument {
+                op: OP,
+                what: "window size 0".into(),
+            });
+        }
+        check(
+            OP,
+            &[
+                ("x", x.len(), self.len()),
+                ("y", y.len(), self.len()),
+                ("scale", scale.len(), self.len()),
+            ],
+        )?;
+        let (cs, s) = (self.channels * self.spatial, self.spatial);
+        let a = self.alpha as f64 / self.size as f64;
+        for n in 0..self.batch {
+            for c in 0..self.channels {
+                for p in 0..s {
+                    let sq: f64 = self
+                        .window(c)
+                        .map(|cc| (x[n * cs + cc * s + p] as f64).powi(2))
+                        .sum();
+                    let i = n * cs + c * s + p;
+                    let base = self.k as f64 + a * sq;
+                    scale[i] = base as f32;
+                    y[i] = (x[i] as f64 * base.powf(-self.beta as f64)) as f32;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Backward (`grad_x` overwritten), from the forward's `x`, `y` and `scale`.
+    pub fn backward(
+        &self,
+        x: &[f32],
+        y: &[f32],
+        scale: &[f32],
+        grad_y: &[f32],
+        grad_x: &mut [f32],
+    ) -> Result<()> {
+        const OP: &str = "lrn_backward";
+        let l = self.len();
+        check(
+            OP,
+            &[
+                ("x", x.len(), l),
+                ("y", y.len(), l),
+                ("scale", scale.len(), l),
+                ("grad_y", grad_y.len(), l),
+                ("grad_x", grad_x.len(), l),
+            ],
+        )?;
+        let (cs, s) = (self.channels * self.spatial, self.spatial);
+        let coef = 2.0 * self.alpha as f64 * self.beta as f64 / self.size as f64;
+        for n in 0..self.batch {
+            for c in 0..self.channels {
+                for p in 0..s {
+                    let i = n * cs + c * s + p;
+                    // Channels whose window contains c.
+                    let lo = c.saturating_sub(self.size / 2);
+                    let hi = (c + (self.size - 1) / 2 + 1).min(self.channels);
+                    let acc: f64 = (lo..hi)
+                        .map(|cc| {
+                            let j = n * cs + cc * s + p;
+                            grad_y[j] as f64 * y[j] as f64 / scale[j] as f64
+                        })
+                        .sum();
+                    grad_x[i] = (grad_y[i] as f64 * (scale[i] as f64).powf(-self.beta as f64)
+                        - coef * x[i] as f64 * acc) as f32;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Inverted dropout with a seeded, counter-based mask: element `i` is kept with
+/// probability `1 - p` and scaled by `1 / (1 - p)`. The mask depends only on
+/// `(seed, offset + i)`, so it is the same for any thread count and can be
+/// regenerated. `mask` receives each element's multiplier for the backward pass
+/// (`grad_x = grad_y * mask`).
+pub fn dropout_forward(
+    x: &[f32],
+    y: &mut [f32],
+    mask: &mut [f32],
+    p: f32,
+    seed: u64,
+    offset: u64,
+) -> Result<()> {
+    const OP: &str = "dropout_forward";
+    check(
+        OP,
+        &[("y", y.len(), x.len()), ("mask", mask.len(), x.len())],
+    )?;
+    if !(0.0..1.0).contains(&p) {
+        return Err(KernelError::InvalidArgument {
+            op: OP,
+            what: format!("drop probability {p} outside [0, 1)"),
+        });
+    }
+    let keep = 1.0 / (1.0 - p);
+    for (i, ((xi, yi), mi)) in x.iter().zip(y.iter_mut()).zip(mask.iter_mut()).enumerate() {
+        let u = (mix(seed, offset.wrapping_add(i as u64)) >> 40) as f32 / (1u64 << 24) as f32;
+        *mi = if u < p { 0.0 } else { keep };
+        *yi = xi * *mi;
+    }
+    Ok(())
+}
+
+/// SplitMix64's finaliser over `(seed, index)`.
+fn mix(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ i.wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
