@@ -13,7 +13,10 @@
 //! `OH = (H + pad_top + pad_bottom - dilation_h (KH - 1) - 1) / stride_h + 1`.
 
 use crate::error::{KernelError, Result};
+use rayon::prelude::*;
+
 use crate::gemm::{Gemm, Transpose};
+use crate::pool;
 
 const OP: &str = "conv2d";
 
@@ -75,6 +78,11 @@ pub struct ConvPlan {
     pub out_w: usize,
     /// The algorithm.
     pub algo: ConvAlgo,
+    /// Images processed in parallel, one group of images per pool thread (each
+    /// with its own scratch, single-threaded GEMMs); 1 runs the images in turn
+    /// with multi-threaded GEMMs. Chosen at plan time: `min(pool threads, batch)`,
+    /// 1 when planned from inside a pool worker.
+    pub threads: usize,
 }
 
 fn invalid(what: String) -> KernelError {
@@ -198,6 +206,11 @@ impl Conv2d {
             && c.stride_h == 1
             && c.stride_w == 1
             && c.pad_top + c.pad_bottom + c.pad_left + c.pad_right == 0;
+        let threads = if pool::in_worker() {
+            1
+        } else {
+            pool::num_threads().min(c.batch).max(1)
+        };
         Ok(ConvPlan {
             conv: *c,
             out_h,
@@ -207,6 +220,7 @@ impl Conv2d {
             } else {
                 ConvAlgo::Im2col
             },
+            threads,
         })
     }
 }
@@ -240,12 +254,33 @@ impl ConvPlan {
     pub fn weight_len(&self) -> usize {
         self.conv.out_channels * self.k()
     }
-    /// Floats of scratch every run needs (0 for `Direct1x1`).
-    pub fn scratch_len(&self) -> usize {
+    /// Column-matrix floats one thread needs (0 for `Direct1x1`).
+    fn col_len(&self) -> usize {
         match self.algo {
             ConvAlgo::Im2col => self.k() * self.p(),
             ConvAlgo::Direct1x1 => 0,
         }
+    }
+
+    /// Scratch floats of one thread: its column matrix and, when images run in
+    /// parallel, its partial weight and bias gradients.
+    fn thread_scratch(&self) -> usize {
+        self.col_len()
+            + if self.threads > 1 {
+                self.weight_len() + self.conv.out_channels
+            } else {
+                0
+            }
+    }
+
+    /// Floats of scratch every run needs.
+    pub fn scratch_len(&self) -> usize {
+        self.threads * self.thread_scratch()
+    }
+
+    /// Images per parallel task.
+    fn per_task(&self) -> usize {
+        self.conv.batch.div_ceil(self.threads).max(1)
     }
 
     fn check(&self, bufs: &[(&'static str, usize, usize)]) -> Result<()> {
@@ -280,10 +315,56 @@ impl ConvPlan {
         if let Some(b) = bias {
             self.check(&[("bias", b.len(), self.conv.out_channels)])?;
         }
+        let (in_img, out_img) = (
+            self.input_len() / self.conv.batch.max(1),
+            self.output_len() / self.conv.batch.max(1),
+        );
+        self.par_images(input, in_img, output, out_img, scratch, |x, y, s| {
+            self.forward_images(x, weight, bias, y, s)
+        })
+    }
+
+    /// Runs `f(images_in, images_out, thread_scratch)` over groups of whole
+    /// images, one group per thread when the plan has several.
+    fn par_images(
+        &self,
+        a: &[f32],
+        a_img: usize,
+        b: &mut [f32],
+        b_img: usize,
+        scratch: &mut [f32],
+        f: impl Fn(&[f32], &mut [f32], &mut [f32]) -> Result<()> + Sync,
+    ) -> Result<()> {
+        if self.threads <= 1 || a.is_empty() {
+            return f(a, b, scratch);
+        }
+        let per = self.per_task();
+        let tasks: Vec<_> = a
+            .chunks(per * a_img)
+            .zip(b.chunks_mut(per * b_img))
+            .zip(scratch.chunks_mut(self.thread_scratch().max(1)))
+            .collect();
+        pool::pool().install(|| {
+            tasks
+                .into_par_iter()
+                .map(|((a, b), s)| f(a, b, s))
+                .collect::<Result<Vec<()>>>()
+        })?;
+        Ok(())
+    }
+
+    fn forward_images(
+        &self,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<()> {
         let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
         let in_img = c.in_channels * c.in_h * c.in_w;
         let in_grp = self.cg() * c.in_h * c.in_w;
-        for n in 0..c.batch {
+        for n in 0..input.len() / in_img {
             for g in 0..c.groups {
                 let x = &input[n * in_img + g * in_grp..][..in_grp];
                 let cols: &[f32] = match self.algo {
@@ -321,10 +402,31 @@ impl ConvPlan {
             ("grad_input", grad_input.len(), self.input_len()),
             ("scratch", scratch.len(), self.scratch_len()),
         ])?;
+        let (in_img, out_img) = (
+            self.input_len() / self.conv.batch.max(1),
+            self.output_len() / self.conv.batch.max(1),
+        );
+        self.par_images(
+            grad_output,
+            out_img,
+            grad_input,
+            in_img,
+            scratch,
+            |gy, gx, s| self.backward_data_images(gy, weight, gx, s),
+        )
+    }
+
+    fn backward_data_images(
+        &self,
+        grad_output: &[f32],
+        weight: &[f32],
+        grad_input: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<()> {
         let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
         let in_img = c.in_channels * c.in_h * c.in_w;
         let in_grp = self.cg() * c.in_h * c.in_w;
-        for n in 0..c.batch {
+        for n in 0..grad_input.len() / in_img {
             for g in 0..c.groups {
                 let w = &weight[g * ocg * k..][..ocg * k];
                 let gy = &grad_output[(n * c.out_channels + g * ocg) * p..][..ocg * p];
@@ -364,13 +466,75 @@ impl ConvPlan {
         if let Some(b) = &grad_bias {
             self.check(&[("grad_bias", b.len(), self.conv.out_channels)])?;
         }
-        let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
-        let in_img = c.in_channels * c.in_h * c.in_w;
-        let in_grp = self.cg() * c.in_h * c.in_w;
+        let (wl, oc, col) = (self.weight_len(), self.conv.out_channels, self.col_len());
         if !accumulate {
             grad_weight.fill(0.0);
         }
-        for n in 0..c.batch {
+        let mut bias_sum = vec![0.0f64; if grad_bias.is_some() { oc } else { 0 }];
+        if self.threads <= 1 {
+            self.backward_weights_images(input, grad_output, grad_weight, &mut bias_sum, scratch)?;
+        } else {
+            // Each thread sums its images into its own partial gradient (kept in
+            // its scratch); the partials are added at the end.
+            let (in_img, out_img) = (
+                self.input_len() / self.conv.batch,
+                self.output_len() / self.conv.batch,
+            );
+            let per = self.per_task();
+            let tasks: Vec<_> = input
+                .chunks(per * in_img)
+                .zip(grad_output.chunks(per * out_img))
+                .zip(scratch.chunks_mut(self.thread_scratch()))
+                .collect();
+            let partial_bias = pool::pool().install(|| {
+                tasks
+                    .into_par_iter()
+                    .map(|((x, gy), s)| {
+                        let (cols, gw) = s.split_at_mut(col);
+                        let gw = &mut gw[..wl];
+                        gw.fill(0.0);
+                        let mut bs = vec![0.0f64; bias_sum.len()];
+                        self.backward_weights_images(x, gy, gw, &mut bs, cols)?;
+                        Ok(bs)
+                    })
+                    .collect::<Result<Vec<Vec<f64>>>>()
+            })?;
+            let used = self.conv.batch.div_ceil(per);
+            for part in scratch.chunks(self.thread_scratch()).take(used) {
+                grad_weight
+                    .iter_mut()
+                    .zip(&part[col..col + wl])
+                    .for_each(|(g, &v)| *g += v);
+            }
+            for bs in partial_bias {
+                bias_sum.iter_mut().zip(bs).for_each(|(a, b)| *a += b);
+            }
+        }
+        if let Some(gb) = grad_bias {
+            if !accumulate {
+                gb.fill(0.0);
+            }
+            gb.iter_mut()
+                .zip(&bias_sum)
+                .for_each(|(b, &s)| *b += s as f32);
+        }
+        Ok(())
+    }
+
+    /// Adds the weight gradient of `input`'s images to `grad_weight` and their
+    /// bias gradient to `bias_sum` (if not empty).
+    fn backward_weights_images(
+        &self,
+        input: &[f32],
+        grad_output: &[f32],
+        grad_weight: &mut [f32],
+        bias_sum: &mut [f64],
+        scratch: &mut [f32],
+    ) -> Result<()> {
+        let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
+        let in_img = c.in_channels * c.in_h * c.in_w;
+        let in_grp = self.cg() * c.in_h * c.in_w;
+        for n in 0..input.len() / in_img {
             for g in 0..c.groups {
                 let x = &input[n * in_img + g * in_grp..][..in_grp];
                 let cols: &[f32] = match self.algo {
@@ -388,16 +552,9 @@ impl ConvPlan {
                     .beta(1.0)
                     .run(gy, cols, gw)?;
             }
-        }
-        if let Some(gb) = grad_bias {
-            if !accumulate {
-                gb.fill(0.0);
-            }
-            for n in 0..c.batch {
-                for (o, b) in gb.iter_mut().enumerate() {
-                    let row = &grad_output[(n * c.out_channels + o) * p..][..p];
-                    *b += row.iter().map(|&v| v as f64).sum::<f64>() as f32;
-                }
+            for (o, b) in bias_sum.iter_mut().enumerate() {
+                let row = &grad_output[(n * c.out_channels + o) * p..][..p];
+                *b += row.iter().map(|&v| v as f64).sum::<f64>();
             }
         }
         Ok(())

@@ -1,0 +1,113 @@
+//! Convolution and pooling layer timings as JSON lines, for
+//! `benches/conv_peers.py` (which adds PyTorch measured in the same run and
+//! prints the table of `BENCHMARKS.md`).
+//!
+//! `BIGDL_NUM_THREADS=T conv_table MIN_MS`: for each layer of the table in
+//! `bigdl_benches::LAYERS`, the median seconds of forward, backward-data and
+//! backward-weights (conv) or forward and backward (max pooling).
+
+use std::time::Duration;
+
+use bigdl_benches::{LAYERS, Layer, median_secs};
+use bigdl_kernels::conv::Conv2d;
+use bigdl_kernels::pool2d::Pool2d;
+
+fn main() {
+    let min = Duration::from_millis(
+        std::env::args()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300),
+    );
+    let emit = |name: &str, pass: &str, secs: f64| {
+        println!(
+            "{{\"impl\": \"bigdl\", \"layer\": \"{name}\", \"pass\": \"{pass}\", \"secs\": {secs:e}}}"
+        );
+    };
+    for layer in LAYERS {
+        match *layer {
+            Layer::Conv {
+                name,
+                n,
+                c,
+                hw,
+                oc,
+                k,
+                s,
+                p,
+            } => {
+                let plan = Conv2d::new(n, c, (hw, hw), oc, k, s, p)
+                    .plan()
+                    .expect("valid layer");
+                let x = vec![0.5f32; plan.input_len()];
+                let w = vec![0.01f32; plan.weight_len()];
+                let b = vec![0.1f32; oc];
+                let gy = vec![0.2f32; plan.output_len()];
+                let (mut y, mut gx, mut gw, mut gb) = (
+                    vec![0.0; plan.output_len()],
+                    vec![0.0; x.len()],
+                    vec![0.0; w.len()],
+                    vec![0.0; oc],
+                );
+                let mut scratch = vec![0.0; plan.scratch_len()];
+                emit(
+                    name,
+                    "fwd",
+                    median_secs(min, || {
+                        plan.forward(&x, &w, Some(&b), &mut y, &mut scratch)
+                            .unwrap()
+                    }),
+                );
+                emit(
+                    name,
+                    "bwd_data",
+                    median_secs(min, || {
+                        plan.backward_data(&gy, &w, &mut gx, &mut scratch).unwrap()
+                    }),
+                );
+                emit(
+                    name,
+                    "bwd_weight",
+                    median_secs(min, || {
+                        plan.backward_weights(&x, &gy, &mut gw, Some(&mut gb), &mut scratch, false)
+                            .unwrap()
+                    }),
+                );
+            }
+            Layer::MaxPool {
+                name,
+                n,
+                c,
+                hw,
+                k,
+                s,
+                p,
+                ceil,
+            } => {
+                let plan = Pool2d {
+                    ceil_mode: ceil,
+                    ..Pool2d::new(n, c, (hw, hw), k, s, p)
+                }
+                .plan()
+                .expect("valid layer");
+                let x: Vec<f32> = (0..plan.input_len()).map(|i| (i % 97) as f32).collect();
+                let gy = vec![0.2f32; plan.output_len()];
+                let (mut y, mut idx, mut gx) = (
+                    vec![0.0; plan.output_len()],
+                    vec![0; plan.output_len()],
+                    vec![0.0; x.len()],
+                );
+                emit(
+                    name,
+                    "fwd",
+                    median_secs(min, || plan.max_forward(&x, &mut y, &mut idx).unwrap()),
+                );
+                emit(
+                    name,
+                    "bwd_data",
+                    median_secs(min, || plan.max_backward(&gy, &idx, &mut gx).unwrap()),
+                );
+            }
+        }
+    }
+}
