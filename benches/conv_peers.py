@@ -11,7 +11,6 @@ mask at a time; max pooling with indices and its backward).
 """
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -34,48 +33,40 @@ def median_secs(f):
     return times[len(times) // 2]
 
 
-def layers():
-    """Parses the LAYERS table out of benches/src/lib.rs (one source of truth)."""
-    src = open(os.path.join(ROOT, "benches/src/lib.rs")).read()
-    out = []
-    for kind, body in re.findall(r"Layer::(Conv|MaxPool) \{ ([^}]*) \}", src):
-        fields = dict(kv.split(": ") for kv in body.split(", "))
-        fields = {k: (v.strip('"') if k == "name" else v == "true" if v in ("true", "false") else int(v)) for k, v in fields.items()}
-        out.append((kind, fields))
-    return out
-
-
 def ours(threads):
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "bigdl-benches", "--bin", "conv_table"], cwd=ROOT, check=True)
     env = dict(os.environ, BIGDL_NUM_THREADS=str(threads))
     out = subprocess.run([os.path.join(ROOT, "target/release/conv_table"), str(MIN_MS)], cwd=ROOT, check=True,
                          capture_output=True, text=True, env=env).stdout
-    return {(r["layer"], r["pass"]): r["secs"] for r in map(json.loads, filter(None, out.splitlines()))}
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    geometry = [r for r in rows if "kind" in r]
+    return {(r["layer"], r["pass"]): r["secs"] for r in rows if "pass" in r}, geometry
 
 
-def theirs(threads):
+def theirs(threads, geometry):
     torch.set_num_threads(threads)
     res = {}
     with torch.no_grad():
-        for kind, L in layers():
+        for L in geometry:
+            kind = L["kind"]
             x = torch.full((L["n"], L["c"], L["hw"], L["hw"]), 0.5)
-            if kind == "Conv":
+            if kind == "conv":
                 w = torch.full((L["oc"], L["c"], L["k"], L["k"]), 0.01)
                 b = torch.full((L["oc"],), 0.1)
                 st, pd = [L["s"]] * 2, [L["p"]] * 2
                 y = F.conv2d(x, w, b, st, pd)
                 gy = torch.full_like(y, 0.2)
-                res[(L["name"], "fwd")] = median_secs(lambda: F.conv2d(x, w, b, st, pd))
+                res[(L["layer"], "fwd")] = median_secs(lambda: F.conv2d(x, w, b, st, pd))
                 bwd = lambda mask: torch.ops.aten.convolution_backward(gy, x, w, [L["oc"]], st, pd, [1, 1], False, [0, 0], 1, mask)
-                res[(L["name"], "bwd_data")] = median_secs(lambda: bwd([True, False, False]))
-                res[(L["name"], "bwd_weight")] = median_secs(lambda: bwd([False, True, True]))
+                res[(L["layer"], "bwd_data")] = median_secs(lambda: bwd([True, False, False]))
+                res[(L["layer"], "bwd_weight")] = median_secs(lambda: bwd([False, True, True]))
             else:
                 x = torch.arange(x.numel(), dtype=torch.float32).reshape(x.shape) % 97
                 args = (L["k"], L["s"], L["p"], 1, L["ceil"])
                 y, idx = F.max_pool2d(x, *args, return_indices=True)
                 gy = torch.full_like(y, 0.2)
-                res[(L["name"], "fwd")] = median_secs(lambda: F.max_pool2d(x, *args, return_indices=True))
-                res[(L["name"], "bwd_data")] = median_secs(lambda: torch.ops.aten.max_pool2d_with_indices_backward(
+                res[(L["layer"], "fwd")] = median_secs(lambda: F.max_pool2d(x, *args, return_indices=True))
+                res[(L["layer"], "bwd_data")] = median_secs(lambda: torch.ops.aten.max_pool2d_with_indices_backward(
                     gy, x, [L["k"]] * 2, [L["s"]] * 2, [L["p"]] * 2, [1, 1], L["ceil"], idx))
     return res
 
@@ -86,7 +77,8 @@ def main():
     print("| layer | pass | threads | bigdl ms | torch ms | torch / bigdl |")
     print("|---|---|---:|---:|---:|---:|")
     for t in (1, 2):
-        a, b = ours(t), theirs(t)
+        a, geometry = ours(t)
+        b = theirs(t, geometry)
         for key in a:
             if key in b:
                 print(f"| {key[0]} | {key[1]} | {t} | {a[key] * 1e3:.2f} | {b[key] * 1e3:.2f} | {b[key] / a[key]:.2f} |")

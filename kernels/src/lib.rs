@@ -6,16 +6,17 @@
 //!
 //! - [`cpu`]: instruction-set detection, once per process, and cache sizes.
 //! - [`pool`]: the one process-wide thread pool every parallel kernel runs on.
-//! - [`pool2d`]: max and average pooling, forward and backward.
-//! - [`elementwise`]: vectorised `exp`, `log`, `tanh`, `sigmoid`, ... on slices.
-//! - [`conv`]: 2-D convolution (im2col + SGEMM, direct 1x1), forward and backward.
-//! - [`norm`]: batch normalisation, local response normalisation, dropout.
 //! - [`gemm`]: single-precision matrix multiply (BLIS-style native kernel, plus
 //!   optional MKL and OpenBLAS backends chosen at run time).
+//! - [`elementwise`]: vectorised `exp`, `log`, `tanh`, `sigmoid`, ... on slices.
+//! - [`conv`]: 2-D convolution (im2col + SGEMM, direct 1x1), forward and backward.
+//! - [`pool2d`]: max and average pooling, forward and backward.
+//! - [`norm`]: batch normalisation, local response normalisation, dropout.
 //!
 //! ## Conventions
 //! Matrices are described BLAS-style: row-major or column-major, a leading
-//! dimension per matrix, an optional transpose per operand. Indices start at 0.
+//! dimension per matrix, an optional transpose per operand. Images are NCHW,
+//! contiguous. Indices start at 0.
 //!
 //! ## Cargo features
 //! - `mkl`: Intel MKL as a GEMM backend, linked statically (LP64, sequential).

@@ -4,7 +4,8 @@
 //!
 //! `BIGDL_NUM_THREADS=T conv_table MIN_MS`: for each layer of the table in
 //! `bigdl_benches::LAYERS`, the median seconds of forward, backward-data and
-//! backward-weights (conv) or forward and backward (max pooling).
+//! backward-weights (conv) or forward and backward (max pooling), after a line
+//! describing the layer's geometry.
 
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ fn main() {
                 s,
                 p,
             } => {
+                println!(
+                    "{{\"layer\": \"{name}\", \"kind\": \"conv\", \"n\": {n}, \"c\": {c}, \"hw\": {hw}, \"oc\": {oc}, \"k\": {k}, \"s\": {s}, \"p\": {p}}}"
+                );
                 let plan = Conv2d::new(n, c, (hw, hw), oc, k, s, p)
                     .plan()
                     .expect("valid layer");
@@ -84,6 +88,9 @@ fn main() {
                 p,
                 ceil,
             } => {
+                println!(
+                    "{{\"layer\": \"{name}\", \"kind\": \"maxpool\", \"n\": {n}, \"c\": {c}, \"hw\": {hw}, \"k\": {k}, \"s\": {s}, \"p\": {p}, \"ceil\": {ceil}}}"
+                );
                 let plan = Pool2d {
                     ceil_mode: ceil,
                     ..Pool2d::new(n, c, (hw, hw), k, s, p)
