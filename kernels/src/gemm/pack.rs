@@ -35,7 +35,7 @@ pub(crate) unsafe fn pack_a<const MR: usize>(
                     ptr::copy_nonoverlapping(src.offset(p as isize * csa), dst.add(p * MR), MR);
                 }
             } else if rows == MR && csa == 1 && MR.is_multiple_of(4) {
-                pack_a_rows_x86::<MR>(kc, src, rsa, dst);
+                transpose_rows::<MR>(kc, src, rsa, dst);
             } else if rows == MR && csa == 1 {
                 for p in 0..kc {
                     for r in 0..MR {
@@ -57,14 +57,16 @@ pub(crate) unsafe fn pack_a<const MR: usize>(
     }
 }
 
-/// One full `A` micro-panel from `MR` rows with unit column stride: 4 x 4 blocks
-/// transposed with SSE (baseline on x86-64), 3x faster than an element loop.
+/// A full micro-panel from `MR` source rows (`rsa` apart), each contiguous in
+/// `p`: `dst[p * MR + r] = row_r[p]`. 4 x 4 blocks transposed with SSE (baseline
+/// on x86-64), about 3x faster than an element loop. Used for row-major `A` and
+/// for transposed `B`.
 ///
 /// # Safety
 /// `src` must address `MR` rows (`rsa` apart) of `kc` contiguous floats; `dst` must
 /// be valid for `MR * kc` writes.
 #[inline]
-unsafe fn pack_a_rows_x86<const MR: usize>(kc: usize, src: *const f32, rsa: isize, dst: *mut f32) {
+unsafe fn transpose_rows<const MR: usize>(kc: usize, src: *const f32, rsa: isize, dst: *mut f32) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -159,11 +161,9 @@ pub(crate) unsafe fn pack_b<const NR: usize>(
             let src = b.offset(j0 as isize * csb);
             let dst = out.add(q * NR * kc);
             if cols == NR && rsb == 1 {
-                for p in 0..kc {
-                    for j in 0..NR {
-                        *dst.add(p * NR + j) = *src.offset(j as isize * csb + p as isize);
-                    }
-                }
+                // B^T stored row-major (an NT product): each of the NR columns is
+                // contiguous in p, the same transposition as a row-major A panel.
+                transpose_rows::<NR>(kc, src, csb, dst);
             } else {
                 for p in 0..kc {
                     for j in 0..NR {
