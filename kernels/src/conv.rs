@@ -366,14 +366,7 @@ impl ConvPlan {
         let in_grp = self.cg() * c.in_h * c.in_w;
         for n in 0..input.len() / in_img {
             for g in 0..c.groups {
-                let x = &input[n * in_img + g * in_grp..][..in_grp];
-                let cols: &[f32] = match self.algo {
-                    ConvAlgo::Direct1x1 => x,
-                    ConvAlgo::Im2col => {
-                        self.im2col(x, &mut scratch[..k * p]);
-                        &scratch[..k * p]
-                    }
-                };
+                let cols = self.columns(&input[n * in_img + g * in_grp..][..in_grp], scratch);
                 let w = &weight[g * ocg * k..][..ocg * k];
                 let out = &mut output[(n * c.out_channels + g * ocg) * p..][..ocg * p];
                 Gemm::new(ocg, p, k).run(w, cols, out)?;
@@ -536,14 +529,7 @@ impl ConvPlan {
         let in_grp = self.cg() * c.in_h * c.in_w;
         for n in 0..input.len() / in_img {
             for g in 0..c.groups {
-                let x = &input[n * in_img + g * in_grp..][..in_grp];
-                let cols: &[f32] = match self.algo {
-                    ConvAlgo::Direct1x1 => x,
-                    ConvAlgo::Im2col => {
-                        self.im2col(x, &mut scratch[..k * p]);
-                        &scratch[..k * p]
-                    }
-                };
+                let cols = self.columns(&input[n * in_img + g * in_grp..][..in_grp], scratch);
                 let gy = &grad_output[(n * c.out_channels + g * ocg) * p..][..ocg * p];
                 let gw = &mut grad_weight[g * ocg * k..][..ocg * k];
                 // gw (ocg x k) += gy (ocg x p) * cols^T (p x k)
@@ -558,6 +544,19 @@ impl ConvPlan {
             }
         }
         Ok(())
+    }
+
+    /// The column matrix (`K x P`) of one image's group `x`: `x` itself for
+    /// `Direct1x1`, else unfolded into `scratch`.
+    fn columns<'a>(&self, x: &'a [f32], scratch: &'a mut [f32]) -> &'a [f32] {
+        match self.algo {
+            ConvAlgo::Direct1x1 => x,
+            ConvAlgo::Im2col => {
+                let cols = &mut scratch[..self.col_len()];
+                self.im2col(x, cols);
+                cols
+            }
+        }
     }
 
     /// For each output column (oh, ow) and each row (c, kh, kw): the input pixel

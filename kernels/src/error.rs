@@ -41,3 +41,19 @@ pub enum KernelError {
 
 /// Result alias for kernels.
 pub type Result<T, E = KernelError> = std::result::Result<T, E>;
+
+/// `Err(BufferTooSmall)` for the first `(name, len, needed)` whose length is not
+/// exactly `needed`.
+pub(crate) fn check_lens(op: &'static str, bufs: &[(&'static str, usize, usize)]) -> Result<()> {
+    for &(name, len, needed) in bufs {
+        if len != needed {
+            return Err(KernelError::BufferTooSmall {
+                op,
+                name,
+                len,
+                needed,
+            });
+        }
+    }
+    Ok(())
+}

@@ -4,21 +4,7 @@
 //!
 //! Statistics accumulate in `f64`.
 
-use crate::error::{KernelError, Result};
-
-fn check(op: &'static str, bufs: &[(&'static str, usize, usize)]) -> Result<()> {
-    for &(name, len, needed) in bufs {
-        if len != needed {
-            return Err(KernelError::BufferTooSmall {
-                op,
-                name,
-                len,
-                needed,
-            });
-        }
-    }
-    Ok(())
-}
+use crate::error::{KernelError, Result, check_lens as check};
 
 /// Batch normalisation over `batch x channels x spatial` (spatial = H * W; 1 for
 /// the non-spatial `BatchNormalization` of a `batch x channels` input).

@@ -3,7 +3,7 @@
 //! divisor conventions, and global pooling. Max pooling records the argmax of
 //! each window (as `ih * W + iw` within its plane) for the backward pass.
 
-use crate::error::{KernelError, Result};
+use crate::error::{KernelError, Result, check_lens};
 
 const OP: &str = "pool2d";
 
@@ -156,17 +156,7 @@ impl PoolPlan {
     }
 
     fn check(&self, bufs: &[(&'static str, usize, usize)]) -> Result<()> {
-        for &(name, len, needed) in bufs {
-            if len != needed {
-                return Err(KernelError::BufferTooSmall {
-                    op: OP,
-                    name,
-                    len,
-                    needed,
-                });
-            }
-        }
-        Ok(())
+        check_lens(OP, bufs)
     }
 
     /// Rows `h0..h1` and columns `w0..w1` of the window of output (oh, ow), clipped

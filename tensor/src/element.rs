@@ -74,70 +74,10 @@ pub trait Element: Copy + Default + PartialEq + PartialOrd + Debug + Send + Sync
     }
 }
 
-impl Element for f32 {
-    const DTYPE: DType = DType::F32;
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    fn from_f64(x: f64) -> Self {
-        x as f32
-    }
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    fn to_le_bytes_vec(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn from_le_slice(bytes: &[u8]) -> Self {
-        f32::from_le_bytes(bytes.try_into().expect("element width"))
-    }
-    fn is_nan(self) -> bool {
-        f32::is_nan(self)
-    }
-    fn add(self, o: Self) -> Self {
-        self + o
-    }
-    fn sub(self, o: Self) -> Self {
-        self - o
-    }
-    fn mul(self, o: Self) -> Self {
-        self * o
-    }
-    fn div(self, o: Self) -> Self {
-        self / o
-    }
-    fn kernel_unary(op: Unary, x: &[f32], y: &mut [f32]) -> bool {
-        ew::unary(op, x, y).is_ok()
-    }
-    fn kernel_unary_inplace(op: Unary, x: &mut [f32]) -> bool {
-        ew::unary_inplace(op, x);
-        true
-    }
-    fn kernel_binary(op: Binary, a: &[f32], b: &[f32], out: &mut [f32]) -> bool {
-        ew::binary(op, a, b, out).is_ok()
-    }
-    fn kernel_binary_inplace(op: Binary, a: &mut [f32], b: &[f32]) -> bool {
-        ew::binary_inplace(op, a, b).is_ok()
-    }
-}
-
-/// Floating-point elements: the math functions.
-pub trait Float: Element {
-    /// e^x.
-    fn exp(self) -> Self;
-    /// Natural logarithm.
-    fn ln(self) -> Self;
-    /// Hyperbolic tangent.
-    fn tanh(self) -> Self;
-    /// Square root.
-    fn sqrt(self) -> Self;
-    /// `self^e`.
-    fn powf(self, e: Self) -> Self;
-    /// Absolute value.
-    fn abs(self) -> Self;
-}
-
-macro_rules! element_f64 {
-    ($t:ty, $tag:ident) => {
+/// `Element` for a float type; `$hooks` are extra items (the vectorised-kernel
+/// hooks for `f32`).
+macro_rules! float_element {
+    ($t:ty, $tag:ident, { $($hooks:item)* }) => {
         impl Element for $t {
             const DTYPE: DType = DType::$tag;
             const ZERO: Self = 0.0;
@@ -169,6 +109,7 @@ macro_rules! element_f64 {
             fn div(self, o: Self) -> Self {
                 self / o
             }
+            $($hooks)*
         }
     };
 }
@@ -198,7 +139,39 @@ macro_rules! float {
     };
 }
 
-element_f64!(f64, F64);
+float_element!(f32, F32, {
+    fn kernel_unary(op: Unary, x: &[f32], y: &mut [f32]) -> bool {
+        ew::unary(op, x, y).is_ok()
+    }
+    fn kernel_unary_inplace(op: Unary, x: &mut [f32]) -> bool {
+        ew::unary_inplace(op, x);
+        true
+    }
+    fn kernel_binary(op: Binary, a: &[f32], b: &[f32], out: &mut [f32]) -> bool {
+        ew::binary(op, a, b, out).is_ok()
+    }
+    fn kernel_binary_inplace(op: Binary, a: &mut [f32], b: &[f32]) -> bool {
+        ew::binary_inplace(op, a, b).is_ok()
+    }
+});
+
+/// Floating-point elements: the math functions.
+pub trait Float: Element {
+    /// e^x.
+    fn exp(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// Hyperbolic tangent.
+    fn tanh(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// `self^e`.
+    fn powf(self, e: Self) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+}
+
+float_element!(f64, F64, {});
 float!(f32);
 float!(f64);
 
