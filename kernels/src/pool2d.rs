@@ -3,7 +3,10 @@
 //! divisor conventions, and global pooling. Max pooling records the argmax of
 //! each window (as `ih * W + iw` within its plane) for the backward pass.
 
+use rayon::prelude::*;
+
 use crate::error::{KernelError, Result, check_lens};
+use crate::pool;
 
 const OP: &str = "pool2d";
 
@@ -173,15 +176,17 @@ impl PoolPlan {
         (h0, h1, w0, w1, padded)
     }
 
-    /// Calls `f(plane, oh, ow, window)` for every output element; `plane` is
-    /// `n * C + c`.
-    fn each(&self, mut f: impl FnMut(usize, usize, usize, (usize, usize, usize, usize, usize))) {
-        let planes = self.pool.batch * self.pool.channels;
-        for plane in 0..planes {
-            for oh in 0..self.out_h {
-                for ow in 0..self.out_w {
-                    f(plane, oh, ow, self.window(oh, ow));
-                }
+    /// Whether to split planes over the pool (large enough, not already inside
+    /// a worker).
+    fn parallel(&self) -> bool {
+        self.output_len() >= 1 << 15 && pool::num_threads() > 1 && !pool::in_worker()
+    }
+
+    /// Calls `f(oh, ow, window)` for every output position of one plane.
+    fn each(&self, mut f: impl FnMut(usize, usize, (usize, usize, usize, usize, usize))) {
+        for oh in 0..self.out_h {
+            for ow in 0..self.out_w {
+                f(oh, ow, self.window(oh, ow));
             }
         }
     }
@@ -199,30 +204,41 @@ impl PoolPlan {
             ("output", output.len(), self.output_len()),
             ("indices", indices.len(), self.output_len()),
         ])?;
-        let (w, hw, ohw) = (
-            self.pool.in_w,
-            self.pool.in_h * self.pool.in_w,
-            self.out_h * self.out_w,
-        );
-        self.each(|plane, oh, ow, (h0, h1, w0, w1, _)| {
-            let x = &input[plane * hw..][..hw];
+        let (hw, ohw) = (self.pool.in_h * self.pool.in_w, self.out_h * self.out_w);
+        let plane = |x: &[f32], y: &mut [f32], idx: &mut [u32]| self.max_plane(x, y, idx);
+        if self.parallel() {
+            pool::pool().install(|| {
+                input
+                    .par_chunks(hw)
+                    .zip(output.par_chunks_mut(ohw).zip(indices.par_chunks_mut(ohw)))
+                    .for_each(|(x, (y, i))| plane(x, y, i))
+            });
+        } else {
+            input
+                .chunks(hw)
+                .zip(output.chunks_mut(ohw).zip(indices.chunks_mut(ohw)))
+                .for_each(|(x, (y, i))| plane(x, y, i));
+        }
+        Ok(())
+    }
+
+    fn max_plane(&self, x: &[f32], y: &mut [f32], indices: &mut [u32]) {
+        let w = self.pool.in_w;
+        self.each(|oh, ow, (h0, h1, w0, w1, _)| {
             let (mut best, mut at) = (f32::NEG_INFINITY, h0 * w + w0);
             'scan: for ih in h0..h1 {
-                for iw in w0..w1 {
-                    let v = x[ih * w + iw];
+                for (iw, &v) in x[ih * w + w0..ih * w + w1].iter().enumerate() {
                     if v > best || v.is_nan() {
-                        (best, at) = (v, ih * w + iw);
+                        (best, at) = (v, ih * w + w0 + iw);
                         if v.is_nan() {
                             break 'scan;
                         }
                     }
                 }
             }
-            let o = plane * ohw + oh * self.out_w + ow;
-            output[o] = best;
-            indices[o] = at as u32;
+            y[oh * self.out_w + ow] = best;
+            indices[oh * self.out_w + ow] = at as u32;
         });
-        Ok(())
     }
 
     /// Max pooling backward: each output gradient goes to its window's argmax
@@ -239,19 +255,32 @@ impl PoolPlan {
             ("grad_input", grad_input.len(), self.input_len()),
         ])?;
         let (hw, ohw) = (self.pool.in_h * self.pool.in_w, self.out_h * self.out_w);
-        grad_input.fill(0.0);
-        for (plane, (gy, idx)) in grad_output.chunks(ohw).zip(indices.chunks(ohw)).enumerate() {
-            let gx = &mut grad_input[plane * hw..][..hw];
+        if let Some(&i) = indices.iter().find(|&&i| i as usize >= hw) {
+            return Err(KernelError::InvalidArgument {
+                op: OP,
+                what: format!("argmax index {i} outside a plane of {hw}"),
+            });
+        }
+        let plane = |gy: &[f32], idx: &[u32], gx: &mut [f32]| {
+            gx.fill(0.0);
             for (&g, &i) in gy.iter().zip(idx) {
-                let i = i as usize;
-                if i >= hw {
-                    return Err(KernelError::InvalidArgument {
-                        op: OP,
-                        what: format!("argmax index {i} outside a plane of {hw}"),
-                    });
-                }
-                gx[i] += g;
+                gx[i as usize] += g;
             }
+        };
+        if self.parallel() {
+            pool::pool().install(|| {
+                grad_output
+                    .par_chunks(ohw)
+                    .zip(indices.par_chunks(ohw))
+                    .zip(grad_input.par_chunks_mut(hw))
+                    .for_each(|((gy, i), gx)| plane(gy, i, gx))
+            });
+        } else {
+            grad_output
+                .chunks(ohw)
+                .zip(indices.chunks(ohw))
+                .zip(grad_input.chunks_mut(hw))
+                .for_each(|((gy, i), gx)| plane(gy, i, gx));
         }
         Ok(())
     }
@@ -261,6 +290,28 @@ impl PoolPlan {
             padded as f32
         } else {
             ((h1 - h0) * (w1 - w0)) as f32
+        }
+    }
+
+    /// Runs `f(a_plane, b_plane)` over all planes, split over the pool when large.
+    fn planes(
+        &self,
+        a: &[f32],
+        a_plane: usize,
+        b: &mut [f32],
+        b_plane: usize,
+        f: impl Fn(&[f32], &mut [f32]) + Sync,
+    ) {
+        if self.parallel() {
+            pool::pool().install(|| {
+                a.par_chunks(a_plane)
+                    .zip(b.par_chunks_mut(b_plane))
+                    .for_each(|(a, b)| f(a, b))
+            });
+        } else {
+            a.chunks(a_plane)
+                .zip(b.chunks_mut(b_plane))
+                .for_each(|(a, b)| f(a, b));
         }
     }
 
@@ -275,14 +326,14 @@ impl PoolPlan {
             self.pool.in_h * self.pool.in_w,
             self.out_h * self.out_w,
         );
-        self.each(|plane, oh, ow, win| {
-            let (h0, h1, w0, w1, _) = win;
-            let x = &input[plane * hw..][..hw];
-            let mut s = 0.0f32;
-            for ih in h0..h1 {
-                s += x[ih * w + w0..ih * w + w1].iter().sum::<f32>();
-            }
-            output[plane * ohw + oh * self.out_w + ow] = s / self.divisor(win);
+        self.planes(input, hw, output, ohw, |x, y| {
+            self.each(|oh, ow, win| {
+                let (h0, h1, w0, w1, _) = win;
+                let s: f32 = (h0..h1)
+                    .map(|ih| x[ih * w + w0..ih * w + w1].iter().sum::<f32>())
+                    .sum();
+                y[oh * self.out_w + ow] = s / self.divisor(win);
+            })
         });
         Ok(())
     }
@@ -298,16 +349,17 @@ impl PoolPlan {
             self.pool.in_h * self.pool.in_w,
             self.out_h * self.out_w,
         );
-        grad_input.fill(0.0);
-        self.each(|plane, oh, ow, win| {
-            let (h0, h1, w0, w1, _) = win;
-            let g = grad_output[plane * ohw + oh * self.out_w + ow] / self.divisor(win);
-            let gx = &mut grad_input[plane * hw..][..hw];
-            for ih in h0..h1 {
-                gx[ih * w + w0..ih * w + w1]
-                    .iter_mut()
-                    .for_each(|v| *v += g);
-            }
+        self.planes(grad_output, ohw, grad_input, hw, |gy, gx| {
+            gx.fill(0.0);
+            self.each(|oh, ow, win| {
+                let (h0, h1, w0, w1, _) = win;
+                let g = gy[oh * self.out_w + ow] / self.divisor(win);
+                for ih in h0..h1 {
+                    gx[ih * w + w0..ih * w + w1]
+                        .iter_mut()
+                        .for_each(|v| *v += g);
+                }
+            })
         });
         Ok(())
     }

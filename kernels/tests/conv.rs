@@ -301,3 +301,43 @@ fn plans_pick_algorithms_and_reject_bad_geometry() {
             .is_err()
     );
 }
+
+/// A plan made outside the pool runs images in parallel; one made inside a
+/// worker runs them in turn. Same results (the weight gradient up to the order
+/// of the per-thread partial sums).
+#[test]
+fn image_parallel_plans_match_sequential_ones() {
+    use bigdl_kernels::pool;
+    let conv = Conv2d::new(5, 3, (9, 8), 4, 3, 1, 1);
+    let par = conv.plan().unwrap();
+    let seq = pool::pool().install(|| conv.plan().unwrap());
+    assert_eq!(seq.threads, 1);
+    let x: Vec<f32> = (0..par.input_len())
+        .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
+        .collect();
+    let w: Vec<f32> = (0..par.weight_len())
+        .map(|i| ((i * 7) % 11) as f32 * 0.1 - 0.5)
+        .collect();
+    let gy: Vec<f32> = (0..par.output_len())
+        .map(|i| ((i * 3) % 5) as f32 * 0.1)
+        .collect();
+    let run = |p: &ConvPlan| {
+        let mut s = vec![0.0; p.scratch_len()];
+        let (mut y, mut gx, mut gw, mut gb) = (
+            vec![0.0; p.output_len()],
+            vec![0.0; x.len()],
+            vec![0.0; w.len()],
+            vec![0.0; 4],
+        );
+        p.forward(&x, &w, None, &mut y, &mut s).unwrap();
+        p.backward_data(&gy, &w, &mut gx, &mut s).unwrap();
+        p.backward_weights(&x, &gy, &mut gw, Some(&mut gb), &mut s, false)
+            .unwrap();
+        (y, gx, gw, gb)
+    };
+    let (a, b) = (run(&par), pool::pool().install(|| run(&seq)));
+    assert_eq!((a.0, a.1), (b.0, b.1));
+    for (u, v) in a.2.iter().chain(&a.3).zip(b.2.iter().chain(&b.3)) {
+        assert!((u - v).abs() <= 1e-5 * (1.0 + v.abs()), "{u} vs {v}");
+    }
+}

@@ -231,3 +231,37 @@ fn output_sizes_nan_and_errors() {
     assert!(p.max_backward(&[1.0], &[7], &mut gx).is_err());
     assert!(p.max_forward(&[0.0; 3], &mut y, &mut idx).is_err());
 }
+
+/// Large inputs split planes over the pool; inside a worker the same call runs
+/// sequentially. Both must give bit-identical results.
+#[test]
+fn parallel_planes_match_sequential() {
+    use bigdl_kernels::pool;
+    let p = Pool2d {
+        ceil_mode: true,
+        ..Pool2d::new(4, 16, (64, 63), 3, 2, 1)
+    }
+    .plan()
+    .unwrap();
+    assert!(p.output_len() >= 1 << 15);
+    let x: Vec<f32> = (0..p.input_len())
+        .map(|i| ((i * 7919) % 1000) as f32 * 0.01)
+        .collect();
+    let gy: Vec<f32> = (0..p.output_len()).map(|i| (i % 13) as f32).collect();
+    let run = || {
+        let (mut y, mut idx, mut ya) = (
+            vec![0.0; p.output_len()],
+            vec![0; p.output_len()],
+            vec![0.0; p.output_len()],
+        );
+        let (mut gx, mut gxa) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        p.max_forward(&x, &mut y, &mut idx).unwrap();
+        p.max_backward(&gy, &idx, &mut gx).unwrap();
+        p.avg_forward(&x, &mut ya).unwrap();
+        p.avg_backward(&gy, &mut gxa).unwrap();
+        (y, idx, ya, gx, gxa)
+    };
+    let par = run();
+    let seq = pool::pool().install(run);
+    assert!(par == seq);
+}
