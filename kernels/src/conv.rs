@@ -20,6 +20,9 @@ use crate::pool;
 
 const OP: &str = "conv2d";
 
+/// Target columns per SGEMM when batching images with small output planes.
+const BLOCK_COLUMNS: usize = 256;
+
 /// The geometry of a 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2d {
@@ -83,6 +86,9 @@ pub struct ConvPlan {
     /// with multi-threaded GEMMs. Chosen at plan time: `min(pool threads, batch)`,
     /// 1 when planned from inside a pool worker.
     pub threads: usize,
+    /// Images per SGEMM: small output planes (`OH x OW` under 256) are batched
+    /// side by side so each product has at least ~256 columns.
+    pub block: usize,
 }
 
 fn invalid(what: String) -> KernelError {
@@ -221,6 +227,14 @@ impl Conv2d {
                 ConvAlgo::Im2col
             },
             threads,
+            block: if out_h * out_w >= BLOCK_COLUMNS {
+                1
+            } else {
+                BLOCK_COLUMNS
+                    .div_ceil(out_h * out_w)
+                    .min(c.batch.div_ceil(threads))
+                    .max(1)
+            },
         })
     }
 }
@@ -254,18 +268,30 @@ impl ConvPlan {
     pub fn weight_len(&self) -> usize {
         self.conv.out_channels * self.k()
     }
-    /// Column-matrix floats one thread needs (0 for `Direct1x1`).
+    /// Column-matrix floats one thread needs: `K x block x P` (0 for an
+    /// unbatched `Direct1x1`, which reads the input in place).
     fn col_len(&self) -> usize {
-        match self.algo {
-            ConvAlgo::Im2col => self.k() * self.p(),
-            ConvAlgo::Direct1x1 => 0,
+        if self.block == 1 && self.algo == ConvAlgo::Direct1x1 {
+            0
+        } else {
+            self.k() * self.block * self.p()
         }
     }
 
-    /// Scratch floats of one thread: its column matrix and, when images run in
-    /// parallel, its partial weight and bias gradients.
+    /// Output staging floats one thread needs when batching: `OC/groups x block x P`.
+    fn stage_len(&self) -> usize {
+        if self.block > 1 {
+            self.ocg() * self.block * self.p()
+        } else {
+            0
+        }
+    }
+
+    /// Scratch floats of one thread: its column matrix, its staging area and,
+    /// when images run in parallel, its partial weight and bias gradients.
     fn thread_scratch(&self) -> usize {
         self.col_len()
+            + self.stage_len()
             + if self.threads > 1 {
                 self.weight_len() + self.conv.out_channels
             } else {
@@ -364,6 +390,39 @@ impl ConvPlan {
         let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
         let in_img = c.in_channels * c.in_h * c.in_w;
         let in_grp = self.cg() * c.in_h * c.in_w;
+        if self.block > 1 {
+            let (cols, stage) = scratch.split_at_mut(self.col_len());
+            for (i0, b) in blocks(input.len() / in_img, self.block) {
+                let ld = b * p;
+                for g in 0..c.groups {
+                    for i in 0..b {
+                        self.im2col(
+                            &input[(i0 + i) * in_img + g * in_grp..][..in_grp],
+                            cols,
+                            ld,
+                            i * p,
+                        );
+                    }
+                    let stage = &mut stage[..ocg * ld];
+                    Gemm::new(ocg, ld, k).run(
+                        &weight[g * ocg * k..][..ocg * k],
+                        &cols[..k * ld],
+                        stage,
+                    )?;
+                    for i in 0..b {
+                        for o in 0..ocg {
+                            let bv = bias.map_or(0.0, |bias| bias[g * ocg + o]);
+                            let dst =
+                                &mut output[((i0 + i) * c.out_channels + g * ocg + o) * p..][..p];
+                            dst.iter_mut()
+                                .zip(&stage[o * ld + i * p..][..p])
+                                .for_each(|(d, &v)| *d = v + bv);
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
         for n in 0..input.len() / in_img {
             for g in 0..c.groups {
                 let cols = self.columns(&input[n * in_img + g * in_grp..][..in_grp], scratch);
@@ -419,6 +478,29 @@ impl ConvPlan {
         let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
         let in_img = c.in_channels * c.in_h * c.in_w;
         let in_grp = self.cg() * c.in_h * c.in_w;
+        if self.block > 1 {
+            let (cols, stage) = scratch.split_at_mut(self.col_len());
+            for (i0, b) in blocks(grad_input.len() / in_img, self.block) {
+                let ld = b * p;
+                for g in 0..c.groups {
+                    let stage = &mut stage[..ocg * ld];
+                    self.stage_grad_output(grad_output, stage, i0, b, g);
+                    // cols (k x ld) = W^T (k x ocg) * stage (ocg x ld)
+                    let cols = &mut cols[..k * ld];
+                    Gemm::new(k, ld, ocg).trans_a(Transpose::Yes).run(
+                        &weight[g * ocg * k..][..ocg * k],
+                        stage,
+                        cols,
+                    )?;
+                    for i in 0..b {
+                        let gx = &mut grad_input[(i0 + i) * in_img + g * in_grp..][..in_grp];
+                        gx.fill(0.0);
+                        self.col2im(cols, gx, ld, i * p);
+                    }
+                }
+            }
+            return Ok(());
+        }
         for n in 0..grad_input.len() / in_img {
             for g in 0..c.groups {
                 let w = &weight[g * ocg * k..][..ocg * k];
@@ -431,7 +513,7 @@ impl ConvPlan {
                     ConvAlgo::Im2col => {
                         gemm.run(w, gy, &mut scratch[..k * p])?;
                         gx.fill(0.0);
-                        self.col2im(&scratch[..k * p], gx);
+                        self.col2im(&scratch[..k * p], gx, p, 0);
                     }
                 }
             }
@@ -459,7 +541,12 @@ impl ConvPlan {
         if let Some(b) = &grad_bias {
             self.check(&[("grad_bias", b.len(), self.conv.out_channels)])?;
         }
-        let (wl, oc, col) = (self.weight_len(), self.conv.out_channels, self.col_len());
+        // Per-thread scratch: [columns + staging | partial weight gradient | bias].
+        let (wl, oc, col) = (
+            self.weight_len(),
+            self.conv.out_channels,
+            self.col_len() + self.stage_len(),
+        );
         if !accumulate {
             grad_weight.fill(0.0);
         }
@@ -527,6 +614,32 @@ impl ConvPlan {
         let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
         let in_img = c.in_channels * c.in_h * c.in_w;
         let in_grp = self.cg() * c.in_h * c.in_w;
+        if self.block > 1 {
+            let (cols, stage) = scratch.split_at_mut(self.col_len());
+            for (i0, b) in blocks(input.len() / in_img, self.block) {
+                let ld = b * p;
+                for g in 0..c.groups {
+                    for i in 0..b {
+                        self.im2col(
+                            &input[(i0 + i) * in_img + g * in_grp..][..in_grp],
+                            cols,
+                            ld,
+                            i * p,
+                        );
+                    }
+                    let stage = &mut stage[..ocg * ld];
+                    self.stage_grad_output(grad_output, stage, i0, b, g);
+                    // gw (ocg x k) += stage (ocg x ld) * cols^T (ld x k)
+                    let gw = &mut grad_weight[g * ocg * k..][..ocg * k];
+                    Gemm::new(ocg, k, ld)
+                        .trans_b(Transpose::Yes)
+                        .beta(1.0)
+                        .run(stage, &cols[..k * ld], gw)?;
+                }
+            }
+            self.add_bias_grad(input.len() / in_img, grad_output, bias_sum);
+            return Ok(());
+        }
         for n in 0..input.len() / in_img {
             for g in 0..c.groups {
                 let cols = self.columns(&input[n * in_img + g * in_grp..][..in_grp], scratch);
@@ -538,12 +651,43 @@ impl ConvPlan {
                     .beta(1.0)
                     .run(gy, cols, gw)?;
             }
+        }
+        self.add_bias_grad(input.len() / in_img, grad_output, bias_sum);
+        Ok(())
+    }
+
+    /// Adds each output channel's gradient sum over `images` images to
+    /// `bias_sum` (nothing if it is empty).
+    fn add_bias_grad(&self, images: usize, grad_output: &[f32], bias_sum: &mut [f64]) {
+        let (p, oc) = (self.p(), self.conv.out_channels);
+        for n in 0..images {
             for (o, b) in bias_sum.iter_mut().enumerate() {
-                let row = &grad_output[(n * c.out_channels + o) * p..][..p];
-                *b += row.iter().map(|&v| v as f64).sum::<f64>();
+                *b += grad_output[(n * oc + o) * p..][..p]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>();
             }
         }
-        Ok(())
+    }
+
+    /// Copies group `g` of images `i0..i0+b` of `grad_output` into `stage`
+    /// (`OC/groups x b*P`, image `i` in columns `i*P..`).
+    fn stage_grad_output(
+        &self,
+        grad_output: &[f32],
+        stage: &mut [f32],
+        i0: usize,
+        b: usize,
+        g: usize,
+    ) {
+        let (p, ocg, oc) = (self.p(), self.ocg(), self.conv.out_channels);
+        let ld = b * p;
+        for i in 0..b {
+            for o in 0..ocg {
+                stage[o * ld + i * p..][..p]
+                    .copy_from_slice(&grad_output[((i0 + i) * oc + g * ocg + o) * p..][..p]);
+            }
+        }
     }
 
     /// The column matrix (`K x P`) of one image's group `x`: `x` itself for
@@ -553,15 +697,15 @@ impl ConvPlan {
             ConvAlgo::Direct1x1 => x,
             ConvAlgo::Im2col => {
                 let cols = &mut scratch[..self.col_len()];
-                self.im2col(x, cols);
+                self.im2col(x, cols, self.p(), 0);
                 cols
             }
         }
     }
 
-    /// For each output column (oh, ow) and each row (c, kh, kw): the input pixel
-    /// row and the range of output columns that read inside the image.
-    fn im2col(&self, x: &[f32], cols: &mut [f32]) {
+    /// Unfolds one image's group `x` into rows (c, kh, kw) of `cols`, row `r` at
+    /// `r * ld + off` (`OH x OW` values each).
+    fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
         let c = &self.conv;
         let (oh_n, ow_n) = (self.out_h, self.out_w);
         let mut row = 0;
@@ -569,7 +713,7 @@ impl ConvPlan {
             let plane = &x[ch * c.in_h * c.in_w..][..c.in_h * c.in_w];
             for kh in 0..c.kernel_h {
                 for kw in 0..c.kernel_w {
-                    let dst = &mut cols[row * oh_n * ow_n..][..oh_n * ow_n];
+                    let dst = &mut cols[row * ld + off..][..oh_n * ow_n];
                     let (lo, hi) =
                         valid_range(ow_n, kw * c.dilation_w, c.pad_left, c.stride_w, c.in_w);
                     for oh in 0..oh_n {
@@ -600,8 +744,9 @@ impl ConvPlan {
         }
     }
 
-    /// Adds each column entry back onto the input pixel it came from.
-    fn col2im(&self, cols: &[f32], gx: &mut [f32]) {
+    /// Adds each column entry (rows laid out as in [`ConvPlan::im2col`]) back
+    /// onto the input pixel it came from.
+    fn col2im(&self, cols: &[f32], gx: &mut [f32], ld: usize, off: usize) {
         let c = &self.conv;
         let (oh_n, ow_n) = (self.out_h, self.out_w);
         let mut row = 0;
@@ -609,7 +754,7 @@ impl ConvPlan {
             let plane = &mut gx[ch * c.in_h * c.in_w..][..c.in_h * c.in_w];
             for kh in 0..c.kernel_h {
                 for kw in 0..c.kernel_w {
-                    let srcs = &cols[row * oh_n * ow_n..][..oh_n * ow_n];
+                    let srcs = &cols[row * ld + off..][..oh_n * ow_n];
                     let (lo, hi) =
                         valid_range(ow_n, kw * c.dilation_w, c.pad_left, c.stride_w, c.in_w);
                     let base = kw * c.dilation_w;
@@ -629,6 +774,13 @@ impl ConvPlan {
             }
         }
     }
+}
+
+/// `(first, count)` of consecutive groups of at most `block` of `n` images.
+fn blocks(n: usize, block: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n)
+        .step_by(block.max(1))
+        .map(move |i0| (i0, block.min(n - i0)))
 }
 
 /// Output columns `lo..hi` whose input column `ow * stride + offset - pad` lies
