@@ -35,8 +35,11 @@ unsafe impl Sync for Problem {}
 /// packed element costs about one cycle, in which a core does 32 FLOP.
 const PACK_WEIGHT: usize = 32;
 
-/// Below this many FLOP per thread, waking another thread costs more than it saves.
-const MIN_FLOPS_PER_THREAD: usize = 1 << 21;
+/// Below this many FLOP per thread (about 40 us of work), waking another thread
+/// costs more than it saves: on this VM a 4.7 MFLOP product called between
+/// serial work ran 2x slower on two threads than on one (`--example
+/// caller_overhead`).
+const MIN_FLOPS_PER_THREAD: usize = 1 << 22;
 
 impl Problem {
     /// The same product with `C` transposed (`C^T = B^T A^T`), so that a
