@@ -25,7 +25,9 @@ fn main() {
     std::hint::black_box(&serial);
     // A convolution run image by image from the calling thread, each image's
     // GEMM split over the pool.
-    let mut plan = bigdl_kernels::conv::Conv2d::new(128, 16, (32, 32), 16, 3, 1, 1).plan().unwrap();
+    let mut plan = bigdl_kernels::conv::Conv2d::new(128, 16, (32, 32), 16, 3, 1, 1)
+        .plan()
+        .unwrap();
     (plan.threads, plan.block) = (1, 1);
     let x = vec![0.5f32; plan.input_len()];
     let w = vec![0.01f32; plan.weight_len()];
@@ -34,6 +36,9 @@ fn main() {
     for _ in 0..3 {
         let t = Instant::now();
         plan.forward(&x, &w, None, &mut y, &mut s).unwrap();
-        println!("conv image by image: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "conv image by image: {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! `gemm_table THREADS [MIN_MS]`. Runs each peer on the same inputs, interleaved
 //! shape by shape so machine noise hits all peers alike. `MATMUL_NUM_THREADS`
 //! must equal THREADS (matrixmultiply reads it once); `benches/gemm_peers.sh`
-//! sets it.
+//! sets it. Each measurement starts after a 200 ms pause, so that the previous
+//! peer's spinning worker threads do not steal this one's cores.
 
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ fn main() {
         let gflops: Vec<f64> = peers
             .iter()
             .map(|&p| {
+                // Let the previous peer's worker threads (rayon, thread-tree) go
+                // idle first: their spinning otherwise steals the next peer's CPU.
+                std::thread::sleep(Duration::from_millis(200));
                 flops / median_secs(min, || p.sgemm((m, n, k), threads, &a, &b, &mut c)) / 1e9
             })
             .collect();
