@@ -395,14 +395,7 @@ impl ConvPlan {
             for (i0, b) in blocks(input.len() / in_img, self.block) {
                 let ld = b * p;
                 for g in 0..c.groups {
-                    for i in 0..b {
-                        self.im2col(
-                            &input[(i0 + i) * in_img + g * in_grp..][..in_grp],
-                            cols,
-                            ld,
-                            i * p,
-                        );
-                    }
+                    self.unfold_block(input, cols, i0, b, g);
                     let stage = &mut stage[..ocg * ld];
                     Gemm::new(ocg, ld, k).run(
                         &weight[g * ocg * k..][..ocg * k],
@@ -619,14 +612,7 @@ impl ConvPlan {
             for (i0, b) in blocks(input.len() / in_img, self.block) {
                 let ld = b * p;
                 for g in 0..c.groups {
-                    for i in 0..b {
-                        self.im2col(
-                            &input[(i0 + i) * in_img + g * in_grp..][..in_grp],
-                            cols,
-                            ld,
-                            i * p,
-                        );
-                    }
+                    self.unfold_block(input, cols, i0, b, g);
                     let stage = &mut stage[..ocg * ld];
                     self.stage_grad_output(grad_output, stage, i0, b, g);
                     // gw (ocg x k) += stage (ocg x ld) * cols^T (ld x k)
@@ -667,6 +653,25 @@ impl ConvPlan {
                     .map(|&v| v as f64)
                     .sum::<f64>();
             }
+        }
+    }
+
+    /// Unfolds group `g` of images `i0..i0+b` of `input` side by side into
+    /// `cols` (`K x b*P`, image `i` in columns `i*P..`).
+    fn unfold_block(&self, input: &[f32], cols: &mut [f32], i0: usize, b: usize, g: usize) {
+        let c = &self.conv;
+        let (in_img, in_grp, p) = (
+            c.in_channels * c.in_h * c.in_w,
+            self.cg() * c.in_h * c.in_w,
+            self.p(),
+        );
+        for i in 0..b {
+            self.im2col(
+                &input[(i0 + i) * in_img + g * in_grp..][..in_grp],
+                cols,
+                b * p,
+                i * p,
+            );
         }
     }
 
