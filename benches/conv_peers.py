@@ -7,7 +7,9 @@ Usage: benches/conv_peers.py [MIN_MS]   (builds and runs the `conv_table` binary
 For each layer of bigdl_benches::LAYERS (LeNet-5, ResNet-20, ResNet-50,
 Inception-v1) and 1 and 2 threads: the median time of forward, backward-data and
 backward-weights (PyTorch: F.conv2d and aten.convolution_backward with one output
-mask at a time; max pooling with indices and its backward).
+mask at a time; max pooling with indices and its backward; batch norm through
+aten.native_batch_norm(_backward) in training mode; LRN forward and its autograd
+backward).
 """
 import json
 import os
@@ -60,6 +62,23 @@ def theirs(threads, geometry):
                 bwd = lambda mask: torch.ops.aten.convolution_backward(gy, x, w, [L["oc"]], st, pd, [1, 1], False, [0, 0], 1, mask)
                 res[(L["layer"], "bwd_data")] = median_secs(lambda: bwd([True, False, False]))
                 res[(L["layer"], "bwd_weight")] = median_secs(lambda: bwd([False, True, True]))
+            elif kind == "batchnorm":
+                x = (torch.arange(x.numel(), dtype=torch.float32).reshape(x.shape) % 97) * 0.01
+                g, b = torch.ones(L["c"]), torch.zeros(L["c"])
+                rm, rv = torch.zeros(L["c"]), torch.ones(L["c"])
+                res[(L["layer"], "fwd")] = median_secs(lambda: F.batch_norm(x, rm, rv, g, b, True, 0.1, 1e-5))
+                _, mean, invstd = torch.ops.aten.native_batch_norm(x, g, b, rm, rv, True, 0.1, 1e-5)
+                gy = torch.full_like(x, 0.2)
+                res[(L["layer"], "bwd_data")] = median_secs(lambda: torch.ops.aten.native_batch_norm_backward(
+                    gy, x, g, rm, rv, mean, invstd, True, 1e-5, [True, True, True]))
+            elif kind == "lrn":
+                x = (torch.arange(x.numel(), dtype=torch.float32).reshape(x.shape) % 97) * 0.01
+                res[(L["layer"], "fwd")] = median_secs(lambda: F.local_response_norm(x, 5, 1e-4, 0.75, 2.0))
+                gy = torch.full_like(x, 0.2)
+                with torch.enable_grad():
+                    xr = x.clone().requires_grad_()
+                    y = F.local_response_norm(xr, 5, 1e-4, 0.75, 2.0)
+                    res[(L["layer"], "bwd_data")] = median_secs(lambda: torch.autograd.grad(y, xr, gy, retain_graph=True))
             else:
                 x = torch.arange(x.numel(), dtype=torch.float32).reshape(x.shape) % 97
                 args = (L["k"], L["s"], L["p"], 1, L["ceil"])

@@ -158,6 +158,22 @@ pub enum Layer {
         s: usize,
         p: usize,
     },
+    /// Spatial batch normalisation, training mode.
+    #[allow(missing_docs)]
+    BatchNorm {
+        name: &'static str,
+        n: usize,
+        c: usize,
+        hw: usize,
+    },
+    /// Local response normalisation across 5 channels.
+    #[allow(missing_docs)]
+    Lrn {
+        name: &'static str,
+        n: usize,
+        c: usize,
+        hw: usize,
+    },
     /// Max pooling.
     #[allow(missing_docs)]
     MaxPool {
@@ -173,7 +189,8 @@ pub enum Layer {
 }
 
 /// Layers of LeNet-5 (BigDL's, batch 128), ResNet-20 on CIFAR-10 (batch 128),
-/// ResNet-50 (batch 32, 224x224) and Inception-v1 (batch 32).
+/// ResNet-50 (batch 32, 224x224) and Inception-v1 (batch 32), plus their batch
+/// normalisation and LRN layers.
 pub const LAYERS: &[Layer] = &[
     Layer::Conv {
         name: "lenet5.conv1",
@@ -334,5 +351,23 @@ pub const LAYERS: &[Layer] = &[
         s: 2,
         p: 0,
         ceil: true,
+    },
+    Layer::BatchNorm {
+        name: "resnet20.bn",
+        n: 128,
+        c: 16,
+        hw: 32,
+    },
+    Layer::BatchNorm {
+        name: "resnet50.bn1",
+        n: 32,
+        c: 64,
+        hw: 112,
+    },
+    Layer::Lrn {
+        name: "inception.lrn1",
+        n: 32,
+        c: 64,
+        hw: 56,
     },
 ];

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bigdl_benches::{LAYERS, Layer, median_secs};
 use bigdl_kernels::conv::Conv2d;
+use bigdl_kernels::norm::{BatchNorm, Lrn};
 use bigdl_kernels::pool2d::Pool2d;
 
 fn main() {
@@ -113,6 +114,80 @@ fn main() {
                     name,
                     "bwd_data",
                     median_secs(min, || plan.max_backward(&gy, &idx, &mut gx).unwrap()),
+                );
+            }
+            Layer::BatchNorm { name, n, c, hw } => {
+                println!(
+                    "{{\"layer\": \"{name}\", \"kind\": \"batchnorm\", \"n\": {n}, \"c\": {c}, \"hw\": {hw}}}"
+                );
+                let bn = BatchNorm {
+                    batch: n,
+                    channels: c,
+                    spatial: hw * hw,
+                    eps: 1e-5,
+                    momentum: 0.1,
+                };
+                let len = n * c * hw * hw;
+                let x: Vec<f32> = (0..len).map(|i| (i % 97) as f32 * 0.01).collect();
+                let (g, b) = (vec![1.0f32; c], vec![0.0f32; c]);
+                let (mut rm, mut rv, mut y, mut gx) =
+                    (vec![0.0; c], vec![1.0; c], vec![0.0; len], vec![0.0; len]);
+                let (mut gg, mut gb) = (vec![0.0; c], vec![0.0; c]);
+                let gy = vec![0.2f32; len];
+                let saved = bn
+                    .forward_train(&x, Some(&g), Some(&b), &mut y, &mut rm, &mut rv)
+                    .unwrap();
+                emit(
+                    name,
+                    "fwd",
+                    median_secs(min, || {
+                        bn.forward_train(&x, Some(&g), Some(&b), &mut y, &mut rm, &mut rv)
+                            .unwrap();
+                    }),
+                );
+                emit(
+                    name,
+                    "bwd_data",
+                    median_secs(min, || {
+                        bn.backward(
+                            &x,
+                            &gy,
+                            Some(&g),
+                            &saved,
+                            &mut gx,
+                            Some(&mut gg),
+                            Some(&mut gb),
+                        )
+                        .unwrap()
+                    }),
+                );
+            }
+            Layer::Lrn { name, n, c, hw } => {
+                println!(
+                    "{{\"layer\": \"{name}\", \"kind\": \"lrn\", \"n\": {n}, \"c\": {c}, \"hw\": {hw}}}"
+                );
+                let lrn = Lrn {
+                    batch: n,
+                    channels: c,
+                    spatial: hw * hw,
+                    size: 5,
+                    alpha: 1e-4,
+                    beta: 0.75,
+                    k: 2.0,
+                };
+                let len = n * c * hw * hw;
+                let x: Vec<f32> = (0..len).map(|i| (i % 97) as f32 * 0.01).collect();
+                let (mut y, mut sc, mut gx) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+                let gy = vec![0.2f32; len];
+                emit(
+                    name,
+                    "fwd",
+                    median_secs(min, || lrn.forward(&x, &mut y, &mut sc).unwrap()),
+                );
+                emit(
+                    name,
+                    "bwd_data",
+                    median_secs(min, || lrn.backward(&x, &y, &sc, &gy, &mut gx).unwrap()),
                 );
             }
         }
