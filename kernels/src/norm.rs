@@ -4,7 +4,10 @@
 //!
 //! Statistics accumulate in `f64`.
 
+use rayon::prelude::*;
+
 use crate::error::{KernelError, Result, check_lens as check};
+use crate::pool;
 
 /// Batch normalisation over `batch x channels x spatial` (spatial = H * W; 1 for
 /// the non-spatial `BatchNormalization` of a `batch x channels` input).
@@ -43,6 +46,47 @@ impl BatchNorm {
                 let start = (n * self.channels + c) * self.spatial;
                 f(c, start..start + self.spatial);
             }
+        }
+    }
+
+    fn parallel(&self) -> bool {
+        self.len() >= 1 << 16 && pool::num_threads() > 1 && !pool::in_worker()
+    }
+
+    /// Per channel, the sums of `f(channel, run)` over the channel's runs (in
+    /// parallel over channels for large inputs).
+    fn channel_sums(
+        &self,
+        f: impl Fn(usize, std::ops::Range<usize>) -> [f64; 2] + Sync,
+    ) -> Vec<[f64; 2]> {
+        let one = |c: usize| {
+            (0..self.batch).fold([0.0; 2], |acc, n| {
+                let start = (n * self.channels + c) * self.spatial;
+                let v = f(c, start..start + self.spatial);
+                [acc[0] + v[0], acc[1] + v[1]]
+            })
+        };
+        if self.parallel() {
+            pool::pool().install(|| (0..self.channels).into_par_iter().map(one).collect())
+        } else {
+            (0..self.channels).map(one).collect()
+        }
+    }
+
+    /// Calls `f(channel, start, out_run)` for every run of `out` (in parallel
+    /// for large inputs).
+    fn map_runs(&self, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+        let (s, c) = (self.spatial.max(1), self.channels.max(1));
+        if self.parallel() {
+            pool::pool().install(|| {
+                out.par_chunks_mut(s)
+                    .enumerate()
+                    .for_each(|(k, run)| f(k % c, k * s, run))
+            });
+        } else {
+            out.chunks_mut(s)
+                .enumerate()
+                .for_each(|(k, run)| f(k % c, k * s, run));
         }
     }
 
@@ -94,26 +138,37 @@ impl BatchNorm {
                 what: "empty batch".into(),
             });
         }
-        let (mut sum, mut sq) = (vec![0.0f64; c], vec![0.0f64; c]);
-        self.runs(|ch, r| sum[ch] += x[r].iter().map(|&v| v as f64).sum::<f64>());
-        let mean: Vec<f64> = sum.iter().map(|s| s / m).collect();
-        self.runs(|ch, r| {
-            sq[ch] += x[r]
-                .iter()
-                .map(|&v| (v as f64 - mean[ch]).powi(2))
-                .sum::<f64>()
+        // One pass: sum and sum of squares in f64 (exact enough: f32 inputs,
+        // f64 accumulators), var = E[x^2] - mean^2.
+        let sums = self.channel_sums(|_, r| {
+            x[r].iter().fold([0.0, 0.0], |a, &v| {
+                [a[0] + v as f64, a[1] + v as f64 * v as f64]
+            })
         });
-        let var: Vec<f64> = sq.iter().map(|s| s / m).collect();
+        let mean: Vec<f64> = sums.iter().map(|s| s[0] / m).collect();
+        let var: Vec<f64> = sums
+            .iter()
+            .zip(&mean)
+            .map(|(s, mu)| (s[1] / m - mu * mu).max(0.0))
+            .collect();
         let invstd: Vec<f64> = var
             .iter()
             .map(|v| 1.0 / (v + self.eps as f64).sqrt())
             .collect();
-        self.runs(|ch, r| {
-            let g = gamma.map_or(1.0, |g| g[ch]) as f64;
-            let b = beta.map_or(0.0, |b| b[ch]) as f64;
-            let (scale, shift) = (invstd[ch] * g, b - mean[ch] * invstd[ch] * g);
-            for i in r {
-                y[i] = (x[i] as f64 * scale + shift) as f32;
+        // y = x * scale + shift per channel, in f32 so the loop vectorises.
+        let (scale, shift): (Vec<f32>, Vec<f32>) = (0..c)
+            .map(|ch| {
+                let g = gamma.map_or(1.0, |g| g[ch]) as f64;
+                let b = beta.map_or(0.0, |b| b[ch]) as f64;
+                (
+                    (invstd[ch] * g) as f32,
+                    (b - mean[ch] * invstd[ch] * g) as f32,
+                )
+            })
+            .unzip();
+        self.map_runs(y, |ch, start, run| {
+            for (yi, &xi) in run.iter_mut().zip(&x[start..]) {
+                *yi = xi * scale[ch] + shift[ch];
             }
         });
         let mom = self.momentum as f64;
@@ -199,21 +254,39 @@ impl BatchNorm {
         )?;
         self.check_params(OP, gamma, None)?;
         let m = (self.batch * self.spatial) as f64;
-        let (mut dbeta, mut dgamma) = (vec![0.0f64; c], vec![0.0f64; c]);
-        self.runs(|ch, r| {
-            let (mu, inv) = (saved.mean[ch] as f64, saved.invstd[ch] as f64);
-            for i in r {
-                dbeta[ch] += grad_y[i] as f64;
-                dgamma[ch] += grad_y[i] as f64 * (x[i] as f64 - mu) * inv;
-            }
+        // dbeta = sum gy, dgamma = sum gy * xhat, per channel.
+        let acc = self.channel_sums(|ch, r| {
+            let mu = saved.mean[ch] as f64;
+            r.fold([0.0; 2], |a, i| {
+                [
+                    a[0] + grad_y[i] as f64,
+                    a[1] + grad_y[i] as f64 * (x[i] as f64 - mu),
+                ]
+            })
         });
-        self.runs(|ch, r| {
-            let (mu, inv) = (saved.mean[ch] as f64, saved.invstd[ch] as f64);
-            let g = gamma.map_or(1.0, |g| g[ch]) as f64;
-            for i in r {
-                let xhat = (x[i] as f64 - mu) * inv;
-                grad_x[i] =
-                    (g * inv / m * (m * grad_y[i] as f64 - dbeta[ch] - xhat * dgamma[ch])) as f32;
+        let dbeta: Vec<f64> = acc.iter().map(|a| a[0]).collect();
+        let dgamma: Vec<f64> = acc
+            .iter()
+            .zip(&saved.invstd)
+            .map(|(a, &inv)| a[1] * inv as f64)
+            .collect();
+        // gx = g inv / m (m gy - dbeta - xhat dgamma) = k1 gy + k2 + k3 (x - mu).
+        let k: Vec<[f32; 4]> = (0..c)
+            .map(|ch| {
+                let (inv, g) = (saved.invstd[ch] as f64, gamma.map_or(1.0, |g| g[ch]) as f64);
+                let k1 = g * inv;
+                [
+                    k1 as f32,
+                    (-k1 * dbeta[ch] / m) as f32,
+                    (-k1 * inv * dgamma[ch] / m) as f32,
+                    saved.mean[ch],
+                ]
+            })
+            .collect();
+        self.map_runs(grad_x, |ch, start, run| {
+            let [k1, k2, k3, mu] = k[ch];
+            for ((gx, &gy), &xi) in run.iter_mut().zip(&grad_y[start..]).zip(&x[start..]) {
+                *gx = k1 * gy + k2 + k3 * (xi - mu);
             }
         });
         for (grad, acc) in [(grad_gamma, &dgamma), (grad_beta, &dbeta)] {

@@ -214,3 +214,43 @@ fn dropout_is_seeded_unbiased_and_its_mask_is_the_gradient() {
     assert!(dropout_forward(&x, &mut y, &mut mask, 1.0, 7, 0).is_err());
     assert!(dropout_forward(&x[..5], &mut y, &mut mask, 0.5, 7, 0).is_err());
 }
+
+/// Large inputs split channels and runs over the pool; inside a worker the same
+/// call runs sequentially. Both must agree bit for bit.
+#[test]
+fn batchnorm_parallel_matches_sequential() {
+    use bigdl_kernels::pool;
+    let bn = BatchNorm {
+        batch: 8,
+        channels: 16,
+        spatial: 1024,
+        eps: 1e-5,
+        momentum: 0.1,
+    };
+    let len = 8 * 16 * 1024;
+    let x: Vec<f32> = (0..len)
+        .map(|i| ((i * 7919) % 1000) as f32 * 0.003 - 1.0)
+        .collect();
+    let gy: Vec<f32> = (0..len).map(|i| ((i * 31) % 17) as f32 * 0.1).collect();
+    let g: Vec<f32> = (0..16).map(|c| 0.5 + c as f32 * 0.1).collect();
+    let run = || {
+        let (mut rm, mut rv, mut y, mut gx) =
+            (vec![0.0; 16], vec![1.0; 16], vec![0.0; len], vec![0.0; len]);
+        let (mut gg, mut gb) = (vec![0.0; 16], vec![0.0; 16]);
+        let saved = bn
+            .forward_train(&x, Some(&g), None, &mut y, &mut rm, &mut rv)
+            .unwrap();
+        bn.backward(
+            &x,
+            &gy,
+            Some(&g),
+            &saved,
+            &mut gx,
+            Some(&mut gg),
+            Some(&mut gb),
+        )
+        .unwrap();
+        (y, gx, gg, gb, rm, rv)
+    };
+    assert!(run() == pool::pool().install(run));
+}
