@@ -145,6 +145,11 @@ impl Conv2d {
                 "kernel, stride, dilation and groups must be positive: {c:?}"
             )));
         }
+        if [c.in_channels, c.out_channels, c.in_h, c.in_w].contains(&0) {
+            return Err(invalid(format!(
+                "channels and input size must be positive: {c:?}"
+            )));
+        }
         if !c.in_channels.is_multiple_of(c.groups) || !c.out_channels.is_multiple_of(c.groups) {
             return Err(invalid(format!(
                 "{} input and {} output channels do not split into {} groups",

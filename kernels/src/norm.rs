@@ -39,16 +39,6 @@ impl BatchNorm {
         self.batch * self.channels * self.spatial
     }
 
-    /// Calls `f(c, run)` for every contiguous run of channel `c`'s elements.
-    fn runs(&self, mut f: impl FnMut(usize, std::ops::Range<usize>)) {
-        for n in 0..self.batch {
-            for c in 0..self.channels {
-                let start = (n * self.channels + c) * self.spatial;
-                f(c, start..start + self.spatial);
-            }
-        }
-    }
-
     fn parallel(&self) -> bool {
         self.len() >= 1 << 16 && pool::num_threads() > 1 && !pool::in_worker()
     }
@@ -106,7 +96,8 @@ impl BatchNorm {
 
     /// Training mode: normalise with the batch statistics, update the running
     /// statistics (running variance unbiased, as Torch), return what the
-    /// backward pass needs.
+    /// backward pass needs. The variance is `E[x^2] - mean^2` over f64 sums: one
+    /// pass over the data, exact enough unless |mean| / std exceeds about 1e6.
     #[allow(clippy::too_many_arguments)] // mirrors the layer's state
     pub fn forward_train(
         &self,
@@ -211,12 +202,12 @@ impl BatchNorm {
             ],
         )?;
         self.check_params(OP, gamma, beta)?;
-        self.runs(|ch, r| {
+        self.map_runs(y, |ch, start, run| {
             let inv = 1.0 / (running_var[ch] + self.eps).sqrt();
             let scale = inv * gamma.map_or(1.0, |g| g[ch]);
             let shift = beta.map_or(0.0, |b| b[ch]) - running_mean[ch] * scale;
-            for i in r {
-                y[i] = x[i] * scale + shift;
+            for (yi, &xi) in run.iter_mut().zip(&x[start..]) {
+                *yi = xi * scale + shift;
             }
         });
         Ok(())
@@ -325,6 +316,16 @@ impl Lrn {
         self.batch * self.channels * self.spatial
     }
 
+    fn check_size(&self, op: &'static str) -> Result<()> {
+        if self.size == 0 {
+            return Err(KernelError::InvalidArgument {
+                op,
+                what: "window size 0".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn window(&self, c: usize) -> std::ops::Range<usize> {
         let lo = c.saturating_sub((self.size - 1) / 2);
         let hi = (c + self.size / 2 + 1).min(self.channels);
@@ -334,12 +335,7 @@ impl Lrn {
     /// Forward; `scale` receives the denominators' bases for the backward pass.
     pub fn forward(&self, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Result<()> {
         const OP: &str = "lrn_forward";
-        if self.size == 0 {
-            return Err(KernelError::InvalidArgument {
-                op: OP,
-                what: "window size 0".into(),
-            });
-        }
+        self.check_size(OP)?;
         check(
             OP,
             &[
@@ -377,6 +373,7 @@ impl Lrn {
         grad_x: &mut [f32],
     ) -> Result<()> {
         const OP: &str = "lrn_backward";
+        self.check_size(OP)?;
         let l = self.len();
         check(
             OP,

@@ -195,6 +195,25 @@ fn lrn_forward_and_gradient() {
 }
 
 #[test]
+fn lrn_rejects_an_empty_window() {
+    let lrn = Lrn {
+        batch: 1,
+        channels: 2,
+        spatial: 1,
+        size: 0,
+        alpha: 1e-4,
+        beta: 0.75,
+        k: 2.0,
+    };
+    let (mut y, mut s, mut gx) = ([0.0f32; 2], [0.0f32; 2], [0.0f32; 2]);
+    assert!(lrn.forward(&[1.0; 2], &mut y, &mut s).is_err());
+    assert!(
+        lrn.backward(&[1.0; 2], &[1.0; 2], &[2.0; 2], &[1.0; 2], &mut gx)
+            .is_err()
+    );
+}
+
+#[test]
 fn dropout_is_seeded_unbiased_and_its_mask_is_the_gradient() {
     let n = 100_000;
     let x = vec![1.0f32; n];
