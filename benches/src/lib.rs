@@ -188,6 +188,18 @@ pub enum Layer {
     },
 }
 
+impl Layer {
+    /// The layer's name, e.g. `resnet50.res2.3x3`.
+    pub fn name(&self) -> &'static str {
+        match *self {
+            Layer::Conv { name, .. }
+            | Layer::BatchNorm { name, .. }
+            | Layer::Lrn { name, .. }
+            | Layer::MaxPool { name, .. } => name,
+        }
+    }
+}
+
 /// Layers of LeNet-5 (BigDL's, batch 128), ResNet-20 on CIFAR-10 (batch 128),
 /// ResNet-50 (batch 32, 224x224) and Inception-v1 (batch 32), plus their batch
 /// normalisation and LRN layers.

@@ -2,10 +2,11 @@
 //! (spatial and not, training and inference), local response normalisation
 //! across channels (AlexNet, Inception), and dropout with a seeded mask.
 //!
-//! Statistics accumulate in `f64`.
+//! Batch-norm statistics accumulate in `f64`; LRN runs in `f32`.
 
 use rayon::prelude::*;
 
+use crate::elementwise::{self, Unary};
 use crate::error::{KernelError, Result, check_lens as check};
 use crate::pool;
 
@@ -332,7 +333,42 @@ impl Lrn {
         lo..hi
     }
 
-    /// Forward; `scale` receives the denominators' bases for the backward pass.
+    /// Whether to split the images over the pool.
+    fn parallel(&self) -> bool {
+        self.len() >= 1 << 16 && self.batch > 1 && pool::num_threads() > 1 && !pool::in_worker()
+    }
+
+    /// Calls `f(image_in..., image_out...)` for every image, in parallel over
+    /// images for large inputs. `ins` and `outs` hold whole batches.
+    fn per_image<const I: usize, const O: usize>(
+        &self,
+        ins: [&[f32]; I],
+        outs: [&mut [f32]; O],
+        f: impl Fn([&[f32]; I], [&mut [f32]; O]) + Sync,
+    ) {
+        let cs = self.channels * self.spatial;
+        if cs == 0 {
+            return;
+        }
+        let image = |n: usize, outs: [&mut [f32]; O]| f(ins.map(|x| &x[n * cs..][..cs]), outs);
+        let mut outs = outs.map(|o| o.chunks_mut(cs));
+        let per: Vec<[&mut [f32]; O]> = (0..self.batch)
+            .map(|_| std::array::from_fn(|k| outs[k].next().expect("checked lengths")))
+            .collect();
+        if self.parallel() {
+            pool::pool().install(|| {
+                per.into_par_iter()
+                    .enumerate()
+                    .for_each(|(n, o)| image(n, o))
+            });
+        } else {
+            per.into_iter().enumerate().for_each(|(n, o)| image(n, o));
+        }
+    }
+
+    /// Forward; `scale` receives the denominators' bases
+    /// `k + alpha / size * sum(x^2 over the window)` for the backward pass.
+    /// Computed in `f32`, vectorised, in parallel over images.
     pub fn forward(&self, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Result<()> {
         const OP: &str = "lrn_forward";
         self.check_size(OP)?;
@@ -344,26 +380,39 @@ impl Lrn {
                 ("scale", scale.len(), self.len()),
             ],
         )?;
-        let (cs, s) = (self.channels * self.spatial, self.spatial);
-        let a = self.alpha as f64 / self.size as f64;
-        for n in 0..self.batch {
+        let s = self.spatial;
+        let (a, k) = (self.alpha / self.size as f32, self.k);
+        self.per_image([x], [y, scale], |[x], [y, scale]| {
             for c in 0..self.channels {
-                for p in 0..s {
-                    let sq: f64 = self
-                        .window(c)
-                        .map(|cc| (x[n * cs + cc * s + p] as f64).powi(2))
-                        .sum();
-                    let i = n * cs + c * s + p;
-                    let base = self.k as f64 + a * sq;
-                    scale[i] = base as f32;
-                    y[i] = (x[i] as f64 * base.powf(-self.beta as f64)) as f32;
+                let sc = &mut scale[c * s..][..s];
+                sc.fill(0.0);
+                for cc in self.window(c) {
+                    sc.iter_mut()
+                        .zip(&x[cc * s..][..s])
+                        .for_each(|(acc, &v)| *acc += v * v);
                 }
+                sc.iter_mut().for_each(|v| *v = k + a * *v);
+                let yc = &mut y[c * s..][..s];
+                self.pow_neg_beta(sc, yc);
+                yc.iter_mut()
+                    .zip(&x[c * s..][..s])
+                    .for_each(|(y, &x)| *y *= x);
             }
-        }
+        });
         Ok(())
     }
 
-    /// Backward (`grad_x` overwritten), from the forward's `x`, `y` and `scale`.
+    /// `out = base^-beta`, as `exp(-beta ln base)` with the vector kernels.
+    fn pow_neg_beta(&self, base: &[f32], out: &mut [f32]) {
+        elementwise::unary(Unary::Log, base, out).expect("equal lengths");
+        elementwise::scale(-self.beta, out);
+        elementwise::unary_inplace(Unary::Exp, out);
+    }
+
+    /// Backward (`grad_x` overwritten), from the forward's `x`, `y` and `scale`:
+    /// `gx_c = gy_c scale_c^-beta - 2 alpha beta / size * x_c * sum over the
+    /// channels d whose window holds c of gy_d y_d / scale_d`. Vectorised, in
+    /// parallel over images; each task allocates one image of scratch.
     pub fn backward(
         &self,
         x: &[f32],
@@ -385,26 +434,38 @@ impl Lrn {
                 ("grad_x", grad_x.len(), l),
             ],
         )?;
-        let (cs, s) = (self.channels * self.spatial, self.spatial);
-        let coef = 2.0 * self.alpha as f64 * self.beta as f64 / self.size as f64;
-        for n in 0..self.batch {
-            for c in 0..self.channels {
-                for p in 0..s {
-                    let i = n * cs + c * s + p;
+        let s = self.spatial;
+        let coef = 2.0 * self.alpha * self.beta / self.size as f32;
+        self.per_image(
+            [x, y, scale, grad_y],
+            [grad_x],
+            |[x, y, scale, gy], [gx]| {
+                // ratio = gy * y / scale, the terms every window sums.
+                let ratio: Vec<f32> = gy
+                    .iter()
+                    .zip(y)
+                    .zip(scale)
+                    .map(|((&g, &y), &s)| g * y / s)
+                    .collect();
+                for c in 0..self.channels {
+                    let g = &mut gx[c * s..][..s];
+                    self.pow_neg_beta(&scale[c * s..][..s], g);
+                    g.iter_mut()
+                        .zip(&gy[c * s..][..s])
+                        .for_each(|(g, &d)| *g *= d);
                     // Channels whose window contains c.
                     let lo = c.saturating_sub(self.size / 2);
                     let hi = (c + (self.size - 1) / 2 + 1).min(self.channels);
-                    let acc: f64 = (lo..hi)
-                        .map(|cc| {
-                            let j = n * cs + cc * s + p;
-                            grad_y[j] as f64 * y[j] as f64 / scale[j] as f64
-                        })
-                        .sum();
-                    grad_x[i] = (grad_y[i] as f64 * (scale[i] as f64).powf(-self.beta as f64)
-                        - coef * x[i] as f64 * acc) as f32;
+                    let xc = &x[c * s..][..s];
+                    for d in lo..hi {
+                        g.iter_mut()
+                            .zip(xc)
+                            .zip(&ratio[d * s..][..s])
+                            .for_each(|((g, &x), &r)| *g -= coef * x * r);
+                    }
                 }
-            }
-        }
+            },
+        );
         Ok(())
     }
 }

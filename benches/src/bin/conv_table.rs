@@ -5,7 +5,8 @@
 //! `BIGDL_NUM_THREADS=T conv_table MIN_MS`: for each layer of the table in
 //! `bigdl_benches::LAYERS`, the median seconds of forward, backward-data and
 //! backward-weights (conv) or forward and backward (max pooling), after a line
-//! describing the layer's geometry.
+//! describing the layer's geometry. `conv_table MIN_MS NAME` times only the
+//! layers whose name contains `NAME`.
 
 use std::time::Duration;
 
@@ -26,7 +27,9 @@ fn main() {
             "{{\"impl\": \"bigdl\", \"layer\": \"{name}\", \"pass\": \"{pass}\", \"secs\": {secs:e}}}"
         );
     };
-    for layer in LAYERS {
+    // Optional second argument: only layers whose name contains it.
+    let only = std::env::args().nth(2).unwrap_or_default();
+    for layer in LAYERS.iter().filter(|l| l.name().contains(only.as_str())) {
         match *layer {
             Layer::Conv {
                 name,
