@@ -653,10 +653,8 @@ impl ConvPlan {
         let (p, oc) = (self.p(), self.conv.out_channels);
         for n in 0..images {
             for (o, b) in bias_sum.iter_mut().enumerate() {
-                *b += grad_output[(n * oc + o) * p..][..p]
-                    .iter()
-                    .map(|&v| v as f64)
-                    .sum::<f64>();
+                // Each plane summed in f32 vector lanes, the planes in f64.
+                *b += crate::elementwise::sum(&grad_output[(n * oc + o) * p..][..p]) as f64;
             }
         }
     }

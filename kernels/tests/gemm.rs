@@ -103,6 +103,36 @@ fn exact_on_integer_inputs() {
 }
 
 #[test]
+fn small_c_long_k() {
+    // The AVX-512 dot-product path (C of at most 128 x 128 with a side <= 32,
+    // k >= 128; row-major A times B^T, or the same in column-major): partial
+    // 4 x 4 blocks on both sides, k tails of 0..15 lanes; exact on integers.
+    let mut rng = Rng::from_env("small_c_long_k");
+    for (m, n, k) in [
+        (1, 1, 128),
+        (4, 4, 128),
+        (5, 7, 143),
+        (6, 25, 400),
+        (16, 27, 399),
+        (3, 130, 200),
+        (32, 144, 256),
+    ] {
+        for g in all_variants(m, n, k) {
+            for (alpha, beta) in [(1.0, 0.0), (2.0, 1.0), (-1.0, 0.5)] {
+                check_all(g.alpha(alpha).beta(beta), 1, true, &mut rng);
+            }
+        }
+    }
+    for p in [Parallelism::Threads(1), Parallelism::Auto] {
+        let g = Gemm::new(16, 27, 4100)
+            .trans_b(Transpose::Yes)
+            .beta(0.5)
+            .parallelism(p);
+        check_all(g, 3, false, &mut rng);
+    }
+}
+
+#[test]
 fn random_shapes_within_error_bound() {
     let mut rng = Rng::from_env("random_shapes_within_error_bound");
     for _ in 0..12 {

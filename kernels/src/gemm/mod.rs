@@ -21,6 +21,7 @@
 mod blocking;
 #[cfg(any(feature = "mkl", feature = "openblas"))]
 mod cblas;
+mod dot;
 mod microkernel;
 mod native;
 mod pack;
@@ -373,7 +374,14 @@ impl Gemm {
             // SAFETY: `problem` was validated against the caller's slices; blocks of
             // it stay inside them and do not overlap; `isa` is supported (checked by
             // the callers: `cpu::isa()` or `run_native_isa`).
-            unsafe { native::gemm(isa, &blocking, p) }
+            unsafe {
+                #[cfg(target_arch = "x86_64")]
+                if isa == Isa::Avx512 && dot::suits(p) {
+                    dot::gemm(p);
+                    return;
+                }
+                native::gemm(isa, &blocking, p)
+            }
         })
     }
 
