@@ -62,6 +62,13 @@ pub enum TensorError {
         /// The OS error, with the path.
         what: String,
     },
+    /// The storage is locked by a live slice guard of a tensor sharing it
+    /// (e.g. an output that aliases an input).
+    #[error("{op}: the tensor's storage is in use by another slice guard (aliased tensors?)")]
+    Busy {
+        /// The operation.
+        op: &'static str,
+    },
     /// A kernel refused the call.
     #[error(transparent)]
     Kernel(#[from] bigdl_kernels::KernelError),

@@ -47,4 +47,4 @@ pub use element::{DType, Element, Float};
 pub use error::{Result, TensorError};
 pub use linalg::{Linalg, MatRef};
 pub use random::Generator;
-pub use tensor::Tensor;
+pub use tensor::{SliceMut, SliceRef, Tensor};

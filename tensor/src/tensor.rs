@@ -174,6 +174,56 @@ impl<T: Element> Tensor<T> {
         Ok(off)
     }
 
+    /// Read access to the elements of a contiguous tensor, as a slice.
+    ///
+    /// Errors if the tensor is not contiguous (call [`Tensor::contiguous`]
+    /// first) or its storage is write-locked (a [`SliceMut`] of a tensor
+    /// sharing it is alive): an error, never a deadlock.
+    pub fn as_slice(&self) -> Result<SliceRef<'_, T>> {
+        const OP: &str = "as_slice";
+        self.check_contiguous(OP)?;
+        let guard = self
+            .storage
+            .try_read()
+            .map_err(|_| TensorError::Busy { op: OP })?;
+        Ok(SliceRef {
+            guard,
+            range: self.offset..self.offset + self.numel(),
+        })
+    }
+
+    /// Write access to the elements of a contiguous tensor, as a slice.
+    ///
+    /// Errors if the tensor is not contiguous or its storage is locked (a
+    /// [`SliceRef`] or [`SliceMut`] of a tensor sharing it is alive, e.g. when
+    /// an input and an output alias): an error, never a deadlock.
+    pub fn as_slice_mut(&self) -> Result<SliceMut<'_, T>> {
+        const OP: &str = "as_slice_mut";
+        self.check_contiguous(OP)?;
+        let guard = self
+            .storage
+            .try_write()
+            .map_err(|_| TensorError::Busy { op: OP })?;
+        Ok(SliceMut {
+            guard,
+            range: self.offset..self.offset + self.numel(),
+        })
+    }
+
+    fn check_contiguous(&self, op: &'static str) -> Result<()> {
+        if self.is_contiguous() {
+            Ok(())
+        } else {
+            Err(invalid(
+                op,
+                format!(
+                    "tensor of shape {:?} with strides {:?} is not contiguous",
+                    self.sizes, self.strides
+                ),
+            ))
+        }
+    }
+
     /// The element at `index` (one index per dimension).
     pub fn get(&self, index: &[usize]) -> Result<T> {
         let off = self.offset_of("get", index)?;
@@ -302,5 +352,37 @@ impl<T: Element> Tensor<T> {
             sizes,
             strides,
         }
+    }
+}
+
+/// The elements of a contiguous tensor, read-locked ([`Tensor::as_slice`]).
+pub struct SliceRef<'a, T> {
+    guard: RwLockReadGuard<'a, Vec<T>>,
+    range: std::ops::Range<usize>,
+}
+
+impl<T> std::ops::Deref for SliceRef<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.guard[self.range.clone()]
+    }
+}
+
+/// The elements of a contiguous tensor, write-locked ([`Tensor::as_slice_mut`]).
+pub struct SliceMut<'a, T> {
+    guard: RwLockWriteGuard<'a, Vec<T>>,
+    range: std::ops::Range<usize>,
+}
+
+impl<T> std::ops::Deref for SliceMut<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.guard[self.range.clone()]
+    }
+}
+
+impl<T> std::ops::DerefMut for SliceMut<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.guard[self.range.clone()]
     }
 }

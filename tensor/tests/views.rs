@@ -310,3 +310,23 @@ fn bad_arguments_are_errors() {
     let e = t.view(&[4]).unwrap_err().to_string();
     assert!(e.starts_with("view: shape mismatch"), "{e}");
 }
+
+#[test]
+fn slices_of_contiguous_tensors_and_aliasing_errors() {
+    let t = Tensor::<f32>::from_vec((0..6).map(|i| i as f32).collect(), &[2, 3]).unwrap();
+    let row = t.narrow(0, 1, 1).unwrap();
+    assert_eq!(&*row.as_slice().unwrap(), &[3.0, 4.0, 5.0]);
+    row.as_slice_mut().unwrap()[0] = 9.0;
+    assert_eq!(t.get(&[1, 0]).unwrap(), 9.0);
+    // Not contiguous: an error, not a copy.
+    assert!(t.t().unwrap().as_slice().is_err());
+    // Readers share; a writer on the same storage is refused, not deadlocked.
+    let r1 = t.as_slice().unwrap();
+    let r2 = row.as_slice().unwrap();
+    assert!(matches!(row.as_slice_mut(), Err(TensorError::Busy { .. })));
+    drop((r1, r2));
+    let w = t.as_slice_mut().unwrap();
+    assert!(row.as_slice().is_err());
+    drop(w);
+    assert!(row.as_slice().is_ok());
+}
