@@ -210,6 +210,67 @@ impl<T: Element> Tensor<T> {
         })
     }
 
+    /// Calls `f` with write access to the elements of several contiguous
+    /// tensors at once, in the order given, even when they are views of one
+    /// storage (e.g. a weight and a bias in a model's flat buffer): each
+    /// storage is locked once. Errors if a tensor is not contiguous, two of
+    /// them overlap, or a storage is locked elsewhere.
+    pub fn with_disjoint_mut<R>(
+        tensors: &[&Tensor<T>],
+        f: impl FnOnce(&mut [&mut [T]]) -> R,
+    ) -> Result<R> {
+        const OP: &str = "with_disjoint_mut";
+        for t in tensors {
+            t.check_contiguous(OP)?;
+        }
+        // One lock per distinct storage, in order of first appearance.
+        let mut owners: Vec<usize> = Vec::with_capacity(tensors.len());
+        let mut guards: Vec<RwLockWriteGuard<'_, Vec<T>>> = Vec::new();
+        let mut firsts: Vec<usize> = Vec::new();
+        for (i, t) in tensors.iter().enumerate() {
+            match firsts
+                .iter()
+                .position(|&j| Arc::ptr_eq(&tensors[j].storage, &t.storage))
+            {
+                Some(k) => owners.push(k),
+                None => {
+                    let g = t
+                        .storage
+                        .try_write()
+                        .map_err(|_| TensorError::Busy { op: OP })?;
+                    owners.push(guards.len());
+                    guards.push(g);
+                    firsts.push(i);
+                }
+            }
+        }
+        let mut slices: Vec<Option<&mut [T]>> = (0..tensors.len()).map(|_| None).collect();
+        for (k, guard) in guards.iter_mut().enumerate() {
+            // This storage's tensors by offset; split its vector between them.
+            let mut mine: Vec<usize> = (0..tensors.len()).filter(|&i| owners[i] == k).collect();
+            mine.sort_by_key(|&i| tensors[i].offset);
+            let mut rest: &mut [T] = &mut guard[..];
+            let mut at = 0;
+            for i in mine {
+                let (off, n) = (tensors[i].offset, tensors[i].numel());
+                if off < at && n > 0 {
+                    return Err(invalid(OP, "two of the tensors overlap"));
+                }
+                let skip = off.max(at) - at;
+                let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
+                let (mine, tail) = tail.split_at_mut(n);
+                slices[i] = Some(mine);
+                rest = tail;
+                at = off.max(at) + n;
+            }
+        }
+        let mut slices: Vec<&mut [T]> = slices
+            .into_iter()
+            .map(|s| s.expect("every tensor has a slice"))
+            .collect();
+        Ok(f(&mut slices))
+    }
+
     fn check_contiguous(&self, op: &'static str) -> Result<()> {
         if self.is_contiguous() {
             Ok(())

@@ -330,3 +330,26 @@ fn slices_of_contiguous_tensors_and_aliasing_errors() {
     drop(w);
     assert!(row.as_slice().is_ok());
 }
+
+#[test]
+fn disjoint_mutable_slices_of_one_storage() {
+    let flat = Tensor::<f32>::zeros(&[10]).unwrap();
+    let w = flat.narrow(0, 0, 6).unwrap().view(&[2, 3]).unwrap();
+    let b = flat.narrow(0, 6, 2).unwrap();
+    let other = Tensor::<f32>::zeros(&[3]).unwrap();
+    Tensor::with_disjoint_mut(&[&b, &other, &w], |s| {
+        s[0].fill(1.0);
+        s[1].fill(2.0);
+        s[2][5] = 3.0;
+    })
+    .unwrap();
+    assert_eq!(flat.to_vec(), [0., 0., 0., 0., 0., 3., 1., 1., 0., 0.]);
+    assert_eq!(other.to_vec(), [2.0; 3]);
+    // Overlapping views are refused.
+    let overlap = flat.narrow(0, 5, 3).unwrap();
+    assert!(Tensor::with_disjoint_mut(&[&w, &overlap], |_| ()).is_err());
+    // A storage read elsewhere is refused, not deadlocked.
+    let r = flat.as_slice().unwrap();
+    assert!(Tensor::with_disjoint_mut(&[&b], |_| ()).is_err());
+    drop(r);
+}

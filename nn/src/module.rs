@@ -1,0 +1,225 @@
+//! The `Module` contract (Torch7's, in Rust naming), flat parameters and
+//! replicas.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bigdl_tensor::{Generator, Tensor};
+
+use crate::activity::Activity;
+use crate::error::{Result, invalid};
+
+/// A layer or container.
+///
+/// Torch7's contract: [`Module::forward`] computes the output (and keeps what
+/// the backward pass needs); [`Module::backward`] = [`Module::update_grad_input`]
+/// (the gradient with respect to the input) + [`Module::acc_grad_parameters`]
+/// (adds the gradients of the parameters, scaled). Call `backward` with the
+/// same input as the last `forward`.
+///
+/// A later `forward` never overwrites an earlier output: outputs are fresh
+/// tensors (or, for reshaping layers, views of the input), so holding on to
+/// one is safe.
+pub trait Module: Send + Sync + fmt::Debug {
+    /// The module's name, used in every error it returns (e.g. `Linear(784 -> 100)`).
+    fn name(&self) -> &str;
+
+    /// Computes the output for `input`.
+    fn forward(&mut self, input: &Activity) -> Result<Activity>;
+
+    /// The gradient of the loss with respect to `input`, given the gradient
+    /// with respect to the output.
+    fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity>;
+
+    /// Adds `scale` times the gradients of the parameters to the gradient
+    /// tensors. Modules without parameters do nothing.
+    fn acc_grad_parameters(
+        &mut self,
+        _input: &Activity,
+        _grad_output: &Activity,
+        _scale: f32,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// `update_grad_input`, then `acc_grad_parameters` with scale 1.
+    fn backward(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let grad_input = self.update_grad_input(input, grad_output)?;
+        self.acc_grad_parameters(input, grad_output, 1.0)?;
+        Ok(grad_input)
+    }
+
+    /// Calls `f(weight, grad)` for every parameter, in a fixed order; `f` may
+    /// replace both tensors (by views of the same shape), which is how
+    /// parameters are compacted into one buffer.
+    fn visit_parameters(&mut self, _f: &mut dyn FnMut(&mut Tensor<f32>, &mut Tensor<f32>)) {}
+
+    /// Switches training mode on or off (Dropout and batch normalisation
+    /// behave differently); containers pass it on to their children.
+    fn set_training(&mut self, _training: bool) {}
+
+    /// Whether the module is in training mode (the default after creation).
+    fn is_training(&self) -> bool {
+        true
+    }
+
+    /// A copy whose parameter and gradient tensors share storage with this
+    /// module's (see [`replicate`] for private gradients) and whose other state
+    /// is its own.
+    fn clone_module(&self) -> Box<dyn Module>;
+
+    /// `(weight, grad)` views of every parameter.
+    fn parameters(&mut self) -> Vec<(Tensor<f32>, Tensor<f32>)> {
+        let mut out = Vec::new();
+        self.visit_parameters(&mut |w, g| out.push((w.clone(), g.clone())));
+        out
+    }
+
+    /// Sets every parameter gradient to 0.
+    fn zero_grad_parameters(&mut self) {
+        self.visit_parameters(&mut |_, g| g.zero());
+    }
+
+    /// Training mode.
+    fn training(&mut self) {
+        self.set_training(true);
+    }
+
+    /// Inference mode.
+    fn evaluate(&mut self) {
+        self.set_training(false);
+    }
+}
+
+impl Clone for Box<dyn Module> {
+    fn clone(&self) -> Self {
+        self.clone_module()
+    }
+}
+
+/// All parameters of a model in one contiguous weight buffer and one gradient
+/// buffer (the model's tensors are views into them), so that an optimizer or an
+/// all-reduce sees one flat slice each.
+#[derive(Clone, Debug)]
+pub struct FlatParameters {
+    /// Every weight, in [`Module::visit_parameters`] order.
+    pub weight: Tensor<f32>,
+    /// The matching gradients.
+    pub grad: Tensor<f32>,
+}
+
+/// Moves every parameter and gradient of `model` into one weight and one
+/// gradient buffer (copying the current values) and returns them.
+pub fn compact(model: &mut dyn Module) -> Result<FlatParameters> {
+    let total = count(model);
+    let weight = Tensor::<f32>::zeros(&[total])?;
+    let grad = Tensor::<f32>::zeros(&[total])?;
+    let mut off = 0;
+    let mut err = None;
+    model.visit_parameters(&mut |w, g| {
+        if err.is_some() {
+            return;
+        }
+        let n = w.numel();
+        let moved = (|| -> Result<()> {
+            let wv = weight.narrow(0, off, n)?.view(w.sizes())?;
+            let gv = grad.narrow(0, off, n)?.view(g.sizes())?;
+            wv.copy_from(w)?;
+            gv.copy_from(g)?;
+            (*w, *g) = (wv, gv);
+            Ok(())
+        })();
+        err = moved.err();
+        off += n;
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(FlatParameters { weight, grad }),
+    }
+}
+
+/// A replica of `model` for another thread (BigDL's model per core): it shares
+/// the weights (through `weight` of a compacted model, or tensor by tensor)
+/// and gets its own zeroed gradient buffer, returned with it.
+pub fn replicate(model: &dyn Module) -> Result<(Box<dyn Module>, Tensor<f32>)> {
+    let mut replica = model.clone_module();
+    let total = count(replica.as_mut());
+    let grad = Tensor::<f32>::zeros(&[total])?;
+    let mut off = 0;
+    let mut err = None;
+    replica.visit_parameters(&mut |_, g| {
+        let n = g.numel();
+        match grad.narrow(0, off, n).and_then(|v| v.view(g.sizes())) {
+            Ok(v) => *g = v,
+            Err(e) => err = Some(e),
+        }
+        off += n;
+    });
+    match err {
+        Some(e) => Err(e.into()),
+        None => Ok((replica, grad)),
+    }
+}
+
+fn count(model: &mut dyn Module) -> usize {
+    let mut total = 0;
+    model.visit_parameters(&mut |w, _| total += w.numel());
+    total
+}
+
+static NEXT_SEED: AtomicU64 = AtomicU64::new(0x5EED);
+
+/// Seeds the generator that initialises new layers: layers created after
+/// `manual_seed(s)` get the same initial weights in every run.
+pub fn manual_seed(seed: u64) {
+    NEXT_SEED.store(seed, Ordering::SeqCst);
+}
+
+/// The generator for the next layer's initial weights.
+pub(crate) fn init_generator() -> Generator {
+    Generator::new(NEXT_SEED.fetch_add(1, Ordering::SeqCst))
+}
+
+/// `U(-bound, bound)` of `sizes`, Torch7's default initialisation with
+/// `bound = 1 / sqrt(fan_in)`.
+pub(crate) fn uniform_init(
+    sizes: &[usize],
+    fan_in: usize,
+    g: &mut Generator,
+) -> Result<Tensor<f32>> {
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    Ok(Tensor::uniform(sizes, -bound, bound, g)?)
+}
+
+/// The input as a contiguous tensor with a leading batch dimension: `dims`-d
+/// input as is, `(dims - 1)`-d input with a batch of 1 added (`true` returned).
+pub(crate) fn batched(
+    layer: &str,
+    input: &Activity,
+    dims: usize,
+    expected: &dyn Fn() -> String,
+) -> Result<(Tensor<f32>, bool)> {
+    let x = input.tensor(layer)?;
+    if x.dim() == dims {
+        Ok((x.contiguous(), false))
+    } else if x.dim() + 1 == dims {
+        Ok((x.contiguous().unsqueeze(0)?, true))
+    } else {
+        Err(crate::error::shape(layer, expected(), x.sizes()))
+    }
+}
+
+/// Checks that `grad` has the shape of `like` (the module's output).
+pub(crate) fn same_shape(layer: &str, grad: &Tensor<f32>, like: &[usize]) -> Result<()> {
+    if grad.sizes() == like {
+        Ok(())
+    } else {
+        Err(invalid(
+            layer,
+            format!(
+                "gradient of shape {:?} for an output of shape {like:?}",
+                grad.sizes()
+            ),
+        ))
+    }
+}

@@ -1,0 +1,131 @@
+//! `Sequential`: modules applied one after another.
+
+use crate::activity::Activity;
+use crate::error::{Result, invalid};
+use crate::module::Module;
+
+/// Applies its modules in order; the backward pass runs them in reverse.
+#[derive(Clone, Debug, Default)]
+pub struct Sequential {
+    modules: Vec<Box<dyn Module>>,
+    /// Each module's input from the last forward (`inputs[0]` is the input).
+    inputs: Vec<Activity>,
+    /// Each module's output gradient from the last `update_grad_input`.
+    grad_outputs: Vec<Activity>,
+    training: bool,
+}
+
+impl Sequential {
+    /// An empty container.
+    pub fn new() -> Sequential {
+        Sequential {
+            training: true,
+            ..Default::default()
+        }
+    }
+
+    /// Appends `m` (builder style; Torch7's and BigDL's name for it).
+    #[allow(clippy::should_implement_trait)]
+    pub fn add(mut self, m: impl Module + 'static) -> Sequential {
+        self.push(Box::new(m));
+        self
+    }
+
+    /// Appends a boxed module.
+    pub fn push(&mut self, m: Box<dyn Module>) {
+        self.modules.push(m);
+    }
+
+    /// The modules.
+    pub fn modules(&self) -> &[Box<dyn Module>] {
+        &self.modules
+    }
+
+    fn check_forwarded(&self) -> Result<()> {
+        if self.inputs.len() == self.modules.len() + 1 {
+            Ok(())
+        } else {
+            Err(invalid("Sequential", "backward before forward"))
+        }
+    }
+}
+
+impl Module for Sequential {
+    fn name(&self) -> &str {
+        "Sequential"
+    }
+
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        self.inputs.clear();
+        self.inputs.push(input.clone());
+        let mut x = input.clone();
+        for m in &mut self.modules {
+            x = m.forward(&x)?;
+            self.inputs.push(x.clone());
+        }
+        Ok(x)
+    }
+
+    fn update_grad_input(&mut self, _input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        self.check_forwarded()?;
+        let mut g = grad_output.clone();
+        self.grad_outputs = vec![g.clone(); self.modules.len()];
+        for (i, m) in self.modules.iter_mut().enumerate().rev() {
+            self.grad_outputs[i] = g.clone();
+            g = m.update_grad_input(&self.inputs[i], &g)?;
+        }
+        Ok(g)
+    }
+
+    fn acc_grad_parameters(
+        &mut self,
+        _input: &Activity,
+        _grad_output: &Activity,
+        scale: f32,
+    ) -> Result<()> {
+        self.check_forwarded()?;
+        if self.grad_outputs.len() != self.modules.len() {
+            return Err(invalid(
+                "Sequential",
+                "acc_grad_parameters before update_grad_input",
+            ));
+        }
+        for (i, m) in self.modules.iter_mut().enumerate() {
+            m.acc_grad_parameters(&self.inputs[i], &self.grad_outputs[i], scale)?;
+        }
+        Ok(())
+    }
+
+    fn backward(&mut self, _input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        self.check_forwarded()?;
+        let mut g = grad_output.clone();
+        for (i, m) in self.modules.iter_mut().enumerate().rev() {
+            g = m.backward(&self.inputs[i], &g)?;
+        }
+        Ok(g)
+    }
+
+    fn visit_parameters(
+        &mut self,
+        f: &mut dyn FnMut(&mut bigdl_tensor::Tensor<f32>, &mut bigdl_tensor::Tensor<f32>),
+    ) {
+        for m in &mut self.modules {
+            m.visit_parameters(f);
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        for m in &mut self.modules {
+            m.set_training(training);
+        }
+    }
+
+    fn is_training(&self) -> bool {
+        self.training
+    }
+
+    fn clone_module(&self) -> Box<dyn Module> {
+        Box::new(self.clone())
+    }
+}

@@ -1,0 +1,322 @@
+//! Every layer and criterion against central finite differences: the loss
+//! `L = sum(forward(x) * gy)` for a random `gy`, perturbed input by input and
+//! parameter by parameter (f32 forward, f64 sums), against `backward`.
+
+use bigdl_nn::layers::{
+    Linear, LogSoftMax, ReLU, Reshape, Sigmoid, SoftMax, SpatialAveragePooling, SpatialConvolution,
+    SpatialMaxPooling, Tanh,
+};
+use bigdl_nn::{
+    Activity, ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion, Module, NnError,
+    Sequential, manual_seed,
+};
+use bigdl_tensor::{Generator, Tensor};
+
+fn rand(sizes: &[usize], seed: u64) -> Tensor<f32> {
+    Tensor::uniform(sizes, -1.0, 1.0, &mut Generator::new(seed)).unwrap()
+}
+
+fn dot(y: &Activity, gy: &[f32]) -> f64 {
+    y.tensor("test")
+        .unwrap()
+        .to_vec()
+        .iter()
+        .zip(gy)
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum()
+}
+
+/// Up to `max` indices spread over `0..n`.
+fn sample(n: usize, max: usize) -> impl Iterator<Item = usize> {
+    (0..n).step_by((n / max).max(1))
+}
+
+fn assert_close(what: &str, fd: f64, an: f64) {
+    assert!(
+        (fd - an).abs() <= 5e-3 * fd.abs().max(an.abs()) + 1e-3,
+        "{what}: finite difference {fd} vs backward {an}"
+    );
+}
+
+/// Checks `backward` of `m` at `x` against finite differences.
+fn check(m: &mut dyn Module, x: Tensor<f32>) {
+    check_eps(m, x, 1e-2);
+}
+
+/// As [`check`] with step `eps` (small for chains with kinks: ReLU, max).
+fn check_eps(m: &mut dyn Module, x: Tensor<f32>, eps: f32) {
+    let name = m.name().to_string();
+    let xa: Activity = x.clone().into();
+    let y = m.forward(&xa).unwrap();
+    let ysz = y.tensor("test").unwrap().sizes().to_vec();
+    let gy = rand(&ysz, 7).to_vec();
+    let gya: Activity = Tensor::from_vec(gy.clone(), &ysz).unwrap().into();
+    m.zero_grad_parameters();
+    let gx = m.backward(&xa, &gya).unwrap();
+    let gx = gx.tensor("test").unwrap();
+    assert_eq!(gx.sizes(), x.sizes(), "{name}: grad_input shape");
+    let gx = gx.to_vec();
+    let loss =
+        |m: &mut dyn Module, x: &Tensor<f32>| dot(&m.forward(&x.clone().into()).unwrap(), &gy);
+    for i in sample(x.numel(), 60) {
+        let xp = x.deep_clone();
+        let v = xp.as_slice().unwrap()[i];
+        xp.as_slice_mut().unwrap()[i] = v + eps;
+        let lp = loss(m, &xp);
+        xp.as_slice_mut().unwrap()[i] = v - eps;
+        let lm = loss(m, &xp);
+        assert_close(
+            &format!("{name} dx[{i}]"),
+            (lp - lm) / (2.0 * eps as f64),
+            gx[i] as f64,
+        );
+    }
+    for (p, (w, g)) in m.parameters().into_iter().enumerate() {
+        let g = g.to_vec();
+        for j in sample(w.numel(), 40) {
+            let v = w.as_slice().unwrap()[j];
+            w.as_slice_mut().unwrap()[j] = v + eps;
+            let lp = loss(m, &x);
+            w.as_slice_mut().unwrap()[j] = v - eps;
+            let lm = loss(m, &x);
+            w.as_slice_mut().unwrap()[j] = v;
+            assert_close(
+                &format!("{name} param {p}[{j}]"),
+                (lp - lm) / (2.0 * eps as f64),
+                g[j] as f64,
+            );
+        }
+    }
+}
+
+/// Inputs whose values are at least `gap` apart (no ties for max pooling) and
+/// at least `gap / 2` away from 0 (no ReLU kinks).
+fn spread(sizes: &[usize], gap: f32) -> Tensor<f32> {
+    let n: usize = sizes.iter().product();
+    let mut g = Generator::new(3);
+    let keys = Tensor::<f32>::uniform(&[n], 0.0, 1.0, &mut g)
+        .unwrap()
+        .to_vec();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]));
+    let mut v = vec![0.0f32; n];
+    for (rank, &i) in order.iter().enumerate() {
+        v[i] = (rank as f32 + 0.5 - (n / 2) as f32) * gap;
+    }
+    Tensor::from_vec(v, sizes).unwrap()
+}
+
+#[test]
+fn linear() {
+    manual_seed(1);
+    check(&mut Linear::new(7, 5).unwrap(), rand(&[3, 7], 1));
+    check(&mut Linear::new(7, 5).unwrap(), rand(&[7], 2));
+    check(
+        &mut Linear::new(4, 6).unwrap().without_bias(),
+        rand(&[2, 4], 3),
+    );
+}
+
+#[test]
+fn spatial_convolution() {
+    manual_seed(2);
+    check(
+        &mut SpatialConvolution::new(2, 3, (3, 3)).unwrap(),
+        rand(&[2, 2, 6, 5], 1),
+    );
+    check(
+        &mut SpatialConvolution::new(3, 4, (3, 2))
+            .unwrap()
+            .stride(2, 1)
+            .pad(1, 2),
+        rand(&[1, 3, 7, 6], 2),
+    );
+    check(
+        &mut SpatialConvolution::with_groups(4, 6, (3, 3), 2)
+            .unwrap()
+            .dilation(2, 1)
+            .pad(2, 1),
+        rand(&[2, 4, 7, 7], 3),
+    );
+    // One image without a batch dimension, no bias.
+    check(
+        &mut SpatialConvolution::new(2, 2, (2, 2))
+            .unwrap()
+            .without_bias(),
+        rand(&[2, 5, 4], 4),
+    );
+}
+
+#[test]
+fn pooling() {
+    check(
+        &mut SpatialMaxPooling::new((2, 2), (2, 2)),
+        spread(&[2, 3, 6, 6], 0.05),
+    );
+    check(
+        &mut SpatialMaxPooling::new((3, 3), (2, 2)).pad(1, 1).ceil(),
+        spread(&[1, 2, 7, 8], 0.05),
+    );
+    check(
+        &mut SpatialAveragePooling::new((3, 2), (2, 2)),
+        rand(&[2, 2, 7, 6], 1),
+    );
+    check(
+        &mut SpatialAveragePooling::new((3, 3), (2, 2))
+            .pad(1, 1)
+            .ceil()
+            .count_include_pad(false),
+        rand(&[3, 6, 5], 2),
+    );
+    check(&mut SpatialAveragePooling::global(), rand(&[2, 3, 4, 5], 3));
+}
+
+#[test]
+fn activations() {
+    check(&mut ReLU::new(), spread(&[3, 17], 0.1));
+    check(&mut Tanh::new(), rand(&[4, 9], 1));
+    check(&mut Sigmoid::new(), rand(&[2, 3, 5], 2));
+    check(&mut SoftMax::new(), rand(&[3, 7], 3));
+    check(&mut LogSoftMax::new(), rand(&[3, 7], 4));
+    check(&mut LogSoftMax::new(), rand(&[10], 5));
+}
+
+#[test]
+fn reshape_and_sequential() {
+    check(&mut Reshape::new(&[12]), rand(&[2, 3, 4], 1));
+    manual_seed(3);
+    // A small LeNet: every kind of layer in one chain.
+    let mut lenet = Sequential::new()
+        .add(Reshape::new(&[1, 12, 12]))
+        .add(SpatialConvolution::new(1, 3, (5, 5)).unwrap())
+        .add(Tanh::new())
+        .add(SpatialMaxPooling::new((2, 2), (2, 2)))
+        .add(Reshape::new(&[3 * 4 * 4]))
+        .add(Linear::new(48, 10).unwrap())
+        .add(ReLU::new())
+        .add(Linear::new(10, 4).unwrap())
+        .add(LogSoftMax::new());
+    check_eps(&mut lenet, rand(&[2, 144], 2), 1e-3);
+    // Again with every parameter a view of one flat buffer.
+    bigdl_nn::compact(&mut lenet).unwrap();
+    check_eps(&mut lenet, rand(&[2, 144], 4), 1e-3);
+}
+
+/// A criterion's gradient against finite differences of its loss.
+fn check_criterion(c: &mut dyn Criterion, x: Tensor<f32>, target: Activity) {
+    let xa: Activity = x.clone().into();
+    let g = c
+        .backward(&xa, &target)
+        .unwrap()
+        .tensor("test")
+        .unwrap()
+        .to_vec();
+    let eps = 1e-2f32;
+    for (i, &gi) in g.iter().enumerate() {
+        let xp = x.deep_clone();
+        let v = xp.as_slice().unwrap()[i];
+        xp.as_slice_mut().unwrap()[i] = v + eps;
+        let lp = c.forward(&xp.clone().into(), &target).unwrap() as f64;
+        xp.as_slice_mut().unwrap()[i] = v - eps;
+        let lm = c.forward(&xp.clone().into(), &target).unwrap() as f64;
+        assert_close(
+            &format!("{} dx[{i}]", c.name()),
+            (lp - lm) / (2.0 * eps as f64),
+            gi as f64,
+        );
+    }
+}
+
+#[test]
+fn criterions() {
+    let classes: Activity = Tensor::from_vec(vec![2.0f32, 0.0, 3.0], &[3])
+        .unwrap()
+        .into();
+    check_criterion(
+        &mut ClassNLLCriterion::new(),
+        rand(&[3, 4], 1),
+        classes.clone(),
+    );
+    check_criterion(
+        &mut ClassNLLCriterion::new().weights(&[0.5, 1.0, 2.0, 1.5]),
+        rand(&[3, 4], 2),
+        classes.clone(),
+    );
+    check_criterion(
+        &mut ClassNLLCriterion::new().size_average(false),
+        rand(&[3, 4], 3),
+        classes.clone(),
+    );
+    check_criterion(
+        &mut CrossEntropyCriterion::new(),
+        rand(&[3, 4], 4),
+        classes.clone(),
+    );
+    check_criterion(
+        &mut MSECriterion::new(),
+        rand(&[2, 5], 5),
+        rand(&[2, 5], 6).into(),
+    );
+
+    // Closed forms.
+    let lp = Tensor::from_vec(vec![-1.0f32, -2.0, -0.5, -3.0], &[2, 2]).unwrap();
+    let t: Activity = Tensor::from_vec(vec![1.0f32, 0.0], &[2]).unwrap().into();
+    let l = ClassNLLCriterion::new().forward(&lp.into(), &t).unwrap();
+    assert_eq!(l, (2.0 + 0.5) / 2.0);
+}
+
+#[test]
+fn wrong_shapes_and_targets_are_errors_naming_the_layer() {
+    let mut lin = Linear::new(4, 2).unwrap();
+    let err = lin.forward(&rand(&[3, 5], 1).into()).unwrap_err();
+    assert!(
+        matches!(&err, NnError::Shape { layer, got, .. } if layer.contains("Linear") && got == &[3, 5])
+    );
+    assert!(err.to_string().contains("[N, 4]"), "{err}");
+    let mut conv = SpatialConvolution::new(3, 2, (3, 3)).unwrap();
+    let err = conv.forward(&rand(&[1, 2, 5, 5], 1).into()).unwrap_err();
+    assert!(
+        err.to_string().contains("SpatialConvolution") && err.to_string().contains("[1, 2, 5, 5]")
+    );
+    // Kernel larger than the padded input.
+    assert!(conv.forward(&rand(&[1, 3, 2, 2], 1).into()).is_err());
+    // Gradient of the wrong shape.
+    let x: Activity = rand(&[2, 4], 2).into();
+    lin.forward(&x).unwrap();
+    assert!(lin.backward(&x, &rand(&[2, 3], 3).into()).is_err());
+    // Tables where tensors belong.
+    assert!(matches!(
+        ReLU::new().forward(&Activity::Table(vec![])),
+        Err(NnError::Activity { .. })
+    ));
+    // Targets outside the classes or fractional.
+    let mut nll = ClassNLLCriterion::new();
+    for bad in [4.0f32, -1.0, 0.5, f32::NAN] {
+        let t: Activity = Tensor::from_vec(vec![bad], &[1]).unwrap().into();
+        assert!(
+            nll.forward(&rand(&[1, 4], 1).into(), &t).is_err(),
+            "target {bad}"
+        );
+    }
+}
+
+#[test]
+fn acc_grad_parameters_scales_and_accumulates() {
+    manual_seed(4);
+    let mut conv = SpatialConvolution::new(2, 3, (3, 3)).unwrap();
+    let x: Activity = rand(&[2, 2, 5, 5], 1).into();
+    let gy: Activity = rand(&[2, 3, 3, 3], 2).into();
+    conv.forward(&x).unwrap();
+    conv.zero_grad_parameters();
+    conv.backward(&x, &gy).unwrap();
+    let once: Vec<Vec<f32>> = conv.parameters().iter().map(|(_, g)| g.to_vec()).collect();
+    conv.acc_grad_parameters(&x, &gy, 0.5).unwrap();
+    for ((_, g), o) in conv.parameters().iter().zip(&once) {
+        for (a, b) in g.to_vec().iter().zip(o) {
+            assert!(
+                (a - 1.5 * b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{a} vs 1.5 * {b}"
+            );
+        }
+    }
+}
