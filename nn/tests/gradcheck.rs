@@ -2,10 +2,7 @@
 //! `L = sum(forward(x) * gy)` for a random `gy`, perturbed input by input and
 //! parameter by parameter (f32 forward, f64 sums), against `backward`.
 
-use bigdl_nn::layers::{
-    Linear, LogSoftMax, ReLU, Reshape, Sigmoid, SoftMax, SpatialAveragePooling, SpatialConvolution,
-    SpatialMaxPooling, Tanh,
-};
+use bigdl_nn::layers::*;
 use bigdl_nn::{
     Activity, ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion, Module, NnError,
     Sequential, manual_seed,
@@ -303,20 +300,138 @@ fn wrong_shapes_and_targets_are_errors_naming_the_layer() {
 #[test]
 fn acc_grad_parameters_scales_and_accumulates() {
     manual_seed(4);
-    let mut conv = SpatialConvolution::new(2, 3, (3, 3)).unwrap();
-    let x: Activity = rand(&[2, 2, 5, 5], 1).into();
-    let gy: Activity = rand(&[2, 3, 3, 3], 2).into();
-    conv.forward(&x).unwrap();
-    conv.zero_grad_parameters();
-    conv.backward(&x, &gy).unwrap();
-    let once: Vec<Vec<f32>> = conv.parameters().iter().map(|(_, g)| g.to_vec()).collect();
-    conv.acc_grad_parameters(&x, &gy, 0.5).unwrap();
-    for ((_, g), o) in conv.parameters().iter().zip(&once) {
-        for (a, b) in g.to_vec().iter().zip(o) {
+    let cases: Vec<(Box<dyn Module>, Tensor<f32>)> = vec![
+        (
+            Box::new(SpatialConvolution::new(2, 3, (3, 3)).unwrap()),
+            rand(&[2, 2, 5, 5], 1),
+        ),
+        (Box::new(Linear::new(5, 4).unwrap()), rand(&[3, 5], 2)),
+        (
+            Box::new(BatchNormalization::spatial(2).unwrap()),
+            rand(&[3, 2, 2, 2], 3),
+        ),
+        (
+            Box::new(BatchNormalization::new(4).unwrap()),
+            rand(&[5, 4], 4),
+        ),
+    ];
+    for (mut m, x) in cases {
+        let x: Activity = x.into();
+        let y = m.forward(&x).unwrap();
+        let gy: Activity = rand(y.tensor("t").unwrap().sizes(), 5).into();
+        m.zero_grad_parameters();
+        let fused = m.backward(&x, &gy).unwrap().tensor("t").unwrap().to_vec();
+        let once: Vec<Vec<f32>> = m.parameters().iter().map(|(_, g)| g.to_vec()).collect();
+        // The two halves give what the fused backward gave.
+        m.zero_grad_parameters();
+        let gx = m
+            .update_grad_input(&x, &gy)
+            .unwrap()
+            .tensor("t")
+            .unwrap()
+            .to_vec();
+        m.acc_grad_parameters(&x, &gy, 1.0).unwrap();
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+        assert!(
+            gx.iter().zip(&fused).all(|(&a, &b)| close(a, b)),
+            "{}",
+            m.name()
+        );
+        for ((_, g), o) in m.parameters().iter().zip(&once) {
             assert!(
-                (a - 1.5 * b).abs() <= 1e-5 * (1.0 + b.abs()),
-                "{a} vs 1.5 * {b}"
+                g.to_vec().iter().zip(o).all(|(&a, &b)| close(a, b)),
+                "{}",
+                m.name()
             );
         }
+        // A scaled second call adds.
+        m.acc_grad_parameters(&x, &gy, 0.5).unwrap();
+        for ((_, g), o) in m.parameters().iter().zip(&once) {
+            for (a, b) in g.to_vec().iter().zip(o) {
+                assert!(close(*a, 1.5 * b), "{}: {a} vs 1.5 * {b}", m.name());
+            }
+        }
     }
+}
+
+#[test]
+fn pointwise_layers() {
+    let kinky = || spread(&[3, 13], 0.1);
+    let positive = || Tensor::<f32>::uniform(&[2, 9], 0.5, 2.0, &mut Generator::new(5)).unwrap();
+    check(&mut ReLU6::new(), spread(&[4, 40], 0.33));
+    check(&mut LeakyReLU::new(0.1), kinky());
+    check(&mut ELU::new(1.3), kinky());
+    check(&mut HardTanh::new(-1.0, 1.0), kinky());
+    check(&mut SoftPlus::new(2.0), rand(&[3, 8], 1));
+    check(&mut Threshold::new(0.3, -2.0), kinky());
+    check(&mut Abs::new(), kinky());
+    check(&mut Power::new(2.5, 0.5, 1.0), positive());
+    check(&mut Sqrt::new(), positive());
+    check(&mut Square::new(), rand(&[5, 3], 2));
+    check(&mut Exp::new(), rand(&[5, 3], 3));
+    check(&mut Log::new(), positive());
+    check(&mut MulConstant::new(-1.5), rand(&[4], 4));
+    check(&mut AddConstant::new(0.5), rand(&[4], 5));
+    check(&mut SoftMin::new(), rand(&[3, 6], 6));
+    // SoftPlus above its linear threshold.
+    check(
+        &mut SoftPlus::new(30.0),
+        Tensor::from_vec(vec![1.0f32, 2.0, -0.5], &[3]).unwrap(),
+    );
+}
+
+#[test]
+fn normalisation_layers() {
+    check(&mut BatchNormalization::new(5).unwrap(), rand(&[6, 5], 1));
+    check(
+        &mut BatchNormalization::spatial(3).unwrap(),
+        rand(&[4, 3, 3, 2], 2),
+    );
+    check(
+        &mut BatchNormalization::spatial(3).unwrap().without_affine(),
+        rand(&[2, 3, 2, 2], 3),
+    );
+    // Non-trivial affine parameters, in inference mode after a few batches.
+    let mut bn = BatchNormalization::spatial(2).unwrap();
+    for s in 0..3 {
+        bn.forward(&rand(&[3, 2, 2, 2], 10 + s).into()).unwrap();
+    }
+    bn.evaluate();
+    check(&mut bn, rand(&[2, 2, 2, 2], 4));
+    check(
+        &mut SpatialCrossMapLRN::new(3, 0.5, 0.75, 1.0),
+        rand(&[2, 5, 2, 3], 5),
+    );
+    check(
+        &mut SpatialCrossMapLRN::new(5, 1e-1, 0.75, 2.0),
+        rand(&[4, 3, 3], 6),
+    );
+}
+
+#[test]
+fn dropout_masks_scale_and_repeat() {
+    bigdl_nn::manual_seed(21);
+    let mut d = Dropout::new(0.25).unwrap();
+    let x = Tensor::<f32>::ones(&[40, 100]).unwrap();
+    let xa: Activity = x.clone().into();
+    let y = d.forward(&xa).unwrap().tensor("t").unwrap().to_vec();
+    let kept = y.iter().filter(|&&v| v != 0.0).count() as f64 / y.len() as f64;
+    assert!((kept - 0.75).abs() < 0.03, "kept {kept}");
+    assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+    // The backward pass uses the same mask.
+    let gx = d.backward(&xa, &xa).unwrap().tensor("t").unwrap().to_vec();
+    assert_eq!(gx, y);
+    // A new mask per call; the same sequence after the same seed.
+    let y2 = d.forward(&xa).unwrap().tensor("t").unwrap().to_vec();
+    assert_ne!(y, y2);
+    bigdl_nn::manual_seed(21);
+    let mut again = Dropout::new(0.25).unwrap();
+    assert_eq!(again.forward(&xa).unwrap().tensor("t").unwrap().to_vec(), y);
+    // Identity in inference mode; bad probabilities are errors.
+    d.evaluate();
+    assert_eq!(
+        d.forward(&xa).unwrap().tensor("t").unwrap().to_vec(),
+        x.to_vec()
+    );
+    assert!(Dropout::new(1.0).is_err() && Dropout::new(-0.1).is_err());
 }

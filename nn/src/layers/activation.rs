@@ -15,6 +15,7 @@ enum Kind {
     Tanh,
     Sigmoid,
     SoftMax,
+    SoftMin,
     LogSoftMax,
 }
 
@@ -33,6 +34,7 @@ impl Act {
             Kind::Tanh => "Tanh",
             Kind::Sigmoid => "Sigmoid",
             Kind::SoftMax => "SoftMax",
+            Kind::SoftMin => "SoftMin",
             Kind::LogSoftMax => "LogSoftMax",
         }
     }
@@ -55,6 +57,10 @@ impl Act {
                 Kind::Tanh => elementwise::unary(Unary::Tanh, &xs, &mut y)?,
                 Kind::Sigmoid => elementwise::unary(Unary::Sigmoid, &xs, &mut y)?,
                 Kind::SoftMax => elementwise::softmax(&xs, &mut y, self.cols(&x)?)?,
+                Kind::SoftMin => {
+                    let neg: Vec<f32> = xs.iter().map(|&v| -v).collect();
+                    elementwise::softmax(&neg, &mut y, self.cols(&x)?)?
+                }
                 Kind::LogSoftMax => elementwise::log_softmax(&xs, &mut y, self.cols(&x)?)?,
             }
         }
@@ -91,13 +97,19 @@ impl Act {
             match self.kind {
                 Kind::Tanh => triples.for_each(|((g, &d), &y)| *g = d * (1.0 - y * y)),
                 Kind::Sigmoid => triples.for_each(|((g, &d), &y)| *g = d * y * (1.0 - y)),
-                Kind::SoftMax => {
+                Kind::SoftMax | Kind::SoftMin => {
+                    // SoftMin is SoftMax of -x: the chain rule flips the sign.
+                    let sign = if self.kind == Kind::SoftMin {
+                        -1.0
+                    } else {
+                        1.0
+                    };
                     let c = self.cols(&x)?.max(1);
                     for ((g, d), y) in gx.chunks_mut(c).zip(gys.chunks(c)).zip(ys.chunks(c)) {
                         let dot: f32 = d.iter().zip(y).map(|(a, b)| a * b).sum();
                         g.iter_mut()
                             .zip(d.iter().zip(y))
-                            .for_each(|(g, (&d, &y))| *g = y * (d - dot));
+                            .for_each(|(g, (&d, &y))| *g = sign * y * (d - dot));
                     }
                 }
                 Kind::LogSoftMax => {
@@ -175,6 +187,11 @@ activation!(
     /// Softmax over the last dimension.
     SoftMax,
     Kind::SoftMax
+);
+activation!(
+    /// Softmax of `-x` over the last dimension.
+    SoftMin,
+    Kind::SoftMin
 );
 activation!(
     /// Log-softmax over the last dimension (pair it with `ClassNLLCriterion`).

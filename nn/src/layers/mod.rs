@@ -3,11 +3,18 @@
 mod activation;
 mod conv;
 mod linear;
+mod norm;
+mod pointwise;
 mod pooling;
 mod reshape;
 
-pub use activation::{LogSoftMax, ReLU, Sigmoid, SoftMax, Tanh};
+pub use activation::{LogSoftMax, ReLU, Sigmoid, SoftMax, SoftMin, Tanh};
 pub use conv::SpatialConvolution;
 pub use linear::Linear;
+pub use norm::{BatchNormalization, Dropout, SpatialCrossMapLRN};
+pub use pointwise::{
+    Abs, AddConstant, ELU, Exp, HardTanh, LeakyReLU, Log, MulConstant, Power, ReLU6, SoftPlus,
+    Sqrt, Square, Threshold,
+};
 pub use pooling::{SpatialAveragePooling, SpatialMaxPooling};
 pub use reshape::Reshape;
