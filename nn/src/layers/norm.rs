@@ -114,11 +114,12 @@ impl BatchNormalization {
         Ok((x.contiguous(), bn))
     }
 
-    fn gamma_beta(&self) -> Result<(Option<Vec<f32>>, Option<Vec<f32>>)> {
-        Ok(match &self.affine {
-            Some([g, b, _, _]) => (Some(g.to_vec()), Some(b.to_vec())),
-            None => (None, None),
-        })
+    /// Copies of gamma and beta (both `None` without the affine part).
+    fn gamma_beta(&self) -> [Option<Vec<f32>>; 2] {
+        match &self.affine {
+            Some([g, b, _, _]) => [Some(g.to_vec()), Some(b.to_vec())],
+            None => [None, None],
+        }
     }
 
     fn grads(
@@ -132,7 +133,7 @@ impl BatchNormalization {
         let gy = grad_output.tensor(&self.name)?;
         same_shape(&self.name, gy, x.sizes())?;
         let gy = gy.contiguous();
-        let (gamma, _) = self.gamma_beta()?;
+        let [gamma, _] = self.gamma_beta();
         let (xs, gys) = (x.as_slice()?, gy.as_slice()?);
         let mut gx = vec![0.0f32; if want_input { x.numel() } else { 0 }];
         if !self.training {
@@ -221,7 +222,7 @@ impl Module for BatchNormalization {
 
     fn forward(&mut self, input: &Activity) -> Result<Activity> {
         let (x, bn) = self.geometry(input)?;
-        let (gamma, beta) = self.gamma_beta()?;
+        let [gamma, beta] = self.gamma_beta();
         let mut y = vec![0.0f32; x.numel()];
         let xs = x.as_slice()?;
         if self.training {
