@@ -47,6 +47,7 @@ pub mod layers;
 mod module;
 mod optim;
 mod sequential;
+mod table;
 
 pub use activity::Activity;
 pub use criterion::{ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion};
@@ -54,3 +55,7 @@ pub use error::{NnError, Result};
 pub use module::{FlatParameters, Module, compact, manual_seed, replicate};
 pub use optim::{Sgd, SgdState};
 pub use sequential::Sequential;
+pub use table::{
+    CAddTable, CMulTable, Concat, ConcatTable, Identity, JoinTable, ParallelTable, SelectTable,
+    SplitTable,
+};

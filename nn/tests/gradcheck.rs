@@ -4,8 +4,9 @@
 
 use bigdl_nn::layers::*;
 use bigdl_nn::{
-    Activity, ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion, Module, NnError,
-    Sequential, manual_seed,
+    Activity, CAddTable, CMulTable, ClassNLLCriterion, Concat, ConcatTable, Criterion,
+    CrossEntropyCriterion, Identity, JoinTable, MSECriterion, Module, NnError, ParallelTable,
+    SelectTable, Sequential, SplitTable, manual_seed,
 };
 use bigdl_tensor::{Generator, Tensor};
 
@@ -13,13 +14,39 @@ fn rand(sizes: &[usize], seed: u64) -> Tensor<f32> {
     Tensor::uniform(sizes, -1.0, 1.0, &mut Generator::new(seed)).unwrap()
 }
 
-fn dot(y: &Activity, gy: &[f32]) -> f64 {
-    y.tensor("test")
-        .unwrap()
-        .to_vec()
+/// The tensors of an activity, depth first.
+fn leaves(a: &Activity) -> Vec<Tensor<f32>> {
+    match a {
+        Activity::Tensor(t) => vec![t.clone()],
+        Activity::Table(v) => v.iter().flat_map(leaves).collect(),
+    }
+}
+
+/// A deep copy of `a` with `f(leaf index, tensor)` applied to each copy.
+fn map_leaves(a: &Activity, next: &mut usize, f: &mut dyn FnMut(usize, &Tensor<f32>)) -> Activity {
+    match a {
+        Activity::Tensor(t) => {
+            let c = t.deep_clone();
+            f(*next, &c);
+            *next += 1;
+            c.into()
+        }
+        Activity::Table(v) => Activity::Table(v.iter().map(|x| map_leaves(x, next, f)).collect()),
+    }
+}
+
+/// `sum over leaves of y . gy` in f64.
+fn dot(y: &Activity, gy: &[Vec<f32>]) -> f64 {
+    leaves(y)
         .iter()
         .zip(gy)
-        .map(|(&a, &b)| a as f64 * b as f64)
+        .map(|(t, g)| {
+            t.to_vec()
+                .iter()
+                .zip(g)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>()
+        })
         .sum()
 }
 
@@ -37,36 +64,48 @@ fn assert_close(what: &str, fd: f64, an: f64) {
 
 /// Checks `backward` of `m` at `x` against finite differences.
 fn check(m: &mut dyn Module, x: Tensor<f32>) {
-    check_eps(m, x, 1e-2);
+    check_act(m, x.into(), 1e-2);
 }
 
 /// As [`check`] with step `eps` (small for chains with kinks: ReLU, max).
 fn check_eps(m: &mut dyn Module, x: Tensor<f32>, eps: f32) {
+    check_act(m, x.into(), eps);
+}
+
+/// As [`check`] for any activity (tables included).
+fn check_act(m: &mut dyn Module, x: Activity, eps: f32) {
     let name = m.name().to_string();
-    let xa: Activity = x.clone().into();
-    let y = m.forward(&xa).unwrap();
-    let ysz = y.tensor("test").unwrap().sizes().to_vec();
-    let gy = rand(&ysz, 7).to_vec();
-    let gya: Activity = Tensor::from_vec(gy.clone(), &ysz).unwrap().into();
+    let y = m.forward(&x).unwrap();
+    let gy: Vec<Vec<f32>> = leaves(&y)
+        .iter()
+        .enumerate()
+        .map(|(k, t)| rand(t.sizes(), 7 + k as u64).to_vec())
+        .collect();
+    let mut k = 0;
+    let gya = map_leaves(&y, &mut 0, &mut |_, t| {
+        t.as_slice_mut().unwrap().copy_from_slice(&gy[k]);
+        k += 1;
+    });
     m.zero_grad_parameters();
-    let gx = m.backward(&xa, &gya).unwrap();
-    let gx = gx.tensor("test").unwrap();
-    assert_eq!(gx.sizes(), x.sizes(), "{name}: grad_input shape");
-    let gx = gx.to_vec();
-    let loss =
-        |m: &mut dyn Module, x: &Tensor<f32>| dot(&m.forward(&x.clone().into()).unwrap(), &gy);
-    for i in sample(x.numel(), 60) {
-        let xp = x.deep_clone();
-        let v = xp.as_slice().unwrap()[i];
-        xp.as_slice_mut().unwrap()[i] = v + eps;
-        let lp = loss(m, &xp);
-        xp.as_slice_mut().unwrap()[i] = v - eps;
-        let lm = loss(m, &xp);
-        assert_close(
-            &format!("{name} dx[{i}]"),
-            (lp - lm) / (2.0 * eps as f64),
-            gx[i] as f64,
-        );
+    let gx = leaves(&m.backward(&x, &gya).unwrap());
+    let xs = leaves(&x);
+    assert_eq!(gx.len(), xs.len(), "{name}: grad_input structure");
+    let loss = |m: &mut dyn Module, x: &Activity| dot(&m.forward(x).unwrap(), &gy);
+    for (leaf, (xt, gt)) in xs.iter().zip(&gx).enumerate() {
+        assert_eq!(gt.sizes(), xt.sizes(), "{name}: grad_input shape");
+        let gt = gt.to_vec();
+        for i in sample(xt.numel(), 60) {
+            let mut at = |delta: f32| {
+                let xp = map_leaves(&x, &mut 0, &mut |l, t| {
+                    if l == leaf {
+                        t.as_slice_mut().unwrap()[i] += delta;
+                    }
+                });
+                loss(m, &xp)
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps as f64);
+            assert_close(&format!("{name} dx{leaf}[{i}]"), fd, gt[i] as f64);
+        }
     }
     for (p, (w, g)) in m.parameters().into_iter().enumerate() {
         let g = g.to_vec();
@@ -434,4 +473,65 @@ fn dropout_masks_scale_and_repeat() {
         x.to_vec()
     );
     assert!(Dropout::new(1.0).is_err() && Dropout::new(-0.1).is_err());
+}
+
+fn table(ts: Vec<Tensor<f32>>) -> Activity {
+    Activity::Table(ts.into_iter().map(Activity::from).collect())
+}
+
+#[test]
+fn tables_and_containers() {
+    manual_seed(31);
+    let x = || rand(&[2, 3], 1);
+    check(&mut Identity::new(), x());
+    check(
+        &mut ConcatTable::new()
+            .add(Linear::new(3, 2).unwrap())
+            .add(Tanh::new()),
+        x(),
+    );
+    check_act(
+        &mut ParallelTable::new()
+            .add(Linear::new(3, 4).unwrap())
+            .add(Sigmoid::new()),
+        table(vec![rand(&[2, 3], 2), rand(&[5], 3)]),
+        1e-2,
+    );
+    check(
+        &mut Concat::new(1)
+            .add(SpatialConvolution::new(2, 3, (1, 1)).unwrap())
+            .add(SpatialConvolution::new(2, 1, (3, 3)).unwrap().pad(1, 1)),
+        rand(&[2, 2, 4, 4], 4),
+    );
+    let three = || table(vec![rand(&[2, 3], 5), rand(&[2, 3], 6), rand(&[2, 3], 7)]);
+    check_act(&mut CAddTable::new(), three(), 1e-2);
+    check_act(&mut CMulTable::new(), three(), 1e-2);
+    check_act(
+        &mut JoinTable::new(1),
+        table(vec![rand(&[2, 3], 8), rand(&[2, 1], 9)]),
+        1e-2,
+    );
+    check(&mut SplitTable::new(1), rand(&[2, 3, 2], 10));
+    check_act(&mut SelectTable::new(1), three(), 1e-2);
+    // A residual block: ConcatTable(branch, Identity) -> CAddTable.
+    let mut residual = Sequential::new()
+        .add(
+            ConcatTable::new()
+                .add(
+                    Sequential::new()
+                        .add(SpatialConvolution::new(2, 2, (3, 3)).unwrap().pad(1, 1))
+                        .add(Tanh::new()),
+                )
+                .add(Identity::new()),
+        )
+        .add(CAddTable::new());
+    check(&mut residual, rand(&[2, 2, 3, 3], 11));
+    // Table errors name the layer.
+    let err = CAddTable::new().forward(&x().into()).unwrap_err();
+    assert!(err.to_string().contains("CAddTable"), "{err}");
+    let err = JoinTable::new(0)
+        .forward(&table(vec![rand(&[2, 3], 1), rand(&[2, 4], 2)]))
+        .unwrap_err();
+    assert!(err.to_string().contains("[2, 4]"), "{err}");
+    assert!(SelectTable::new(5).forward(&three()).is_err());
 }

@@ -211,4 +211,36 @@ impl<T: Element> Tensor<T> {
         strides.insert(dim, stride);
         Ok(self.restride(self.offset, sizes, strides))
     }
+
+    /// The tensors joined along `dim` (all other sizes equal) into a new
+    /// contiguous tensor.
+    pub fn cat(tensors: &[&Tensor<T>], dim: usize) -> Result<Tensor<T>> {
+        const OP: &str = "cat";
+        let first = tensors
+            .first()
+            .ok_or_else(|| invalid(OP, "no tensors to join"))?;
+        check_dim(OP, dim, first.dim())?;
+        let mut sizes = first.sizes.clone();
+        sizes[dim] = 0;
+        for t in tensors {
+            let same_rank = t.dim() == first.dim();
+            let others_equal =
+                same_rank && (0..t.dim()).all(|d| d == dim || t.sizes[d] == first.sizes[d]);
+            if !others_equal {
+                return Err(TensorError::ShapeMismatch {
+                    op: OP,
+                    lhs: first.sizes.clone(),
+                    rhs: t.sizes.clone(),
+                });
+            }
+            sizes[dim] += t.sizes[dim];
+        }
+        let out = Tensor::zeros(&sizes)?;
+        let mut at = 0;
+        for t in tensors {
+            out.narrow(dim, at, t.sizes[dim])?.copy_from(t)?;
+            at += t.sizes[dim];
+        }
+        Ok(out)
+    }
 }

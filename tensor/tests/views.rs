@@ -353,3 +353,17 @@ fn disjoint_mutable_slices_of_one_storage() {
     assert!(Tensor::with_disjoint_mut(&[&b], |_| ()).is_err());
     drop(r);
 }
+
+#[test]
+fn cat_joins_along_a_dimension() {
+    let a = Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2]).unwrap();
+    let b = Tensor::<f32>::from_vec(vec![5., 6.], &[2, 1]).unwrap();
+    let c = Tensor::cat(&[&a, &b], 1).unwrap();
+    assert_eq!(c.sizes(), &[2, 3]);
+    assert_eq!(c.to_vec(), [1., 2., 5., 3., 4., 6.]);
+    let r = Tensor::cat(&[&a, &a.t().unwrap()], 0).unwrap();
+    assert_eq!(r.to_vec(), [1., 2., 3., 4., 1., 3., 2., 4.]);
+    assert!(Tensor::cat(&[&a, &b], 0).is_err());
+    assert!(Tensor::<f32>::cat(&[], 0).is_err());
+    assert!(Tensor::cat(&[&a], 2).is_err());
+}
