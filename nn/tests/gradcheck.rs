@@ -535,3 +535,67 @@ fn tables_and_containers() {
     assert!(err.to_string().contains("[2, 4]"), "{err}");
     assert!(SelectTable::new(5).forward(&three()).is_err());
 }
+
+#[test]
+fn shape_layers() {
+    let x = || rand(&[2, 3, 4], 1);
+    check(&mut View::new(&[Some(4), None]), x());
+    check(&mut Squeeze::new(Some(1)), rand(&[3, 1, 2], 2));
+    check(&mut Squeeze::new(None), rand(&[1, 3, 1, 2], 3));
+    check(&mut Unsqueeze::new(2), x());
+    check(&mut Transpose::new(&[(0, 2), (1, 2)]), x());
+    check(&mut Narrow::new(2, 1, 2), x());
+    check(&mut Select::new(1, 2), x());
+    check(&mut Contiguous::new(), x());
+    check(
+        &mut SpatialZeroPadding::new(1, 2, 0, 3),
+        rand(&[2, 2, 3, 3], 4),
+    );
+    check(&mut Padding::new(1, 2, 1, -0.5), x());
+    check(&mut Sum::new(1), x());
+    check(&mut Mean::new(2), x());
+    check(&mut Max::new(1), spread(&[2, 5, 3], 0.05));
+    check(&mut Max::new(0), spread(&[4, 3], 0.05));
+    // Values and errors.
+    let y = Max::new(1)
+        .forward(
+            &Tensor::from_vec(vec![1.0f32, 5.0, 2.0, 7.0, 0.0, 3.0], &[2, 3])
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    assert_eq!(y.tensor("t").unwrap().to_vec(), [5.0, 7.0]);
+    assert!(View::new(&[Some(5), None]).forward(&x().into()).is_err());
+    assert!(Narrow::new(2, 3, 2).forward(&x().into()).is_err());
+    assert!(Sum::new(3).forward(&x().into()).is_err());
+    let mut pad = SpatialZeroPadding::new(1, 1, 1, 1);
+    let xa: Activity = rand(&[1, 2, 2], 5).into();
+    pad.forward(&xa).unwrap();
+    assert!(pad.backward(&xa, &rand(&[1, 1, 1], 6).into()).is_err());
+}
+
+#[test]
+fn learnable_elementwise_layers() {
+    manual_seed(41);
+    check(&mut CMul::new(&[3, 1, 1]).unwrap(), rand(&[2, 3, 2, 2], 1));
+    check(&mut CAdd::new(&[4]).unwrap(), rand(&[3, 4], 2));
+    check(
+        &mut Scale::new(&[1, 3, 1, 1]).unwrap(),
+        rand(&[2, 3, 2, 2], 3),
+    );
+    check(&mut PReLU::new(3).unwrap(), spread(&[2, 3, 2, 2], 0.1));
+    check(&mut PReLU::new(3).unwrap(), spread(&[3, 2, 2], 0.1));
+    check(&mut PReLU::new(0).unwrap(), spread(&[4, 5], 0.1));
+    assert!(
+        CMul::new(&[5])
+            .unwrap()
+            .forward(&rand(&[2, 4], 4).into())
+            .is_err()
+    );
+    assert!(
+        PReLU::new(3)
+            .unwrap()
+            .forward(&rand(&[2, 4], 4).into())
+            .is_err()
+    );
+}

@@ -2,14 +2,17 @@
 
 mod activation;
 mod conv;
+mod learnable;
 mod linear;
 mod norm;
 mod pointwise;
 mod pooling;
 mod reshape;
+mod shape;
 
 pub use activation::{LogSoftMax, ReLU, Sigmoid, SoftMax, SoftMin, Tanh};
 pub use conv::SpatialConvolution;
+pub use learnable::{CAdd, CMul, PReLU, Scale};
 pub use linear::Linear;
 pub use norm::{BatchNormalization, Dropout, SpatialCrossMapLRN};
 pub use pointwise::{
@@ -18,3 +21,7 @@ pub use pointwise::{
 };
 pub use pooling::{SpatialAveragePooling, SpatialMaxPooling};
 pub use reshape::Reshape;
+pub use shape::{
+    Contiguous, Max, Mean, Narrow, Padding, Select, SpatialZeroPadding, Squeeze, Sum, Transpose,
+    Unsqueeze, View,
+};

@@ -1,0 +1,556 @@
+//! Layers that move, select, pad or reduce elements: View, Squeeze,
+//! Unsqueeze, Transpose, Narrow, Select, Contiguous, SpatialZeroPadding,
+//! Padding, Sum, Mean, Max.
+
+use bigdl_tensor::Tensor;
+
+use crate::activity::Activity;
+use crate::error::{Result, invalid, shape};
+use crate::module::{Module, same_shape};
+
+/// A layer whose output is a function of the input's layout only: the
+/// backward pass writes the output gradient into the matching positions of a
+/// zero input gradient, through the same function applied to it.
+trait Relayout: Clone + Send + Sync + std::fmt::Debug + 'static {
+    fn label(&self) -> &str;
+    /// The output for input `x` (a view where possible).
+    fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>>;
+}
+
+/// Wraps a [`Relayout`] as a module.
+#[derive(Clone, Debug)]
+struct Layout<R>(R);
+
+impl<R: Relayout> Layout<R> {
+    fn forward(&self, input: &Activity) -> Result<Activity> {
+        let x = input.tensor(self.0.label())?;
+        Ok(self.0.apply(x)?.contiguous().into())
+    }
+
+    fn backward(&self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let name = self.0.label();
+        let x = input.tensor(name)?;
+        let gx = Tensor::<f32>::zeros(x.sizes())?;
+        let region = self.0.apply(&gx)?;
+        let gy = grad_output.tensor(name)?;
+        same_shape(name, gy, region.sizes())?;
+        region.copy_from(gy)?;
+        Ok(gx.into())
+    }
+}
+
+macro_rules! relayout_module {
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            label: String,
+            $($field: $ty),*
+        }
+
+        impl Module for $name {
+            fn name(&self) -> &str {
+                &self.label
+            }
+            fn forward(&mut self, input: &Activity) -> Result<Activity> {
+                Layout(self.clone()).forward(input)
+            }
+            fn update_grad_input(
+                &mut self,
+                input: &Activity,
+                grad_output: &Activity,
+            ) -> Result<Activity> {
+                Layout(self.clone()).backward(input, grad_output)
+            }
+            fn clone_module(&self) -> Box<dyn Module> {
+                Box::new(self.clone())
+            }
+        }
+    };
+}
+
+relayout_module!(
+    /// The whole tensor viewed with `sizes`; one size may be `None`, inferred
+    /// from the element count (PyTorch's `view(..., -1, ...)`).
+    View { sizes: Vec<Option<usize>> }
+);
+
+impl View {
+    /// View as `sizes` (`None` = inferred).
+    pub fn new(sizes: &[Option<usize>]) -> View {
+        View {
+            label: format!("View({sizes:?})"),
+            sizes: sizes.to_vec(),
+        }
+    }
+}
+
+impl Relayout for View {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        let known: usize = self.sizes.iter().flatten().product();
+        let free = self.sizes.iter().filter(|s| s.is_none()).count();
+        let n = x.numel();
+        let fits = match free {
+            0 => known == n,
+            1 => known > 0 && n.is_multiple_of(known),
+            _ => false,
+        };
+        if !fits {
+            return Err(shape(
+                &self.label,
+                format!("{n} elements viewable as {:?}", self.sizes),
+                x.sizes(),
+            ));
+        }
+        let sizes: Vec<usize> = self
+            .sizes
+            .iter()
+            .map(|s| s.unwrap_or(n / known.max(1)))
+            .collect();
+        Ok(x.contiguous().view(&sizes)?)
+    }
+}
+
+relayout_module!(
+    /// Removes dimension `dim` if its size is 1 (`None`: every size-1
+    /// dimension).
+    Squeeze { dim: Option<usize> }
+);
+
+impl Squeeze {
+    /// Squeeze `dim`, or every size-1 dimension.
+    pub fn new(dim: Option<usize>) -> Squeeze {
+        Squeeze {
+            label: format!("Squeeze({dim:?})"),
+            dim,
+        }
+    }
+}
+
+impl Relayout for Squeeze {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        Ok(match self.dim {
+            Some(d) => x.squeeze_dim(d)?,
+            None => x.squeeze(),
+        })
+    }
+}
+
+relayout_module!(
+    /// Inserts a dimension of size 1 at `dim`.
+    Unsqueeze { dim: usize }
+);
+
+impl Unsqueeze {
+    /// Insert at `dim`.
+    pub fn new(dim: usize) -> Unsqueeze {
+        Unsqueeze {
+            label: format!("Unsqueeze({dim})"),
+            dim,
+        }
+    }
+}
+
+impl Relayout for Unsqueeze {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        Ok(x.unsqueeze(self.dim)?)
+    }
+}
+
+relayout_module!(
+    /// Swaps the given pairs of dimensions, in order.
+    Transpose { pairs: Vec<(usize, usize)> }
+);
+
+impl Transpose {
+    /// Swap each `(a, b)` in turn.
+    pub fn new(pairs: &[(usize, usize)]) -> Transpose {
+        Transpose {
+            label: format!("Transpose({pairs:?})"),
+            pairs: pairs.to_vec(),
+        }
+    }
+}
+
+impl Relayout for Transpose {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        let mut t = x.clone();
+        for &(a, b) in &self.pairs {
+            t = t.transpose(a, b)?;
+        }
+        Ok(t)
+    }
+}
+
+relayout_module!(
+    /// `length` entries of dimension `dim` from `offset`.
+    Narrow { dim: usize, offset: usize, length: usize }
+);
+
+impl Narrow {
+    /// Entries `offset..offset + length` of `dim`.
+    pub fn new(dim: usize, offset: usize, length: usize) -> Narrow {
+        Narrow {
+            label: format!("Narrow({dim}, {offset}, {length})"),
+            dim,
+            offset,
+            length,
+        }
+    }
+}
+
+impl Relayout for Narrow {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        Ok(x.narrow(self.dim, self.offset, self.length)?)
+    }
+}
+
+relayout_module!(
+    /// Entry `index` of dimension `dim` (that dimension removed).
+    Select { dim: usize, index: usize }
+);
+
+impl Select {
+    /// Entry `index` of `dim`.
+    pub fn new(dim: usize, index: usize) -> Select {
+        Select {
+            label: format!("Select({dim}, {index})"),
+            dim,
+            index,
+        }
+    }
+}
+
+impl Relayout for Select {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        Ok(x.select(self.dim, self.index)?)
+    }
+}
+
+relayout_module!(
+    /// A contiguous copy of its input (only when it is not contiguous).
+    Contiguous {}
+);
+
+impl Contiguous {
+    /// The layer.
+    pub fn new() -> Contiguous {
+        Contiguous {
+            label: "Contiguous".into(),
+        }
+    }
+}
+
+impl Default for Contiguous {
+    fn default() -> Self {
+        Contiguous::new()
+    }
+}
+
+impl Relayout for Contiguous {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        Ok(x.clone())
+    }
+}
+
+/// Pads (with `value`) or, in the backward pass, crops along one dimension.
+#[derive(Clone, Debug)]
+struct Pad {
+    label: String,
+    /// `(dim from the end, before, after)` per padded dimension.
+    dims: Vec<(usize, usize, usize)>,
+    value: f32,
+}
+
+impl Pad {
+    /// The padded region of `out` holding the input.
+    fn inner(&self, out: &Tensor<f32>) -> Result<Tensor<f32>> {
+        let mut t = out.clone();
+        for &(from_end, before, after) in &self.dims {
+            let d = t.dim().checked_sub(from_end + 1).ok_or_else(|| {
+                shape(
+                    &self.label,
+                    format!("at least {} dimensions", from_end + 1),
+                    out.sizes(),
+                )
+            })?;
+            let n = t.sizes()[d].checked_sub(before + after).ok_or_else(|| {
+                shape(
+                    &self.label,
+                    format!("at least {} entries in dimension {d}", before + after),
+                    out.sizes(),
+                )
+            })?;
+            t = t.narrow(d, before, n)?;
+        }
+        Ok(t)
+    }
+
+    fn forward(&self, input: &Activity) -> Result<Activity> {
+        let x = input.tensor(&self.label)?;
+        let mut sizes = x.sizes().to_vec();
+        for &(from_end, before, after) in &self.dims {
+            let d = sizes.len().checked_sub(from_end + 1).ok_or_else(|| {
+                shape(
+                    &self.label,
+                    format!("at least {} dimensions", from_end + 1),
+                    x.sizes(),
+                )
+            })?;
+            sizes[d] += before + after;
+        }
+        let out = Tensor::full(&sizes, self.value)?;
+        self.inner(&out)?.copy_from(x)?;
+        Ok(out.into())
+    }
+
+    fn backward(&self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let x = input.tensor(&self.label)?;
+        let gy = grad_output.tensor(&self.label)?;
+        let region = self.inner(gy)?;
+        same_shape(&self.label, &region, x.sizes())?;
+        Ok(region.contiguous().into())
+    }
+}
+
+macro_rules! pad_module {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name(Pad);
+
+        impl Module for $name {
+            fn name(&self) -> &str {
+                &self.0.label
+            }
+            fn forward(&mut self, input: &Activity) -> Result<Activity> {
+                self.0.forward(input)
+            }
+            fn update_grad_input(
+                &mut self,
+                input: &Activity,
+                grad_output: &Activity,
+            ) -> Result<Activity> {
+                self.0.backward(input, grad_output)
+            }
+            fn clone_module(&self) -> Box<dyn Module> {
+                Box::new(self.clone())
+            }
+        }
+    };
+}
+
+pad_module!(
+    /// Zero padding of the last two dimensions (H, W) of `[..., H, W]` input.
+    SpatialZeroPadding
+);
+
+impl SpatialZeroPadding {
+    /// Pads `left`, `right` columns and `top`, `bottom` rows.
+    pub fn new(left: usize, right: usize, top: usize, bottom: usize) -> SpatialZeroPadding {
+        SpatialZeroPadding(Pad {
+            label: format!("SpatialZeroPadding({left}, {right}, {top}, {bottom})"),
+            dims: vec![(0, left, right), (1, top, bottom)],
+            value: 0.0,
+        })
+    }
+}
+
+pad_module!(
+    /// `value` padding of one dimension, counted from the end (0 = last),
+    /// so the same layer serves batched and single inputs.
+    Padding
+);
+
+impl Padding {
+    /// Pads dimension `from_end` (0 = the last) with `before` and `after`
+    /// entries of `value`.
+    pub fn new(from_end: usize, before: usize, after: usize, value: f32) -> Padding {
+        Padding(Pad {
+            label: format!("Padding({from_end}, {before}, {after}, {value})"),
+            dims: vec![(from_end, before, after)],
+            value,
+        })
+    }
+}
+
+/// Which reduction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reduce {
+    Sum,
+    Mean,
+    Max,
+}
+
+/// A reduction along one dimension (removed from the output).
+#[derive(Clone, Debug)]
+struct Reduction {
+    label: String,
+    dim: usize,
+    kind: Reduce,
+    argmax: Vec<usize>,
+}
+
+impl Reduction {
+    /// `x` with `dim` moved last, contiguous, as `(rows, row length, shape
+    /// with dim removed)`.
+    fn rows(&self, x: &Tensor<f32>) -> Result<(Tensor<f32>, usize, Vec<usize>)> {
+        if x.dim() <= self.dim {
+            return Err(shape(
+                &self.label,
+                format!("at least {} dimensions", self.dim + 1),
+                x.sizes(),
+            ));
+        }
+        let last = x.dim() - 1;
+        let n = x.sizes()[self.dim];
+        let mut out = x.sizes().to_vec();
+        out.remove(self.dim);
+        Ok((x.transpose(self.dim, last)?.contiguous(), n, out))
+    }
+
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        let x = input.tensor(&self.label)?;
+        let (t, n, out) = self.rows(x)?;
+        if n == 0 && self.kind != Reduce::Sum {
+            return Err(invalid(
+                &self.label,
+                format!("dimension {} is empty", self.dim),
+            ));
+        }
+        let data = t.as_slice()?;
+        let rows = data.chunks(n.max(1)).take(out.iter().product());
+        let y: Vec<f32> = match self.kind {
+            Reduce::Sum => rows
+                .map(|r| r.iter().map(|&v| v as f64).sum::<f64>() as f32)
+                .collect(),
+            Reduce::Mean => rows
+                .map(|r| (r.iter().map(|&v| v as f64).sum::<f64>() / n as f64) as f32)
+                .collect(),
+            Reduce::Max => {
+                self.argmax.clear();
+                rows.map(|r| {
+                    let (i, v) =
+                        r.iter()
+                            .enumerate()
+                            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                                if v > best.1 || (v.is_nan() && !best.1.is_nan()) {
+                                    (i, v)
+                                } else {
+                                    best
+                                }
+                            });
+                    self.argmax.push(i);
+                    v
+                })
+                .collect()
+            }
+        };
+        Ok(Tensor::from_vec(y, &out)?.into())
+    }
+
+    fn backward(&self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let x = input.tensor(&self.label)?;
+        let (_, n, out) = self.rows(x)?;
+        let gy = grad_output.tensor(&self.label)?;
+        same_shape(&self.label, gy, &out)?;
+        let gy = gy.to_vec();
+        let mut g = vec![0.0f32; gy.len() * n];
+        for (r, (row, &d)) in g.chunks_mut(n.max(1)).zip(&gy).enumerate() {
+            match self.kind {
+                Reduce::Sum => row.fill(d),
+                Reduce::Mean => row.fill(d / n as f32),
+                Reduce::Max => {
+                    let i = *self.argmax.get(r).ok_or_else(|| {
+                        invalid(&self.label, "backward before forward on this input")
+                    })?;
+                    row[i] = d;
+                }
+            }
+        }
+        // Rows were `x` with `dim` moved last: move it back.
+        let mut moved = x.sizes().to_vec();
+        let last = moved.len() - 1;
+        moved.swap(self.dim, last);
+        let g = Tensor::from_vec(g, &moved)?
+            .transpose(self.dim, last)?
+            .contiguous();
+        Ok(g.into())
+    }
+}
+
+macro_rules! reduction_module {
+    ($(#[$doc:meta])* $name:ident, $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name(Reduction);
+
+        impl $name {
+            /// Along `dim` (removed from the output).
+            pub fn new(dim: usize) -> $name {
+                $name(Reduction {
+                    label: format!("{}({dim})", stringify!($name)),
+                    dim,
+                    kind: $kind,
+                    argmax: Vec::new(),
+                })
+            }
+        }
+
+        impl Module for $name {
+            fn name(&self) -> &str {
+                &self.0.label
+            }
+            fn forward(&mut self, input: &Activity) -> Result<Activity> {
+                self.0.forward(input)
+            }
+            fn update_grad_input(
+                &mut self,
+                input: &Activity,
+                grad_output: &Activity,
+            ) -> Result<Activity> {
+                self.0.backward(input, grad_output)
+            }
+            fn clone_module(&self) -> Box<dyn Module> {
+                Box::new(self.clone())
+            }
+        }
+    };
+}
+
+reduction_module!(
+    /// Sum along a dimension.
+    Sum,
+    Reduce::Sum
+);
+reduction_module!(
+    /// Mean along a dimension.
+    Mean,
+    Reduce::Mean
+);
+reduction_module!(
+    /// Maximum along a dimension (the gradient goes to the first maximum).
+    Max,
+    Reduce::Max
+);
