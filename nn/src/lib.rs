@@ -50,7 +50,11 @@ mod sequential;
 mod table;
 
 pub use activity::Activity;
-pub use criterion::{ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion};
+pub use criterion::{
+    AbsCriterion, BCECriterion, ClassNLLCriterion, CosineEmbeddingCriterion, Criterion,
+    CrossEntropyCriterion, MSECriterion, MarginCriterion, MultiCriterion, ParallelCriterion,
+    SmoothL1Criterion, TimeDistributedCriterion,
+};
 pub use error::{NnError, Result};
 pub use module::{FlatParameters, Module, compact, manual_seed, replicate};
 pub use optim::{Sgd, SgdState};

@@ -4,9 +4,11 @@
 
 use bigdl_nn::layers::*;
 use bigdl_nn::{
-    Activity, CAddTable, CMulTable, ClassNLLCriterion, Concat, ConcatTable, Criterion,
-    CrossEntropyCriterion, Identity, JoinTable, MSECriterion, Module, NnError, ParallelTable,
-    SelectTable, Sequential, SplitTable, manual_seed,
+    AbsCriterion, Activity, BCECriterion, CAddTable, CMulTable, ClassNLLCriterion, Concat,
+    ConcatTable, CosineEmbeddingCriterion, Criterion, CrossEntropyCriterion, Identity, JoinTable,
+    MSECriterion, MarginCriterion, Module, MultiCriterion, NnError, ParallelCriterion,
+    ParallelTable, SelectTable, Sequential, SmoothL1Criterion, SplitTable,
+    TimeDistributedCriterion, manual_seed,
 };
 use bigdl_tensor::{Generator, Tensor};
 
@@ -240,26 +242,28 @@ fn reshape_and_sequential() {
 
 /// A criterion's gradient against finite differences of its loss.
 fn check_criterion(c: &mut dyn Criterion, x: Tensor<f32>, target: Activity) {
-    let xa: Activity = x.clone().into();
-    let g = c
-        .backward(&xa, &target)
-        .unwrap()
-        .tensor("test")
-        .unwrap()
-        .to_vec();
-    let eps = 1e-2f32;
-    for (i, &gi) in g.iter().enumerate() {
-        let xp = x.deep_clone();
-        let v = xp.as_slice().unwrap()[i];
-        xp.as_slice_mut().unwrap()[i] = v + eps;
-        let lp = c.forward(&xp.clone().into(), &target).unwrap() as f64;
-        xp.as_slice_mut().unwrap()[i] = v - eps;
-        let lm = c.forward(&xp.clone().into(), &target).unwrap() as f64;
-        assert_close(
-            &format!("{} dx[{i}]", c.name()),
-            (lp - lm) / (2.0 * eps as f64),
-            gi as f64,
-        );
+    check_criterion_act(c, x.into(), target, 1e-2);
+}
+
+/// As [`check_criterion`] for any input activity, with step `eps`.
+fn check_criterion_act(c: &mut dyn Criterion, x: Activity, target: Activity, eps: f32) {
+    let g = leaves(&c.backward(&x, &target).unwrap());
+    let xs = leaves(&x);
+    assert_eq!(g.len(), xs.len(), "{}: gradient structure", c.name());
+    for (leaf, (xt, gt)) in xs.iter().zip(&g).enumerate() {
+        assert_eq!(xt.sizes(), gt.sizes(), "{}: gradient shape", c.name());
+        for (i, &gi) in gt.to_vec().iter().enumerate() {
+            let mut at = |delta: f32| {
+                let xp = map_leaves(&x, &mut 0, &mut |l, t| {
+                    if l == leaf {
+                        t.as_slice_mut().unwrap()[i] += delta;
+                    }
+                });
+                c.forward(&xp, &target).unwrap() as f64
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps as f64);
+            assert_close(&format!("{} dx{leaf}[{i}]", c.name()), fd, gi as f64);
+        }
     }
 }
 
@@ -596,6 +600,101 @@ fn learnable_elementwise_layers() {
         PReLU::new(3)
             .unwrap()
             .forward(&rand(&[2, 4], 4).into())
+            .is_err()
+    );
+}
+
+#[test]
+fn more_criterions() {
+    let x = || rand(&[3, 4], 1);
+    let t = || -> Activity { rand(&[3, 4], 2).into() };
+    // Inputs at least 0.05 from the targets (0): away from the kink.
+    let zeros: Activity = Tensor::<f32>::zeros(&[3, 4]).unwrap().into();
+    check_criterion(
+        &mut AbsCriterion::new(),
+        spread(&[3, 4], 0.1),
+        zeros.clone(),
+    );
+    check_criterion(
+        &mut SmoothL1Criterion::new(),
+        rand(&[3, 4], 3).mul_scalar(2.0),
+        t(),
+    );
+    let signs: Activity = Tensor::from_vec(
+        (0..12)
+            .map(|i| if i % 3 == 0 { 1.0f32 } else { -1.0 })
+            .collect(),
+        &[3, 4],
+    )
+    .unwrap()
+    .into();
+    check_criterion(&mut MarginCriterion::new(0.7), spread(&[3, 4], 0.13), signs);
+    let probs = || Tensor::<f32>::uniform(&[2, 5], 0.1, 0.9, &mut Generator::new(4)).unwrap();
+    let labels: Activity = Tensor::<f32>::uniform(&[2, 5], 0.0, 1.0, &mut Generator::new(5))
+        .unwrap()
+        .into();
+    check_criterion(&mut BCECriterion::new(), probs(), labels.clone());
+    check_criterion(
+        &mut BCECriterion::new()
+            .weights(&[1.0, 2.0, 0.5, 1.0, 3.0, 1.0, 1.0, 2.0, 1.0, 0.1])
+            .size_average(false),
+        probs(),
+        labels,
+    );
+    let pair = table(vec![rand(&[4, 3], 6), rand(&[4, 3], 7)]);
+    let ys: Activity = Tensor::from_vec(vec![1.0f32, -1.0, -1.0, 1.0], &[4])
+        .unwrap()
+        .into();
+    check_criterion_act(
+        &mut CosineEmbeddingCriterion::new(-0.9),
+        pair.clone(),
+        ys.clone(),
+        1e-3,
+    );
+    check_criterion_act(&mut CosineEmbeddingCriterion::new(0.0), pair, ys, 1e-3);
+    // Per time step: class targets [N, T].
+    let steps: Activity = Tensor::from_vec(vec![0.0f32, 2.0, 1.0, 1.0, 0.0, 2.0], &[2, 3])
+        .unwrap()
+        .into();
+    check_criterion(
+        &mut TimeDistributedCriterion::new(CrossEntropyCriterion::new()).size_average(true),
+        rand(&[2, 3, 3], 8),
+        steps,
+    );
+    check_criterion(
+        &mut MultiCriterion::new()
+            .add(MSECriterion::new(), 0.5)
+            .add(AbsCriterion::new(), 2.0),
+        spread(&[3, 4], 0.1),
+        zeros,
+    );
+    check_criterion_act(
+        &mut ParallelCriterion::new()
+            .add(MSECriterion::new(), 1.5)
+            .add(SmoothL1Criterion::new(), 1.0),
+        table(vec![rand(&[2, 2], 9), rand(&[3], 10)]),
+        table(vec![rand(&[2, 2], 11), rand(&[3], 12)]),
+        1e-2,
+    );
+    // Closed forms and errors.
+    let l = AbsCriterion::new()
+        .forward(
+            &Tensor::from_vec(vec![1.0f32, -1.0], &[2]).unwrap().into(),
+            &Tensor::from_vec(vec![0.0f32, 1.0], &[2]).unwrap().into(),
+        )
+        .unwrap();
+    assert_eq!(l, 1.5);
+    assert!(
+        AbsCriterion::new()
+            .forward(&x().into(), &rand(&[2, 4], 1).into())
+            .is_err()
+    );
+    assert!(
+        CosineEmbeddingCriterion::new(0.0)
+            .forward(
+                &table(vec![rand(&[2, 3], 1), rand(&[2, 3], 2)]),
+                &rand(&[2], 3).into()
+            )
             .is_err()
     );
 }
