@@ -185,83 +185,17 @@ impl Criterion for CrossEntropyCriterion {
     }
 }
 
-/// Mean squared error: `sum (x - t)^2`, divided by the number of elements
-/// with `size_average` (the default).
-#[derive(Clone, Debug)]
-pub struct MSECriterion {
-    size_average: bool,
+/// The input and target of an element-wise criterion as vectors, with the
+/// divisor (`numel` when averaging) and the input's shape.
+struct Pair {
+    x: Vec<f32>,
+    t: Vec<f32>,
+    norm: f32,
+    sizes: Vec<usize>,
 }
 
-impl Default for MSECriterion {
-    fn default() -> Self {
-        MSECriterion::new()
-    }
-}
-
-impl MSECriterion {
-    /// Averaged.
-    pub fn new() -> MSECriterion {
-        MSECriterion { size_average: true }
-    }
-
-    /// Sum instead of average.
-    pub fn size_average(mut self, yes: bool) -> Self {
-        self.size_average = yes;
-        self
-    }
-
-    fn pair(&self, input: &Activity, target: &Activity) -> Result<(Vec<f32>, Vec<f32>, f32)> {
-        const NAME: &str = "MSECriterion";
-        let (x, t) = (input.tensor(NAME)?, target.tensor(NAME)?);
-        if x.sizes() != t.sizes() {
-            return Err(invalid(
-                NAME,
-                format!("input {:?} and target {:?} differ", x.sizes(), t.sizes()),
-            ));
-        }
-        let norm = if self.size_average {
-            x.numel().max(1) as f32
-        } else {
-            1.0
-        };
-        Ok((x.to_vec(), t.to_vec(), norm))
-    }
-}
-
-impl Criterion for MSECriterion {
-    fn name(&self) -> &str {
-        "MSECriterion"
-    }
-
-    fn forward(&mut self, input: &Activity, target: &Activity) -> Result<f32> {
-        let (x, t, norm) = self.pair(input, target)?;
-        let s: f64 = x
-            .iter()
-            .zip(&t)
-            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-            .sum();
-        Ok((s / norm as f64) as f32)
-    }
-
-    fn backward(&mut self, input: &Activity, target: &Activity) -> Result<Activity> {
-        let (x, t, norm) = self.pair(input, target)?;
-        let g = x
-            .iter()
-            .zip(&t)
-            .map(|(&a, &b)| 2.0 * (a - b) / norm)
-            .collect();
-        Ok(Tensor::from_vec(g, input.tensor(self.name())?.sizes())?.into())
-    }
-}
-
-/// The input and target of an element-wise criterion, equal shapes, as
-/// vectors, with the divisor (`numel` when averaging).
-fn pair(
-    name: &str,
-    input: &Activity,
-    target: &Activity,
-    size_average: bool,
-) -> Result<(Vec<f32>, Vec<f32>, f32, Vec<usize>)> {
+/// The [`Pair`] of `input` and `target` (equal element counts).
+fn pair(name: &str, input: &Activity, target: &Activity, size_average: bool) -> Result<Pair> {
     let (x, t) = (input.tensor(name)?, target.tensor(name)?);
     if x.numel() != t.numel() {
         return Err(invalid(
@@ -274,7 +208,12 @@ fn pair(
     } else {
         1.0
     };
-    Ok((x.to_vec(), t.to_vec(), norm, x.sizes().to_vec()))
+    Ok(Pair {
+        x: x.to_vec(),
+        t: t.to_vec(),
+        norm,
+        sizes: x.sizes().to_vec(),
+    })
 }
 
 /// An element-wise criterion: `loss = sum f(x, t) / norm`, gradient
@@ -309,28 +248,45 @@ macro_rules! elementwise_criterion {
             }
 
             fn forward(&mut self, input: &Activity, target: &Activity) -> Result<f32> {
-                let (xs, ts, norm, _) = pair(self.name(), input, target, self.size_average)?;
+                let p = pair(self.name(), input, target, self.size_average)?;
                 let $s = &*self;
-                let total: f64 = xs
+                let total: f64 = p
+                    .x
                     .iter()
-                    .zip(&ts)
+                    .zip(&p.t)
                     .map(|(&$x, &$t)| -> f64 { $loss })
                     .sum();
-                Ok((total / norm as f64) as f32)
+                Ok((total / p.norm as f64) as f32)
             }
 
             fn backward(&mut self, input: &Activity, target: &Activity) -> Result<Activity> {
-                let (xs, ts, norm, sizes) = pair(self.name(), input, target, self.size_average)?;
+                let p = pair(self.name(), input, target, self.size_average)?;
                 let $s = &*self;
-                let g = xs
+                let norm = p.norm;
+                let g = p
+                    .x
                     .iter()
-                    .zip(&ts)
+                    .zip(&p.t)
                     .map(|(&$x, &$t)| -> f32 { ($grad) / norm })
                     .collect();
-                Ok(Tensor::from_vec(g, &sizes)?.into())
+                Ok(Tensor::from_vec(g, &p.sizes)?.into())
             }
         }
     };
+}
+
+elementwise_criterion!(
+    /// Mean squared error: `sum (x - t)^2` (averaged by default).
+    MSECriterion {},
+    |_s, x, t| loss: (x as f64 - t as f64).powi(2),
+        grad: 2.0 * (x - t)
+);
+
+impl MSECriterion {
+    /// Averaged.
+    pub fn new() -> MSECriterion {
+        MSECriterion::default()
+    }
 }
 
 elementwise_criterion!(
@@ -441,7 +397,7 @@ impl Criterion for BCECriterion {
     }
 
     fn forward(&mut self, input: &Activity, target: &Activity) -> Result<f32> {
-        let (x, t, norm, _) = pair(self.name(), input, target, self.size_average)?;
+        let Pair { x, t, norm, .. } = pair(self.name(), input, target, self.size_average)?;
         let w = self.weight(x.len())?;
         let total: f64 = x
             .iter()
@@ -456,7 +412,7 @@ impl Criterion for BCECriterion {
     }
 
     fn backward(&mut self, input: &Activity, target: &Activity) -> Result<Activity> {
-        let (x, t, norm, sizes) = pair(self.name(), input, target, self.size_average)?;
+        let Pair { x, t, norm, sizes } = pair(self.name(), input, target, self.size_average)?;
         let w = self.weight(x.len())?;
         let g = x
             .iter()
