@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use bigdl_nn::layers::{Linear, LogSoftMax, Tanh};
-//! use bigdl_nn::{Activity, ClassNLLCriterion, Criterion, Module, Sequential, Sgd, compact};
+//! use bigdl_nn::{Activity, ClassNLLCriterion, Criterion, Module, OptimMethod, Sequential, Sgd, compact};
 //! use bigdl_tensor::Tensor;
 //!
 //! # fn main() -> Result<(), bigdl_nn::NnError> {
@@ -57,7 +57,10 @@ pub use criterion::{
 };
 pub use error::{NnError, Result};
 pub use module::{FlatParameters, Module, compact, manual_seed, replicate};
-pub use optim::{Sgd, SgdState};
+pub use optim::{
+    Adadelta, Adagrad, Adam, Adamax, OptimMethod, OptimState, RmsProp, Schedule, Sgd,
+    clip_by_l2_norm, clip_by_value,
+};
 pub use sequential::Sequential;
 pub use table::{
     CAddTable, CMulTable, Concat, ConcatTable, Identity, JoinTable, ParallelTable, SelectTable,

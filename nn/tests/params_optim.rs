@@ -1,7 +1,7 @@
 //! Flat parameters, replicas, and the optimizer's update rule.
 
 use bigdl_nn::layers::{Linear, SpatialConvolution, Tanh};
-use bigdl_nn::{Activity, Module, Sequential, Sgd, compact, manual_seed, replicate};
+use bigdl_nn::{Activity, Module, OptimMethod, Sequential, Sgd, compact, manual_seed, replicate};
 use bigdl_tensor::{Generator, Tensor};
 
 fn model() -> Sequential {
