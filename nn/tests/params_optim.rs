@@ -1,7 +1,10 @@
 //! Flat parameters, replicas, and the optimizer's update rule.
 
 use bigdl_nn::layers::{Linear, SpatialConvolution, Tanh};
-use bigdl_nn::{Activity, Module, OptimMethod, Sequential, Sgd, compact, manual_seed, replicate};
+use bigdl_nn::{
+    Activity, Adadelta, Adagrad, Adam, Adamax, Module, OptimMethod, RmsProp, Schedule, Sequential,
+    Sgd, clip_by_l2_norm, clip_by_value, compact, manual_seed, replicate,
+};
 use bigdl_tensor::{Generator, Tensor};
 
 fn model() -> Sequential {
@@ -112,6 +115,101 @@ fn sgd_matches_torch_update_rules() {
     let mut bad = Sgd::new(0.1).with_nesterov(true);
     assert!(bad.step(&mut [1.0], &[1.0]).is_err());
     assert!(Sgd::new(0.1).step(&mut [1.0, 2.0], &[1.0]).is_err());
+}
+
+#[test]
+fn every_optimizer_resumes_exactly_from_its_state() {
+    let grads: Vec<Vec<f32>> = (0..6)
+        .map(|i| (0..5).map(|j| ((i * 5 + j) as f32 * 0.37).sin()).collect())
+        .collect();
+    let makers: Vec<fn() -> Box<dyn OptimMethod>> = vec![
+        || {
+            Box::new(
+                Sgd::new(0.05)
+                    .with_momentum(0.9)
+                    .with_weight_decay(1e-3)
+                    .with_lr_decay(0.01),
+            )
+        },
+        || Box::new(Adam::new(0.01)),
+        || Box::new(Adamax::new(0.01)),
+        || Box::new(Adagrad::new(0.1)),
+        || Box::new(Adadelta::new(1.0)),
+        || Box::new(RmsProp::new(0.01)),
+    ];
+    for make in makers {
+        let mut straight = make();
+        let mut w1 = vec![0.5f32; 5];
+        for g in &grads {
+            straight.step(&mut w1, g).unwrap();
+        }
+        let mut first = make();
+        let mut w2 = vec![0.5f32; 5];
+        for g in &grads[..3] {
+            first.step(&mut w2, g).unwrap();
+        }
+        let mut resumed = make();
+        resumed.set_state(first.state().clone());
+        for g in &grads[3..] {
+            resumed.step(&mut w2, g).unwrap();
+        }
+        assert_eq!(w1, w2, "{}", straight.name());
+        assert_eq!(straight.state(), resumed.state(), "{}", straight.name());
+        // A state for other weights is an error, not a panic.
+        assert!(resumed.step(&mut [1.0; 3], &[1.0; 3]).is_err());
+    }
+}
+
+#[test]
+fn schedules_and_clipping() {
+    let step = Schedule::Step {
+        step_size: 10,
+        gamma: 0.5,
+    };
+    assert_eq!(step.rate(0.1, 9), 0.1);
+    assert_eq!(step.rate(0.1, 25), 0.025);
+    let multi = Schedule::MultiStep {
+        milestones: vec![5, 8],
+        gamma: 0.1,
+    };
+    assert_eq!(
+        [multi.rate(1.0, 4), multi.rate(1.0, 5), multi.rate(1.0, 9)],
+        [1.0, 0.1, 0.1f32 * 0.1]
+    );
+    let exp = Schedule::Exponential {
+        decay_step: 4,
+        rate: 0.5,
+    };
+    assert!((exp.rate(1.0, 2) - 0.5f32.sqrt()).abs() < 1e-6);
+    let poly = Schedule::Poly {
+        power: 2.0,
+        max_iteration: 10,
+    };
+    assert!((poly.rate(1.0, 5) - 0.25).abs() < 1e-6);
+    assert_eq!(poly.rate(1.0, 10), 0.0);
+    let warm = Schedule::Warmup {
+        steps: 4,
+        start_factor: 0.2,
+        after: Box::new(step.clone()),
+    };
+    assert!((warm.rate(1.0, 0) - 0.2).abs() < 1e-6);
+    assert!((warm.rate(1.0, 2) - 0.6).abs() < 1e-6);
+    assert_eq!(warm.rate(1.0, 4 + 10), 0.5);
+    let mut plateau = Schedule::plateau(0.5, 1, 0.01, true);
+    for (score, want) in [(0.5, 1.0), (0.6, 1.0), (0.6, 1.0), (0.55, 0.5), (0.7, 0.5)] {
+        plateau.observe(score);
+        assert_eq!(plateau.rate(1.0, 0), want, "after score {score}");
+    }
+    for _ in 0..20 {
+        plateau.observe(0.1);
+    }
+    assert_eq!(plateau.rate(1.0, 0), 0.01);
+
+    let mut g = vec![3.0f32, -4.0];
+    assert_eq!(clip_by_l2_norm(&mut g, 1.0), 5.0);
+    assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] + 0.8).abs() < 1e-6);
+    clip_by_value(&mut g, -0.5, 0.5);
+    assert_eq!(g, [0.5, -0.5]);
 }
 
 #[test]
