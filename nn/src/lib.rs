@@ -43,6 +43,7 @@
 mod activity;
 mod criterion;
 mod error;
+mod graph;
 pub mod layers;
 mod module;
 mod optim;
@@ -56,6 +57,7 @@ pub use criterion::{
     SmoothL1Criterion, TimeDistributedCriterion,
 };
 pub use error::{NnError, Result};
+pub use graph::{Graph, GraphBuilder, Node};
 pub use module::{FlatParameters, Module, compact, manual_seed, replicate};
 pub use optim::{
     Adadelta, Adagrad, Adam, Adamax, OptimMethod, OptimState, RmsProp, Schedule, Sgd,

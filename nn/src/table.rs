@@ -38,7 +38,7 @@ pub(crate) fn add_activities(layer: &str, a: &Activity, b: &Activity) -> Result<
 }
 
 /// Zeros shaped like `a`.
-fn zeros_like(a: &Activity) -> Result<Activity> {
+pub(crate) fn zeros_like(a: &Activity) -> Result<Activity> {
     Ok(match a {
         Activity::Tensor(t) => Tensor::<f32>::zeros(t.sizes())?.into(),
         Activity::Table(v) => Activity::Table(v.iter().map(zeros_like).collect::<Result<_>>()?),

@@ -5,9 +5,9 @@
 use bigdl_nn::layers::*;
 use bigdl_nn::{
     AbsCriterion, Activity, BCECriterion, CAddTable, CMulTable, ClassNLLCriterion, Concat,
-    ConcatTable, CosineEmbeddingCriterion, Criterion, CrossEntropyCriterion, Identity, JoinTable,
-    MSECriterion, MarginCriterion, Module, MultiCriterion, NnError, ParallelCriterion,
-    ParallelTable, SelectTable, Sequential, SmoothL1Criterion, SplitTable,
+    ConcatTable, CosineEmbeddingCriterion, Criterion, CrossEntropyCriterion, GraphBuilder,
+    Identity, JoinTable, MSECriterion, MarginCriterion, Module, MultiCriterion, NnError,
+    ParallelCriterion, ParallelTable, SelectTable, Sequential, SmoothL1Criterion, SplitTable,
     TimeDistributedCriterion, manual_seed,
 };
 use bigdl_tensor::{Generator, Tensor};
@@ -697,4 +697,45 @@ fn more_criterions() {
             )
             .is_err()
     );
+}
+
+#[test]
+fn graph_container() {
+    manual_seed(51);
+    // Two inputs, a node read twice (its gradients summed), two outputs.
+    let mut g = GraphBuilder::new();
+    let a = g.input();
+    let b = g.input();
+    let la = g.node(Linear::new(3, 4).unwrap(), &[a]).unwrap();
+    let t = g.node(Tanh::new(), &[la]).unwrap();
+    let lb = g.node(Linear::new(2, 4).unwrap(), &[b]).unwrap();
+    let sum = g.node(CAddTable::new(), &[la, t, lb]).unwrap();
+    let out2 = g.node(Sigmoid::new(), &[t]).unwrap();
+    let mut graph = g.build(&[a, b], &[sum, out2]).unwrap();
+    check_act(
+        &mut graph,
+        table(vec![rand(&[2, 3], 1), rand(&[2, 2], 2)]),
+        1e-2,
+    );
+    // One input and one output: plain tensors in and out, as Sequential.
+    let mut g = GraphBuilder::new();
+    let x = g.input();
+    let c = g
+        .node(
+            SpatialConvolution::new(2, 2, (3, 3)).unwrap().pad(1, 1),
+            &[x],
+        )
+        .unwrap();
+    let r = g.node(CAddTable::new(), &[c, x]).unwrap();
+    let mut residual = g.build(&[x], &[r]).unwrap();
+    check(&mut residual, rand(&[2, 2, 4, 4], 3));
+    bigdl_nn::compact(&mut residual).unwrap();
+    check(&mut residual, rand(&[2, 2, 4, 4], 4));
+    // Bad graphs are errors.
+    let mut g = GraphBuilder::new();
+    let x = g.input();
+    let stray = g.input();
+    let y = g.node(Tanh::new(), &[x]).unwrap();
+    assert!(g.node(Tanh::new(), &[]).is_err());
+    assert!(g.build(&[x], &[y, stray]).is_err());
 }
