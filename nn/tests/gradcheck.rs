@@ -739,3 +739,43 @@ fn graph_container() {
     assert!(g.node(Tanh::new(), &[]).is_err());
     assert!(g.build(&[x], &[y, stray]).is_err());
 }
+
+#[test]
+fn full_convolution_and_embeddings() {
+    manual_seed(61);
+    check(
+        &mut SpatialFullConvolution::new(2, 3, (3, 3), 1)
+            .unwrap()
+            .stride(2, 2)
+            .pad(1, 1)
+            .adj(1, 0),
+        rand(&[2, 2, 3, 4], 1),
+    );
+    check(
+        &mut SpatialFullConvolution::new(4, 2, (2, 3), 2)
+            .unwrap()
+            .without_bias(),
+        rand(&[4, 3, 3], 2),
+    );
+    // Embeddings: the gradient lands in the looked-up rows (twice for a repeat).
+    let mut emb = LookupTable::new(5, 3).unwrap();
+    let idx: Activity = Tensor::from_vec(vec![4.0f32, 1.0, 4.0, 0.0], &[2, 2])
+        .unwrap()
+        .into();
+    let y = emb.forward(&idx).unwrap();
+    assert_eq!(y.tensor("t").unwrap().sizes(), &[2, 2, 3]);
+    let w = emb.weight().to_vec();
+    assert_eq!(y.tensor("t").unwrap().to_vec()[..3], w[12..15]);
+    emb.zero_grad_parameters();
+    let gy: Activity = Tensor::<f32>::ones(&[2, 2, 3]).unwrap().into();
+    emb.backward(&idx, &gy).unwrap();
+    let g = emb.parameters()[0].1.to_vec();
+    assert_eq!(
+        g,
+        [1., 1., 1., 1., 1., 1., 0., 0., 0., 0., 0., 0., 2., 2., 2.]
+    );
+    for bad in [5.0f32, -1.0, 0.5] {
+        let i: Activity = Tensor::from_vec(vec![bad], &[1]).unwrap().into();
+        assert!(emb.forward(&i).is_err(), "index {bad}");
+    }
+}

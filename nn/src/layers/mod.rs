@@ -2,6 +2,8 @@
 
 mod activation;
 mod conv;
+mod embedding;
+mod full_conv;
 mod learnable;
 mod linear;
 mod norm;
@@ -12,6 +14,8 @@ mod shape;
 
 pub use activation::{LogSoftMax, ReLU, Sigmoid, SoftMax, SoftMin, Tanh};
 pub use conv::SpatialConvolution;
+pub use embedding::LookupTable;
+pub use full_conv::SpatialFullConvolution;
 pub use learnable::{CAdd, CMul, PReLU, Scale};
 pub use linear::Linear;
 pub use norm::{BatchNormalization, Dropout, SpatialCrossMapLRN};
