@@ -357,6 +357,18 @@ fn acc_grad_parameters_scales_and_accumulates() {
             Box::new(BatchNormalization::new(4).unwrap()),
             rand(&[5, 4], 4),
         ),
+        (
+            Box::new(Recurrent::new(Cell::gru(3, 2).unwrap())),
+            rand(&[2, 3, 3], 5),
+        ),
+        (
+            Box::new(
+                SpatialFullConvolution::new(2, 3, (2, 2), 1)
+                    .unwrap()
+                    .stride(2, 2),
+            ),
+            rand(&[2, 2, 3, 3], 6),
+        ),
     ];
     for (mut m, x) in cases {
         let x: Activity = x.into();
@@ -778,4 +790,42 @@ fn full_convolution_and_embeddings() {
         let i: Activity = Tensor::from_vec(vec![bad], &[1]).unwrap().into();
         assert!(emb.forward(&i).is_err(), "index {bad}");
     }
+}
+
+#[test]
+fn recurrent_layers() {
+    manual_seed(71);
+    check(
+        &mut Recurrent::new(Cell::rnn(3, 4).unwrap()),
+        rand(&[2, 5, 3], 1),
+    );
+    check(
+        &mut Recurrent::new(Cell::lstm(3, 4).unwrap()),
+        rand(&[2, 4, 3], 2),
+    );
+    check(
+        &mut Recurrent::new(Cell::gru(3, 4).unwrap()),
+        rand(&[2, 4, 3], 3),
+    );
+    check(
+        &mut BiRecurrent::new(Cell::lstm(3, 2).unwrap(), Cell::gru(3, 2).unwrap()).unwrap(),
+        rand(&[2, 3, 3], 4),
+    );
+    check(
+        &mut TimeDistributed::new(Linear::new(3, 2).unwrap()),
+        rand(&[2, 4, 3], 5),
+    );
+    // An LSTM text classifier's shape: embeddings, LSTM, last step, linear.
+    let mut clf = Sequential::new()
+        .add(Recurrent::new(Cell::lstm(3, 4).unwrap()))
+        .add(Select::new(1, 2))
+        .add(Linear::new(4, 2).unwrap())
+        .add(LogSoftMax::new());
+    check(&mut clf, rand(&[2, 3, 3], 6));
+    assert!(
+        Recurrent::new(Cell::rnn(3, 4).unwrap())
+            .forward(&rand(&[2, 5, 4], 1).into())
+            .is_err()
+    );
+    assert!(BiRecurrent::new(Cell::rnn(3, 4).unwrap(), Cell::rnn(3, 5).unwrap()).is_err());
 }

@@ -99,6 +99,9 @@ fn layers_match_pytorch() {
         1e-5,
     );
     check_layer("lrn", &mut SpatialCrossMapLRN::new(5, 1e-1, 0.75, 2.0));
+    check_layer("rec_rnn", &mut Recurrent::new(Cell::rnn(3, 4).unwrap()));
+    check_layer("rec_lstm", &mut Recurrent::new(Cell::lstm(3, 4).unwrap()));
+    check_layer("rec_gru", &mut Recurrent::new(Cell::gru(3, 4).unwrap()));
     check_layer("act_elu", &mut ELU::new(1.3));
     check_layer("act_leaky_relu", &mut LeakyReLU::new(0.1));
     check_layer("act_softplus", &mut SoftPlus::new(2.0));

@@ -9,6 +9,7 @@ mod linear;
 mod norm;
 mod pointwise;
 mod pooling;
+mod recurrent;
 mod reshape;
 mod shape;
 
@@ -24,6 +25,7 @@ pub use pointwise::{
     Sqrt, Square, Threshold,
 };
 pub use pooling::{SpatialAveragePooling, SpatialMaxPooling};
+pub use recurrent::{BiRecurrent, Cell, CellKind, Recurrent, TimeDistributed};
 pub use reshape::Reshape;
 pub use shape::{
     Contiguous, Max, Mean, Narrow, Padding, Select, SpatialZeroPadding, Squeeze, Sum, Transpose,

@@ -1,0 +1,576 @@
+//! Recurrent layers: `Recurrent` over an RNN, LSTM or GRU cell, `BiRecurrent`
+//! and `TimeDistributed`.
+
+use bigdl_tensor::Tensor;
+use bigdl_tensor::kernels::gemm::{Gemm, Transpose};
+
+use crate::activity::Activity;
+use crate::error::{Result, invalid, shape};
+use crate::module::{Module, init_generator, same_shape, uniform_init};
+
+/// Which recurrence a [`Cell`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellKind {
+    /// `h = tanh(W_ih x + b_ih + W_hh h' + b_hh)`.
+    Rnn,
+    /// LSTM with gates in PyTorch's order (input, forget, cell, output).
+    Lstm,
+    /// GRU with gates in PyTorch's order (reset, update, new).
+    Gru,
+}
+
+impl CellKind {
+    fn gates(self) -> usize {
+        match self {
+            CellKind::Rnn => 1,
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+        }
+    }
+}
+
+/// The parameters of a recurrent cell, laid out as PyTorch's
+/// (`weight_ih [G H, D]`, `weight_hh [G H, H]`, `bias_ih`, `bias_hh`
+/// `[G H]`, G gates), initialised `U(-1/sqrt(H), 1/sqrt(H))`.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    kind: CellKind,
+    input: usize,
+    hidden: usize,
+    /// `[w_ih, w_hh, b_ih, b_hh]` and their gradients.
+    params: [Tensor<f32>; 4],
+    grads: [Tensor<f32>; 4],
+}
+
+impl Cell {
+    fn new(kind: CellKind, input: usize, hidden: usize) -> Result<Cell> {
+        let gh = kind.gates() * hidden;
+        let shapes = [vec![gh, input], vec![gh, hidden], vec![gh], vec![gh]];
+        let mut g = init_generator();
+        let mut params = Vec::with_capacity(4);
+        let mut grads = Vec::with_capacity(4);
+        for s in &shapes {
+            params.push(uniform_init(s, hidden, &mut g)?);
+            grads.push(Tensor::zeros(s)?);
+        }
+        Ok(Cell {
+            kind,
+            input,
+            hidden,
+            params: params.try_into().expect("four"),
+            grads: grads.try_into().expect("four"),
+        })
+    }
+
+    /// A tanh RNN cell from `input` to `hidden` features.
+    pub fn rnn(input: usize, hidden: usize) -> Result<Cell> {
+        Cell::new(CellKind::Rnn, input, hidden)
+    }
+
+    /// An LSTM cell.
+    pub fn lstm(input: usize, hidden: usize) -> Result<Cell> {
+        Cell::new(CellKind::Lstm, input, hidden)
+    }
+
+    /// A GRU cell.
+    pub fn gru(input: usize, hidden: usize) -> Result<Cell> {
+        Cell::new(CellKind::Gru, input, hidden)
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// What the forward pass keeps for the backward pass.
+#[derive(Clone, Debug, Default)]
+struct Saved {
+    n: usize,
+    t: usize,
+    /// Hidden states `h_0 .. h_T` (`h_0` = 0), each `[N, H]`.
+    h: Vec<Vec<f32>>,
+    /// LSTM: cell states `c_0 .. c_T`; per step activated gates `[N, G H]`
+    /// (LSTM: i, f, g, o; GRU: r, z, n); GRU: the hidden side of the new
+    /// gate (`W_hn h' + b_hn`).
+    c: Vec<Vec<f32>>,
+    gates: Vec<Vec<f32>>,
+    gh_n: Vec<Vec<f32>>,
+    /// Gradients of the gate pre-activations, per step, from the last
+    /// `update_grad_input` (x side and h side: they differ for the GRU).
+    d_gx: Vec<f32>,
+    d_gh: Vec<Vec<f32>>,
+}
+
+/// Runs a [`Cell`] over the time dimension of `[N, T, D]` input (batch first,
+/// as BigDL), from a zero state; the output is every step's hidden state,
+/// `[N, T, H]`. Gradients by back-propagation through time; results match
+/// PyTorch's `nn.RNN`, `nn.LSTM` and `nn.GRU` (`batch_first=True`).
+#[derive(Clone, Debug)]
+pub struct Recurrent {
+    name: String,
+    cell: Cell,
+    saved: Saved,
+}
+
+impl Recurrent {
+    /// The recurrence of `cell`.
+    pub fn new(cell: Cell) -> Recurrent {
+        Recurrent {
+            name: format!(
+                "Recurrent({:?}, {} -> {})",
+                cell.kind, cell.input, cell.hidden
+            ),
+            cell,
+            saved: Saved::default(),
+        }
+    }
+
+    fn input(&self, input: &Activity) -> Result<(Tensor<f32>, usize, usize)> {
+        let x = input.tensor(&self.name)?;
+        match x.sizes() {
+            &[n, t, d] if d == self.cell.input => Ok((x.contiguous(), n, t)),
+            s => Err(shape(&self.name, format!("[N, T, {}]", self.cell.input), s)),
+        }
+    }
+
+    /// Back-propagation through time: the input gradient, keeping the gate
+    /// gradients for `acc_grad_parameters`.
+    fn bptt(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let (_, n, t) = self.input(input)?;
+        let (hd, kind) = (self.cell.hidden, self.cell.kind);
+        let gh = kind.gates() * hd;
+        let gy = grad_output.tensor(&self.name)?;
+        same_shape(&self.name, gy, &[n, t, hd])?;
+        if self.saved.n != n || self.saved.t != t || self.saved.h.len() != t + 1 {
+            return Err(invalid(&self.name, "backward before forward on this input"));
+        }
+        let gy = gy.contiguous().to_vec();
+        let w_hh = self.cell.params[1].to_vec();
+        let s = &mut self.saved;
+        s.d_gx = vec![0.0; n * t * gh];
+        s.d_gh = vec![Vec::new(); t];
+        let mut dh_next = vec![0.0f32; n * hd];
+        let mut dc_next = vec![0.0f32; n * hd];
+        for step in (0..t).rev() {
+            let mut dgx = vec![0.0f32; n * gh];
+            let mut dgh = vec![0.0f32; n * gh];
+            let mut dh_prev = vec![0.0f32; n * hd];
+            let g = &s.gates[step];
+            for b in 0..n {
+                for j in 0..hd {
+                    let k = b * hd + j;
+                    let dh = gy[(b * t + step) * hd + j] + dh_next[k];
+                    let row = b * gh;
+                    match kind {
+                        CellKind::Rnn => {
+                            let h = s.h[step + 1][k];
+                            let da = dh * (1.0 - h * h);
+                            dgx[row + j] = da;
+                            dgh[row + j] = da;
+                        }
+                        CellKind::Lstm => {
+                            let (i, f, gg, o) = (
+                                g[row + j],
+                                g[row + hd + j],
+                                g[row + 2 * hd + j],
+                                g[row + 3 * hd + j],
+                            );
+                            let tc = s.c[step + 1][k].tanh();
+                            let dc = dc_next[k] + dh * o * (1.0 - tc * tc);
+                            let da = [
+                                dc * gg * i * (1.0 - i),
+                                dc * s.c[step][k] * f * (1.0 - f),
+                                dc * i * (1.0 - gg * gg),
+                                dh * tc * o * (1.0 - o),
+                            ];
+                            for (q, &v) in da.iter().enumerate() {
+                                dgx[row + q * hd + j] = v;
+                                dgh[row + q * hd + j] = v;
+                            }
+                            dc_next[k] = dc * f;
+                        }
+                        CellKind::Gru => {
+                            let (r, z, nn) = (g[row + j], g[row + hd + j], g[row + 2 * hd + j]);
+                            let hp = s.h[step][k];
+                            let dan = dh * (1.0 - z) * (1.0 - nn * nn);
+                            let dar = dan * s.gh_n[step][k] * r * (1.0 - r);
+                            let daz = dh * (hp - nn) * z * (1.0 - z);
+                            dgx[row + j] = dar;
+                            dgx[row + hd + j] = daz;
+                            dgx[row + 2 * hd + j] = dan;
+                            dgh[row + j] = dar;
+                            dgh[row + hd + j] = daz;
+                            dgh[row + 2 * hd + j] = dan * r;
+                            dh_prev[k] = dh * z;
+                        }
+                    }
+                }
+            }
+            // dh_prev += dgh (N x GH) * W_hh (GH x H).
+            Gemm::new(n, hd, gh)
+                .beta(1.0)
+                .run(&dgh, &w_hh, &mut dh_prev)?;
+            for b in 0..n {
+                s.d_gx[(b * t + step) * gh..][..gh].copy_from_slice(&dgx[b * gh..][..gh]);
+            }
+            s.d_gh[step] = dgh;
+            dh_next = dh_prev;
+        }
+        // dx (N T x D) = d_gx (N T x GH) * W_ih (GH x D).
+        let mut dx = vec![0.0f32; n * t * self.cell.input];
+        Gemm::new(n * t, self.cell.input, gh).run(
+            &s.d_gx,
+            &self.cell.params[0].as_slice()?,
+            &mut dx,
+        )?;
+        Ok(Tensor::from_vec(dx, &[n, t, self.cell.input])?.into())
+    }
+}
+
+impl Module for Recurrent {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        let (x, n, t) = self.input(input)?;
+        let (d, hd, kind) = (self.cell.input, self.cell.hidden, self.cell.kind);
+        let gh = kind.gates() * hd;
+        let p = &self.cell.params;
+        let (w_hh, b_ih, b_hh) = (p[1].to_vec(), p[2].to_vec(), p[3].to_vec());
+        // The input side of every step in one product: [N T, GH].
+        let mut gx = vec![0.0f32; n * t * gh];
+        Gemm::new(n * t, gh, d).trans_b(Transpose::Yes).run(
+            &x.as_slice()?,
+            &p[0].as_slice()?,
+            &mut gx,
+        )?;
+        let s = &mut self.saved;
+        *s = Saved {
+            n,
+            t,
+            h: vec![vec![0.0; n * hd]],
+            c: vec![vec![0.0; n * hd]],
+            ..Saved::default()
+        };
+        let mut y = vec![0.0f32; n * t * hd];
+        for step in 0..t {
+            // The hidden side: h' W_hh^T + b_hh, [N, GH].
+            let mut ghs = vec![0.0f32; n * gh];
+            for row in ghs.chunks_mut(gh) {
+                row.copy_from_slice(&b_hh);
+            }
+            Gemm::new(n, gh, hd)
+                .trans_b(Transpose::Yes)
+                .beta(1.0)
+                .run(&s.h[step], &w_hh, &mut ghs)?;
+            let mut h = vec![0.0f32; n * hd];
+            let mut c = vec![0.0f32; if kind == CellKind::Lstm { n * hd } else { 0 }];
+            let mut gates = vec![0.0f32; n * gh];
+            let mut gh_n = vec![0.0f32; if kind == CellKind::Gru { n * hd } else { 0 }];
+            for b in 0..n {
+                let xrow = &gx[(b * t + step) * gh..][..gh];
+                let hrow = &ghs[b * gh..][..gh];
+                let a = |q: usize, j: usize| xrow[q * hd + j] + b_ih[q * hd + j] + hrow[q * hd + j];
+                let row = b * gh;
+                for j in 0..hd {
+                    let k = b * hd + j;
+                    match kind {
+                        CellKind::Rnn => {
+                            h[k] = a(0, j).tanh();
+                        }
+                        CellKind::Lstm => {
+                            let (i, f, g, o) = (
+                                sigmoid(a(0, j)),
+                                sigmoid(a(1, j)),
+                                a(2, j).tanh(),
+                                sigmoid(a(3, j)),
+                            );
+                            c[k] = f * s.c[step][k] + i * g;
+                            h[k] = o * c[k].tanh();
+                            for (q, v) in [i, f, g, o].into_iter().enumerate() {
+                                gates[row + q * hd + j] = v;
+                            }
+                        }
+                        CellKind::Gru => {
+                            let r = sigmoid(a(0, j));
+                            let z = sigmoid(a(1, j));
+                            let hn = hrow[2 * hd + j];
+                            let nn = (xrow[2 * hd + j] + b_ih[2 * hd + j] + r * hn).tanh();
+                            h[k] = (1.0 - z) * nn + z * s.h[step][k];
+                            gates[row + j] = r;
+                            gates[row + hd + j] = z;
+                            gates[row + 2 * hd + j] = nn;
+                            gh_n[k] = hn;
+                        }
+                    }
+                    y[(b * t + step) * hd + j] = h[k];
+                }
+            }
+            s.h.push(h);
+            if kind == CellKind::Lstm {
+                s.c.push(c);
+            }
+            s.gates.push(gates);
+            s.gh_n.push(gh_n);
+        }
+        Ok(Tensor::from_vec(y, &[n, t, hd])?.into())
+    }
+
+    fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        self.bptt(input, grad_output)
+    }
+
+    fn acc_grad_parameters(
+        &mut self,
+        input: &Activity,
+        grad_output: &Activity,
+        scale: f32,
+    ) -> Result<()> {
+        let (x, n, t) = self.input(input)?;
+        let (d, hd) = (self.cell.input, self.cell.hidden);
+        let gh = self.cell.kind.gates() * hd;
+        if self.saved.d_gh.len() != t || self.saved.d_gx.len() != n * t * gh {
+            self.bptt(input, grad_output)?;
+        }
+        let s = &self.saved;
+        let g = &self.cell.grads;
+        // dW_ih += d_gx^T (GH x N T) * x (N T x D).
+        Gemm::new(gh, d, n * t)
+            .trans_a(Transpose::Yes)
+            .alpha(scale)
+            .beta(1.0)
+            .run(&s.d_gx, &x.as_slice()?, &mut g[0].as_slice_mut()?)?;
+        {
+            let mut gw = g[1].as_slice_mut()?;
+            for step in 0..t {
+                // dW_hh += d_gh^T (GH x N) * h' (N x H).
+                Gemm::new(gh, hd, n)
+                    .trans_a(Transpose::Yes)
+                    .alpha(scale)
+                    .beta(1.0)
+                    .run(&s.d_gh[step], &s.h[step], &mut gw)?;
+            }
+        }
+        let mut bi = vec![0.0f64; gh];
+        for row in s.d_gx.chunks(gh) {
+            bi.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+        }
+        let mut bh = vec![0.0f64; gh];
+        for row in s.d_gh.iter().flat_map(|m| m.chunks(gh)) {
+            bh.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+        }
+        for (dst, src) in [(&g[2], &bi), (&g[3], &bh)] {
+            let mut dst = dst.as_slice_mut()?;
+            dst.iter_mut()
+                .zip(src)
+                .for_each(|(d, &v)| *d += scale * v as f32);
+        }
+        Ok(())
+    }
+
+    fn visit_parameters(&mut self, f: &mut dyn FnMut(&mut Tensor<f32>, &mut Tensor<f32>)) {
+        let (p, g) = (&mut self.cell.params, &mut self.cell.grads);
+        for (p, g) in p.iter_mut().zip(g.iter_mut()) {
+            f(p, g);
+        }
+    }
+
+    fn clone_module(&self) -> Box<dyn Module> {
+        Box::new(self.clone())
+    }
+}
+
+/// `x` with its time dimension (1 of `[N, T, ...]`) reversed.
+fn reverse_time(x: &Tensor<f32>) -> Result<Tensor<f32>> {
+    let t = x.sizes()[1];
+    let steps: Vec<Tensor<f32>> = (0..t)
+        .rev()
+        .map(|s| x.narrow(1, s, 1))
+        .collect::<bigdl_tensor::Result<_>>()?;
+    let refs: Vec<&Tensor<f32>> = steps.iter().collect();
+    Ok(Tensor::cat(&refs, 1)?)
+}
+
+/// A forward and a backward (time-reversed) [`Recurrent`] over the same
+/// `[N, T, D]` input, their outputs joined along the features (`[N, T, 2 H]`,
+/// as PyTorch's `bidirectional=True`).
+#[derive(Clone, Debug)]
+pub struct BiRecurrent {
+    fwd: Recurrent,
+    bwd: Recurrent,
+}
+
+impl BiRecurrent {
+    /// `forward` runs over time as given, `backward` reversed; both cells
+    /// must map the same input size to the same hidden size.
+    pub fn new(forward: Cell, backward: Cell) -> Result<BiRecurrent> {
+        if (forward.input, forward.hidden) != (backward.input, backward.hidden) {
+            return Err(invalid(
+                "BiRecurrent",
+                format!(
+                    "cells of sizes {} -> {} and {} -> {}",
+                    forward.input, forward.hidden, backward.input, backward.hidden
+                ),
+            ));
+        }
+        Ok(BiRecurrent {
+            fwd: Recurrent::new(forward),
+            bwd: Recurrent::new(backward),
+        })
+    }
+
+    fn reversed(&self, input: &Activity) -> Result<Activity> {
+        let (x, _, _) = self.fwd.input(input)?;
+        Ok(reverse_time(&x)?.into())
+    }
+
+    /// The two halves of the output gradient, the second time-reversed.
+    fn split(&self, grad_output: &Activity) -> Result<(Activity, Activity)> {
+        let gy = grad_output.tensor("BiRecurrent")?;
+        let hd = self.fwd.cell.hidden;
+        if gy.dim() != 3 || gy.sizes()[2] != 2 * hd {
+            return Err(shape(
+                "BiRecurrent",
+                format!("[N, T, {}]", 2 * hd),
+                gy.sizes(),
+            ));
+        }
+        Ok((
+            gy.narrow(2, 0, hd)?.contiguous().into(),
+            reverse_time(&gy.narrow(2, hd, hd)?)?.into(),
+        ))
+    }
+}
+
+impl Module for BiRecurrent {
+    fn name(&self) -> &str {
+        "BiRecurrent"
+    }
+
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        let a = self.fwd.forward(input)?.into_tensor("BiRecurrent")?;
+        let rev = self.reversed(input)?;
+        let b = self.bwd.forward(&rev)?.into_tensor("BiRecurrent")?;
+        Ok(Tensor::cat(&[&a, &reverse_time(&b)?], 2)?.into())
+    }
+
+    fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let (ga, gb) = self.split(grad_output)?;
+        let dx = self
+            .fwd
+            .update_grad_input(input, &ga)?
+            .into_tensor("BiRecurrent")?;
+        let rev = self.reversed(input)?;
+        let dxr = self
+            .bwd
+            .update_grad_input(&rev, &gb)?
+            .into_tensor("BiRecurrent")?;
+        Ok(dx.add(&reverse_time(&dxr)?)?.into())
+    }
+
+    fn acc_grad_parameters(
+        &mut self,
+        input: &Activity,
+        grad_output: &Activity,
+        scale: f32,
+    ) -> Result<()> {
+        let (ga, gb) = self.split(grad_output)?;
+        self.fwd.acc_grad_parameters(input, &ga, scale)?;
+        let rev = self.reversed(input)?;
+        self.bwd.acc_grad_parameters(&rev, &gb, scale)
+    }
+
+    fn visit_parameters(&mut self, f: &mut dyn FnMut(&mut Tensor<f32>, &mut Tensor<f32>)) {
+        self.fwd.visit_parameters(f);
+        self.bwd.visit_parameters(f);
+    }
+
+    fn clone_module(&self) -> Box<dyn Module> {
+        Box::new(self.clone())
+    }
+}
+
+/// Applies a module to every time step of `[N, T, ...]` input, as one batch
+/// of `N T` samples; the output is `[N, T, ...]` again.
+#[derive(Clone, Debug)]
+pub struct TimeDistributed {
+    inner: Box<dyn Module>,
+}
+
+impl TimeDistributed {
+    /// Wraps `inner`.
+    pub fn new(inner: impl Module + 'static) -> TimeDistributed {
+        TimeDistributed {
+            inner: Box::new(inner),
+        }
+    }
+
+    fn merged(&self, x: &Tensor<f32>) -> Result<(Tensor<f32>, [usize; 2])> {
+        let s = x.sizes();
+        if s.len() < 3 {
+            return Err(shape("TimeDistributed", "[N, T, ...]", s));
+        }
+        let mut m = vec![s[0] * s[1]];
+        m.extend_from_slice(&s[2..]);
+        Ok((x.contiguous().view(&m)?, [s[0], s[1]]))
+    }
+
+    fn split(t: &Tensor<f32>, nt: [usize; 2]) -> Result<Tensor<f32>> {
+        let mut s = nt.to_vec();
+        s.extend_from_slice(&t.sizes()[1..]);
+        Ok(t.contiguous().view(&s)?)
+    }
+}
+
+impl Module for TimeDistributed {
+    fn name(&self) -> &str {
+        "TimeDistributed"
+    }
+
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        let (x, nt) = self.merged(input.tensor("TimeDistributed")?)?;
+        let y = self
+            .inner
+            .forward(&x.into())?
+            .into_tensor("TimeDistributed")?;
+        Ok(TimeDistributed::split(&y, nt)?.into())
+    }
+
+    fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let (x, nt) = self.merged(input.tensor("TimeDistributed")?)?;
+        let (gy, _) = self.merged(grad_output.tensor("TimeDistributed")?)?;
+        let gx = self
+            .inner
+            .update_grad_input(&x.into(), &gy.into())?
+            .into_tensor("TimeDistributed")?;
+        Ok(TimeDistributed::split(&gx, nt)?.into())
+    }
+
+    fn acc_grad_parameters(
+        &mut self,
+        input: &Activity,
+        grad_output: &Activity,
+        scale: f32,
+    ) -> Result<()> {
+        let (x, _) = self.merged(input.tensor("TimeDistributed")?)?;
+        let (gy, _) = self.merged(grad_output.tensor("TimeDistributed")?)?;
+        self.inner.acc_grad_parameters(&x.into(), &gy.into(), scale)
+    }
+
+    fn visit_parameters(&mut self, f: &mut dyn FnMut(&mut Tensor<f32>, &mut Tensor<f32>)) {
+        self.inner.visit_parameters(f);
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.inner.set_training(training);
+    }
+
+    fn is_training(&self) -> bool {
+        self.inner.is_training()
+    }
+
+    fn clone_module(&self) -> Box<dyn Module> {
+        Box::new(self.clone())
+    }
+}
