@@ -300,6 +300,12 @@ impl Module for Graph {
         self.training
     }
 
+    fn reseed(&mut self, seed: u64) {
+        for (i, (m, _)) in self.nodes.iter_mut().enumerate() {
+            m.reseed(crate::module::child_seed(seed, i));
+        }
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }

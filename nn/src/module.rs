@@ -68,6 +68,11 @@ pub trait Module: Send + Sync + fmt::Debug {
     /// is its own.
     fn clone_module(&self) -> Box<dyn Module>;
 
+    /// Gives random layers (Dropout) a new seed derived from `seed`, so that
+    /// replicas draw different masks; containers pass it on (each child gets
+    /// its own derived seed).
+    fn reseed(&mut self, _seed: u64) {}
+
     /// `(weight, grad)` views of every parameter.
     fn parameters(&mut self) -> Vec<(Tensor<f32>, Tensor<f32>)> {
         let mut out = Vec::new();
@@ -139,10 +144,12 @@ pub fn compact(model: &mut dyn Module) -> Result<FlatParameters> {
 }
 
 /// A replica of `model` for another thread (BigDL's model per core): it shares
-/// the weights (through `weight` of a compacted model, or tensor by tensor)
-/// and gets its own zeroed gradient buffer, returned with it.
+/// the weights (through `weight` of a compacted model, or tensor by tensor),
+/// gets its own zeroed gradient buffer, returned with it, and its own dropout
+/// seeds.
 pub fn replicate(model: &dyn Module) -> Result<(Box<dyn Module>, Tensor<f32>)> {
     let mut replica = model.clone_module();
+    replica.reseed(init_generator().seed);
     let total = count(replica.as_mut());
     let grad = Tensor::<f32>::zeros(&[total])?;
     let mut off = 0;
@@ -222,4 +229,12 @@ pub(crate) fn same_shape(layer: &str, grad: &Tensor<f32>, like: &[usize]) -> Res
             ),
         ))
     }
+}
+
+/// A seed for child `i` derived from `seed` (SplitMix64's finaliser).
+pub(crate) fn child_seed(seed: u64, i: usize) -> u64 {
+    let mut z = seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

@@ -128,4 +128,10 @@ impl Module for Sequential {
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
+
+    fn reseed(&mut self, seed: u64) {
+        for (i, m) in self.modules.iter_mut().enumerate() {
+            m.reseed(crate::module::child_seed(seed, i));
+        }
+    }
 }

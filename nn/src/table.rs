@@ -90,6 +90,11 @@ impl Children {
             m.set_training(training);
         }
     }
+    fn reseed(&mut self, seed: u64) {
+        for (i, m) in self.modules.iter_mut().enumerate() {
+            m.reseed(crate::module::child_seed(seed, i));
+        }
+    }
 }
 
 macro_rules! container_plumbing {
@@ -102,6 +107,9 @@ macro_rules! container_plumbing {
         }
         fn is_training(&self) -> bool {
             self.children.training
+        }
+        fn reseed(&mut self, seed: u64) {
+            self.children.reseed(seed);
         }
         fn clone_module(&self) -> Box<dyn Module> {
             Box::new(self.clone())

@@ -240,3 +240,15 @@ fn sgd_state_restores_exactly() {
     }
     assert_eq!(w1, w2);
 }
+
+#[test]
+fn replicas_draw_their_own_dropout_masks() {
+    manual_seed(13);
+    let m = Sequential::new().add(bigdl_nn::layers::Dropout::new(0.5).unwrap());
+    let (mut a, _) = replicate(&m).unwrap();
+    let (mut b, _) = replicate(&m).unwrap();
+    let x: Activity = Tensor::<f32>::ones(&[64]).unwrap().into();
+    let ya = a.forward(&x).unwrap().tensor("t").unwrap().to_vec();
+    let yb = b.forward(&x).unwrap().tensor("t").unwrap().to_vec();
+    assert_ne!(ya, yb);
+}

@@ -415,6 +415,11 @@ impl Module for Dropout {
         &self.name
     }
 
+    fn reseed(&mut self, seed: u64) {
+        self.seed = seed;
+        self.offset = 0;
+    }
+
     fn forward(&mut self, input: &Activity) -> Result<Activity> {
         let x = input.tensor(&self.name)?.contiguous();
         if !self.training || self.p == 0.0 {

@@ -570,6 +570,10 @@ impl Module for TimeDistributed {
         self.inner.is_training()
     }
 
+    fn reseed(&mut self, seed: u64) {
+        self.inner.reseed(seed);
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
