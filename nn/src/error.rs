@@ -37,6 +37,22 @@ pub enum NnError {
         /// What is wrong.
         what: String,
     },
+    /// A data file that is missing or not what it claims to be.
+    #[error("{path}: {what}")]
+    Data {
+        /// The file.
+        path: String,
+        /// What is wrong (and, for a missing file, how to get it).
+        what: String,
+    },
+    /// An I/O failure (checkpoints, summaries).
+    #[error("{path}: {what}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The OS error.
+        what: String,
+    },
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] TensorError),

@@ -42,6 +42,7 @@
 
 mod activity;
 mod criterion;
+pub mod data;
 mod error;
 mod graph;
 pub mod layers;
