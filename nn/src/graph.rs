@@ -300,6 +300,12 @@ impl Module for Graph {
         self.training
     }
 
+    fn visit_state(&mut self, f: &mut dyn FnMut(crate::StateMut<'_>)) {
+        for (m, _) in &mut self.nodes {
+            m.visit_state(f);
+        }
+    }
+
     fn reseed(&mut self, seed: u64) {
         for (i, (m, _)) in self.nodes.iter_mut().enumerate() {
             m.reseed(crate::module::child_seed(seed, i));

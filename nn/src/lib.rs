@@ -46,10 +46,12 @@ pub mod data;
 mod error;
 mod graph;
 pub mod layers;
+pub mod models;
 mod module;
 mod optim;
 mod sequential;
 mod table;
+pub mod train;
 
 pub use activity::Activity;
 pub use criterion::{
@@ -59,7 +61,7 @@ pub use criterion::{
 };
 pub use error::{NnError, Result};
 pub use graph::{Graph, GraphBuilder, Node};
-pub use module::{FlatParameters, Module, compact, manual_seed, replicate};
+pub use module::{FlatParameters, Module, StateMut, compact, manual_seed, replicate};
 pub use optim::{
     Adadelta, Adagrad, Adam, Adamax, OptimMethod, OptimState, RmsProp, Schedule, Sgd,
     clip_by_l2_norm, clip_by_value,

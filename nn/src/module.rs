@@ -68,6 +68,11 @@ pub trait Module: Send + Sync + fmt::Debug {
     /// is its own.
     fn clone_module(&self) -> Box<dyn Module>;
 
+    /// Calls `f` on every piece of state that is not a parameter (running
+    /// statistics, random stream positions), in a fixed order, so that a
+    /// checkpoint can save and restore it; containers pass it on.
+    fn visit_state(&mut self, _f: &mut dyn FnMut(StateMut<'_>)) {}
+
     /// Gives random layers (Dropout) a new seed derived from `seed`, so that
     /// replicas draw different masks; containers pass it on (each child gets
     /// its own derived seed).
@@ -94,6 +99,15 @@ pub trait Module: Send + Sync + fmt::Debug {
     fn evaluate(&mut self) {
         self.set_training(false);
     }
+}
+
+/// A piece of a module's non-parameter state (see [`Module::visit_state`]).
+#[derive(Debug)]
+pub enum StateMut<'a> {
+    /// Floats, e.g. a running mean.
+    F32(&'a mut Vec<f32>),
+    /// A counter or seed.
+    U64(&'a mut u64),
 }
 
 impl Clone for Box<dyn Module> {

@@ -129,6 +129,12 @@ impl Module for Sequential {
         Box::new(self.clone())
     }
 
+    fn visit_state(&mut self, f: &mut dyn FnMut(crate::StateMut<'_>)) {
+        for m in &mut self.modules {
+            m.visit_state(f);
+        }
+    }
+
     fn reseed(&mut self, seed: u64) {
         for (i, m) in self.modules.iter_mut().enumerate() {
             m.reseed(crate::module::child_seed(seed, i));

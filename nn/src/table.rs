@@ -111,6 +111,11 @@ macro_rules! container_plumbing {
         fn reseed(&mut self, seed: u64) {
             self.children.reseed(seed);
         }
+        fn visit_state(&mut self, f: &mut dyn FnMut(crate::StateMut<'_>)) {
+            for m in &mut self.children.modules {
+                m.visit_state(f);
+            }
+        }
         fn clone_module(&self) -> Box<dyn Module> {
             Box::new(self.clone())
         }
@@ -145,6 +150,12 @@ impl ConcatTable {
     #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, m: impl Module + 'static) -> Self {
         self.children.modules.push(Box::new(m));
+        self
+    }
+
+    /// Adds a boxed child (builder style).
+    pub fn add_boxed(mut self, m: Box<dyn Module>) -> Self {
+        self.children.modules.push(m);
         self
     }
 }

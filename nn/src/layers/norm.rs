@@ -6,7 +6,7 @@ use bigdl_tensor::kernels::norm::{BatchNorm, BatchNormSaved, Lrn, dropout_forwar
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid, shape};
-use crate::module::{Module, init_generator, same_shape};
+use crate::module::{Module, StateMut, init_generator, same_shape};
 
 /// Batch normalisation over the channels of `[N, C]` input
 /// (`BatchNormalization`) or `[N, C, H, W]` input (`SpatialBatchNormalization`,
@@ -284,6 +284,11 @@ impl Module for BatchNormalization {
         self.training
     }
 
+    fn visit_state(&mut self, f: &mut dyn FnMut(StateMut<'_>)) {
+        f(StateMut::F32(&mut self.running_mean));
+        f(StateMut::F32(&mut self.running_var));
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
@@ -418,6 +423,11 @@ impl Module for Dropout {
     fn reseed(&mut self, seed: u64) {
         self.seed = seed;
         self.offset = 0;
+    }
+
+    fn visit_state(&mut self, f: &mut dyn FnMut(StateMut<'_>)) {
+        f(StateMut::U64(&mut self.seed));
+        f(StateMut::U64(&mut self.offset));
     }
 
     fn forward(&mut self, input: &Activity) -> Result<Activity> {

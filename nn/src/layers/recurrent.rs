@@ -574,6 +574,10 @@ impl Module for TimeDistributed {
         self.inner.reseed(seed);
     }
 
+    fn visit_state(&mut self, f: &mut dyn FnMut(crate::StateMut<'_>)) {
+        self.inner.visit_state(f);
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }

@@ -1,0 +1,569 @@
+//! Training on one machine: [`LocalOptimizer`] (BigDL's model replica per
+//! core), triggers, validation, checkpoints and summaries.
+
+pub mod checkpoint;
+mod summary;
+
+pub use checkpoint::Position;
+pub use summary::Summary;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bigdl_tensor::Tensor;
+use bigdl_tensor::kernels::pool;
+use rayon::prelude::*;
+
+use crate::activity::Activity;
+use crate::criterion::Criterion;
+use crate::data::{DataLoader, MiniBatch};
+use crate::error::{Result, invalid};
+use crate::module::{FlatParameters, Module, compact, replicate};
+use crate::optim::{OptimMethod, Schedule};
+
+/// When something happens (BigDL's `Trigger`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trigger {
+    /// When `n` epochs are complete.
+    MaxEpoch(u64),
+    /// When `n` iterations are complete.
+    MaxIteration(u64),
+    /// At the end of every epoch.
+    EveryEpoch,
+    /// Every `n` iterations.
+    SeveralIteration(u64),
+    /// When the training loss falls below the value.
+    MinLoss(f32),
+    /// Never.
+    Never,
+}
+
+impl Trigger {
+    /// Whether the trigger fires at `s`.
+    pub fn fires(&self, s: &TrainState) -> bool {
+        match *self {
+            Trigger::MaxEpoch(n) => s.epoch >= n,
+            Trigger::MaxIteration(n) => s.iteration >= n,
+            Trigger::EveryEpoch => s.epoch_done,
+            Trigger::SeveralIteration(n) => n > 0 && s.iteration.is_multiple_of(n),
+            Trigger::MinLoss(l) => s.loss < l,
+            Trigger::Never => false,
+        }
+    }
+}
+
+/// Where training stands, as triggers see it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Iterations completed.
+    pub iteration: u64,
+    /// The last iteration's loss.
+    pub loss: f32,
+    /// Whether the last iteration completed an epoch.
+    pub epoch_done: bool,
+}
+
+/// A validation score (BigDL's `ValidationMethod`s).
+#[derive(Debug)]
+pub enum ValidationMethod {
+    /// Fraction of samples whose top class is the label.
+    Top1,
+    /// Fraction whose label is among the 5 top classes.
+    Top5,
+    /// The mean of a criterion's loss over the batches.
+    Loss(Box<dyn Criterion>),
+    /// Mean absolute error between output and target.
+    Mae,
+}
+
+impl ValidationMethod {
+    /// The method's name in reports and summaries.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ValidationMethod::Top1 => "Top1Accuracy",
+            ValidationMethod::Top5 => "Top5Accuracy",
+            ValidationMethod::Loss(_) => "Loss",
+            ValidationMethod::Mae => "MAE",
+        }
+    }
+
+    /// `(sum, count)` of the method over one batch of outputs `[B, C]`.
+    fn score(&mut self, output: &Tensor<f32>, target: &Tensor<f32>) -> Result<(f64, usize)> {
+        let t = target.to_vec();
+        let b = t.len();
+        match self {
+            ValidationMethod::Top1 | ValidationMethod::Top5 => {
+                let k = if matches!(self, ValidationMethod::Top1) {
+                    1
+                } else {
+                    5
+                };
+                let out = output.contiguous();
+                let o = out.as_slice()?;
+                let c = o.len() / b.max(1);
+                let mut hits = 0;
+                for (row, &label) in o.chunks(c.max(1)).zip(&t) {
+                    let l = label as usize;
+                    let v = row.get(l).copied().unwrap_or(f32::NEG_INFINITY);
+                    // Rank of the label: classes scoring higher (ties before it).
+                    let above = row
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, &x)| x > v || (x == v && j < l))
+                        .count();
+                    hits += usize::from(above < k && l < c);
+                }
+                Ok((hits as f64, b))
+            }
+            ValidationMethod::Loss(c) => {
+                let l = c.forward(&output.clone().into(), &target.clone().into())?;
+                Ok((l as f64 * b as f64, b))
+            }
+            ValidationMethod::Mae => {
+                let (o, t) = (output.to_vec(), target.to_vec());
+                let s: f64 = o.iter().zip(&t).map(|(a, b)| (a - b).abs() as f64).sum();
+                Ok((s, o.len()))
+            }
+        }
+    }
+}
+
+/// How the cores share the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parallelism {
+    /// One model replica per thread, each on a slice of the batch, gradients
+    /// summed (BigDL's design; best for small layers such as LeNet's).
+    DataParallel(usize),
+    /// One model; the kernels split each layer over the threads (best for
+    /// large layers and small batches).
+    IntraOp,
+}
+
+/// Progress after each iteration, for a progress bar.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Where training stands.
+    pub state: TrainState,
+    /// Batches of the current epoch done, and in all.
+    pub batch: (usize, usize),
+    /// Images per second over the last iteration.
+    pub images_per_second: f64,
+    /// The learning rate used.
+    pub learning_rate: f32,
+}
+
+/// What [`LocalOptimizer::optimize`] reports.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Where training ended.
+    pub state: TrainState,
+    /// The last validation scores, by method name.
+    pub validation: Vec<(String, f64)>,
+    /// Mean training throughput (images per second).
+    pub images_per_second: f64,
+    /// The checkpoint training resumed from, if any.
+    pub resumed_from: Option<PathBuf>,
+}
+
+struct Replica {
+    model: Box<dyn Module>,
+    grad: Tensor<f32>,
+    criterion: Box<dyn Criterion>,
+}
+
+/// Trains a model on one machine: BigDL's `LocalOptimizer`.
+///
+/// The model's parameters are compacted into one buffer; with
+/// [`Parallelism::DataParallel`] each thread runs a replica (shared
+/// weights, own gradients) on a slice of every batch, and the gradients are
+/// summed, weighted by slice size, before one optimizer step on the flat
+/// weights. Results depend only on the seeds and the number of replicas.
+pub struct LocalOptimizer {
+    model: Box<dyn Module>,
+    flat: FlatParameters,
+    replicas: Vec<Replica>,
+    optim: Box<dyn OptimMethod>,
+    schedule: Schedule,
+    base_lr: f32,
+    train: DataLoader,
+    end: Trigger,
+    validation: Option<(DataLoader, Vec<ValidationMethod>, Trigger)>,
+    checkpoint: Option<(PathBuf, Trigger)>,
+    resume: bool,
+    summary: Option<Summary>,
+    parallelism: Parallelism,
+}
+
+impl LocalOptimizer {
+    /// Trains `model` with `criterion` and `optim` on `train` until `end`
+    /// (default: one epoch), data-parallel over the pool's threads. The
+    /// criterion is cloned per replica by `make_criterion`.
+    pub fn new(
+        mut model: Box<dyn Module>,
+        make_criterion: &dyn Fn() -> Box<dyn Criterion>,
+        optim: Box<dyn OptimMethod>,
+        train: DataLoader,
+    ) -> Result<LocalOptimizer> {
+        let flat = compact(model.as_mut())?;
+        let base_lr = optim.learning_rate();
+        let threads = pool::num_threads().max(1);
+        let mut me = LocalOptimizer {
+            model,
+            flat,
+            replicas: Vec::new(),
+            optim,
+            schedule: Schedule::Constant,
+            base_lr,
+            train,
+            end: Trigger::MaxEpoch(1),
+            validation: None,
+            checkpoint: None,
+            resume: false,
+            summary: None,
+            parallelism: Parallelism::DataParallel(threads),
+        };
+        me.set_parallelism(Parallelism::DataParallel(threads), make_criterion)?;
+        Ok(me)
+    }
+
+    /// Chooses how the cores share the work (rebuilds the replicas).
+    pub fn set_parallelism(
+        &mut self,
+        p: Parallelism,
+        make_criterion: &dyn Fn() -> Box<dyn Criterion>,
+    ) -> Result<()> {
+        let n = match p {
+            Parallelism::DataParallel(n) => n.max(1),
+            Parallelism::IntraOp => 1,
+        };
+        self.replicas.clear();
+        for _ in 0..n {
+            let (model, grad) = replicate(self.model.as_ref())?;
+            self.replicas.push(Replica {
+                model,
+                grad,
+                criterion: make_criterion(),
+            });
+        }
+        self.parallelism = p;
+        Ok(())
+    }
+
+    /// Stops when `t` fires.
+    pub fn end_when(mut self, t: Trigger) -> Self {
+        self.end = t;
+        self
+    }
+
+    /// Sets a learning-rate schedule over the optimizer's base rate.
+    pub fn schedule(mut self, s: Schedule) -> Self {
+        self.schedule = s;
+        self
+    }
+
+    /// Validates on `data` with `methods` whenever `when` fires (and at the
+    /// end).
+    pub fn validate(
+        mut self,
+        data: DataLoader,
+        methods: Vec<ValidationMethod>,
+        when: Trigger,
+    ) -> Self {
+        self.validation = Some((data, methods, when));
+        self
+    }
+
+    /// Writes checkpoints into `dir` whenever `when` fires (and at the end);
+    /// with `resume`, first continues from the newest valid one there.
+    pub fn checkpoint(mut self, dir: PathBuf, when: Trigger, resume: bool) -> Self {
+        self.checkpoint = Some((dir, when));
+        self.resume = resume;
+        self
+    }
+
+    /// Writes summaries (CSV and TensorBoard) into `dir`.
+    pub fn summary(mut self, dir: &std::path::Path) -> Result<Self> {
+        self.summary = Some(Summary::create(dir)?);
+        Ok(self)
+    }
+
+    /// The model (its weights are the trained ones).
+    pub fn model(&mut self) -> &mut dyn Module {
+        self.model.as_mut()
+    }
+
+    /// The flat weights and gradients.
+    pub fn parameters(&self) -> &FlatParameters {
+        &self.flat
+    }
+
+    /// One iteration on `batch`: forward and backward on every replica's
+    /// slice, gradients summed, one optimizer step. Returns the batch's mean
+    /// loss.
+    fn step(&mut self, batch: &MiniBatch, lr: f32) -> Result<f32> {
+        let b = batch.len();
+        if b == 0 {
+            return Err(invalid("LocalOptimizer", "an empty batch"));
+        }
+        let parts = self.replicas.len().min(b);
+        let per = b.div_ceil(parts);
+        let slices: Vec<(usize, usize)> = (0..parts)
+            .map(|i| (i * per, per.min(b.saturating_sub(i * per))))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        let run = |(rep, &(start, n)): (&mut Replica, &(usize, usize))| -> Result<f32> {
+            let x: Activity = batch.input.narrow(0, start, n)?.into();
+            let t: Activity = batch.target.narrow(0, start, n)?.into();
+            rep.model.zero_grad_parameters();
+            let y = rep.model.forward(&x)?;
+            let loss = rep.criterion.forward(&y, &t)?;
+            let gy = rep.criterion.backward(&y, &t)?;
+            rep.model.backward(&x, &gy)?;
+            Ok(loss)
+        };
+        let losses: Vec<f32> = if slices.len() > 1 {
+            let reps = &mut self.replicas[..slices.len()];
+            pool::pool().install(|| {
+                reps.par_iter_mut()
+                    .zip(slices.par_iter())
+                    .map(run)
+                    .collect::<Result<Vec<f32>>>()
+            })?
+        } else {
+            vec![run((&mut self.replicas[0], &slices[0]))?]
+        };
+        // The batch's mean gradient: replica means weighted by slice size.
+        {
+            let mut g = self.flat.grad.as_slice_mut()?;
+            g.fill(0.0);
+            for (rep, &(_, n)) in self.replicas.iter().zip(&slices) {
+                let w = n as f32 / b as f32;
+                let rg = rep.grad.as_slice()?;
+                g.iter_mut().zip(rg.iter()).for_each(|(a, &v)| *a += w * v);
+            }
+        }
+        self.optim.set_learning_rate(lr);
+        self.optim.step(
+            &mut self.flat.weight.as_slice_mut()?,
+            &self.flat.grad.as_slice()?,
+        )?;
+        Ok(losses
+            .iter()
+            .zip(&slices)
+            .map(|(&l, &(_, n))| l * n as f32 / b as f32)
+            .sum())
+    }
+
+    /// Scores the validation set with every method (evaluation mode; the
+    /// batches split over the replicas as in training).
+    pub fn evaluate(&mut self) -> Result<Vec<(String, f64)>> {
+        let Some((data, methods, _)) = &mut self.validation else {
+            return Ok(Vec::new());
+        };
+        let mut sums = vec![(0.0f64, 0usize); methods.len()];
+        for r in &mut self.replicas {
+            r.model.evaluate();
+        }
+        let replicas = &mut self.replicas;
+        let result = (|| -> Result<()> {
+            for batch in data.epoch(0, 0) {
+                let batch = batch?;
+                let b = batch.len();
+                let parts = replicas.len().min(b).max(1);
+                let per = b.div_ceil(parts);
+                let outs: Vec<Tensor<f32>> = pool::pool().install(|| {
+                    replicas[..parts]
+                        .par_iter_mut()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            let (start, n) = (i * per, per.min(b.saturating_sub(i * per)));
+                            let x: Activity = batch.input.narrow(0, start, n)?.into();
+                            r.model.forward(&x)?.into_tensor("LocalOptimizer")
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })?;
+                let refs: Vec<&Tensor<f32>> = outs.iter().filter(|t| t.numel() > 0).collect();
+                let out = Tensor::cat(&refs, 0)?;
+                for (m, s) in methods.iter_mut().zip(sums.iter_mut()) {
+                    let (v, n) = m.score(&out, &batch.target)?;
+                    s.0 += v;
+                    s.1 += n;
+                }
+            }
+            Ok(())
+        })();
+        for r in &mut self.replicas {
+            r.model.training();
+        }
+        result?;
+        Ok(methods
+            .iter()
+            .zip(sums)
+            .map(|(m, (v, n))| (m.name().to_string(), v / n.max(1) as f64))
+            .collect())
+    }
+
+    /// Trains until the end trigger fires, calling `progress` after every
+    /// iteration and `log` with messages (resume, checkpoints, validation).
+    pub fn optimize(
+        &mut self,
+        progress: &mut dyn FnMut(&Progress),
+        log: &mut dyn FnMut(String),
+    ) -> Result<Report> {
+        let mut report = Report::default();
+        let mut state = TrainState::default();
+        let mut skip = 0usize;
+        if let (true, Some((dir, _))) = (self.resume, &self.checkpoint) {
+            let dir = dir.clone();
+            let mut models: Vec<&mut dyn Module> = self
+                .replicas
+                .iter_mut()
+                .map(|r| r.model.as_mut() as &mut dyn Module)
+                .collect();
+            if let Some((path, pos)) = checkpoint::resume(
+                &dir,
+                &self.flat.weight,
+                self.optim.as_mut(),
+                &mut models,
+                &mut *log,
+            )? {
+                log(format!(
+                    "resumed from {} (epoch {}, iteration {})",
+                    path.display(),
+                    pos.epoch,
+                    pos.iteration
+                ));
+                state.epoch = pos.epoch;
+                state.iteration = pos.iteration;
+                skip = pos.batch as usize;
+                report.resumed_from = Some(path);
+            }
+        }
+        let per_epoch = self.train.batches_per_epoch();
+        let (mut images, started) = (0usize, Instant::now());
+        'outer: while !self.end.fires(&state) {
+            let mut b = skip;
+            for batch in self.train.epoch(state.epoch, skip) {
+                let batch = batch?;
+                let t0 = Instant::now();
+                let lr = self.schedule.rate(self.base_lr, state.iteration);
+                let loss = self.step(&batch, lr)?;
+                let ips = batch.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                images += batch.len();
+                b += 1;
+                state.iteration += 1;
+                state.loss = loss;
+                state.epoch_done = b == per_epoch;
+                if state.epoch_done {
+                    state.epoch += 1;
+                }
+                if !loss.is_finite() {
+                    return Err(invalid(
+                        "LocalOptimizer",
+                        format!("the loss became {loss} at iteration {}", state.iteration),
+                    ));
+                }
+                progress(&Progress {
+                    state,
+                    batch: (b, per_epoch),
+                    images_per_second: ips,
+                    learning_rate: lr,
+                });
+                if let Some(s) = &mut self.summary {
+                    s.train(state.iteration, state.epoch, loss, lr, ips)?;
+                }
+                let done = self.end.fires(&state);
+                self.after_iteration(&state, b, done, &mut report, log)?;
+                if done {
+                    break 'outer;
+                }
+            }
+            skip = 0;
+        }
+        report.state = state;
+        self.sync_model_state();
+        report.images_per_second = images as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        if let Some(s) = &mut self.summary {
+            s.flush()?;
+        }
+        Ok(report)
+    }
+
+    /// Validation and checkpoints after an iteration (`done`: the last).
+    fn after_iteration(
+        &mut self,
+        state: &TrainState,
+        batch: usize,
+        done: bool,
+        report: &mut Report,
+        log: &mut dyn FnMut(String),
+    ) -> Result<()> {
+        let validate = match &self.validation {
+            Some((_, _, when)) => done || when.fires(state),
+            None => false,
+        };
+        if validate {
+            let scores = self.evaluate()?;
+            for (name, v) in &scores {
+                log(format!(
+                    "epoch {} iteration {}: {name} {v:.4}",
+                    state.epoch, state.iteration
+                ));
+                if let Some(s) = &mut self.summary {
+                    s.validation(state.iteration, state.epoch, name, *v as f32)?;
+                }
+            }
+            // A plateau schedule follows the first method's score.
+            if let Some((_, v)) = scores.first() {
+                self.schedule.observe(*v as f32);
+            }
+            report.validation = scores;
+        }
+        if let Some((dir, when)) = &self.checkpoint
+            && (done || when.fires(state))
+        {
+            let dir = dir.clone();
+            let per_epoch = self.train.batches_per_epoch();
+            let pos = Position {
+                epoch: state.epoch,
+                iteration: state.iteration,
+                batch: if batch == per_epoch { 0 } else { batch as u64 },
+            };
+            let mut models: Vec<&mut dyn Module> = self
+                .replicas
+                .iter_mut()
+                .map(|r| r.model.as_mut() as &mut dyn Module)
+                .collect();
+            let path = checkpoint::save(
+                &dir,
+                pos,
+                &self.flat.weight,
+                self.optim.as_ref(),
+                &mut models,
+            )?;
+            log(format!("checkpoint {}", path.display()));
+        }
+        Ok(())
+    }
+
+    /// Copies replica 0's non-parameter state (running statistics, random
+    /// stream positions) into the model, so that the trained model evaluates
+    /// as the replicas did.
+    fn sync_model_state(&mut self) {
+        let mut from = Vec::new();
+        self.replicas[0].model.visit_state(&mut |s| {
+            from.push(match s {
+                crate::StateMut::F32(v) => Err(v.clone()),
+                crate::StateMut::U64(v) => Ok(*v),
+            })
+        });
+        let mut it = from.into_iter();
+        self.model.visit_state(&mut |s| match (s, it.next()) {
+            (crate::StateMut::F32(v), Some(Err(x))) => *v = x,
+            (crate::StateMut::U64(v), Some(Ok(x))) => *v = x,
+            _ => {}
+        });
+    }
+}
