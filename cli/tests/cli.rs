@@ -69,3 +69,64 @@ fn user_mistakes_are_one_line_errors() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn train_errors_are_one_line() {
+    let missing = bigdl(&["train", "--data-dir", "/nonexistent/mnist", "--epochs", "1"]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("bigdl data mnist") && err.lines().count() == 1,
+        "{err}"
+    );
+    for args in [
+        &["train", "--lr", "-1"][..],
+        &["train", "--schedule", "bogus"],
+        &["train", "--epochs", "0"],
+        &["train", "--model", "nope"],
+        &["train", "--resume"],
+        &["train", "--threads", "0"],
+    ] {
+        let out = bigdl(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// One epoch of LeNet-5 on the real MNIST when `BIGDL_MNIST_DIR` points at it
+/// (CI fetches it with `bigdl data mnist`).
+#[test]
+fn train_lenet5_one_epoch_on_mnist() {
+    let Some(dir) = std::env::var_os("BIGDL_MNIST_DIR") else {
+        eprintln!("BIGDL_MNIST_DIR not set: skipping");
+        return;
+    };
+    let ckpt = std::env::temp_dir().join(format!("bigdl-cli-ckpt-{}", std::process::id()));
+    let dir = dir.to_string_lossy().into_owned();
+    let ck = ckpt.to_string_lossy().into_owned();
+    let out = bigdl(&[
+        "train",
+        "--data-dir",
+        &dir,
+        "--epochs",
+        "1",
+        "--checkpoint",
+        &ck,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let acc: f64 = text
+        .split("test accuracy: ")
+        .nth(1)
+        .and_then(|t| t.split('%').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(acc > 90.0, "{text}");
+    assert!(std::fs::read_dir(&ckpt).unwrap().count() >= 1);
+    let _ = std::fs::remove_dir_all(&ckpt);
+}

@@ -40,6 +40,11 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// The README's examples (GEMM, tensors, nn), compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 mod activity;
 mod criterion;
 pub mod data;

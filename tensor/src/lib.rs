@@ -24,11 +24,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-/// The README's examples (GEMM and tensors), compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
-
 mod codec;
 mod element;
 mod error;

@@ -567,3 +567,43 @@ impl LocalOptimizer {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_and_mae() {
+        let out = Tensor::from_vec(
+            vec![
+                0.1, 0.7, 0.2, 0.0, 0.0, 0.0, // label 1: top-1
+                0.5, 0.1, 0.4, 0.3, 0.2, 0.6, // label 2: rank 3
+                0.0, 0.0, 0.0, 0.0, 0.0, 0.0, // label 5: ties rank after 0..4
+            ],
+            &[3, 6],
+        )
+        .unwrap();
+        let t = Tensor::from_vec(vec![1.0, 2.0, 5.0], &[3]).unwrap();
+        assert_eq!(ValidationMethod::Top1.score(&out, &t).unwrap(), (1.0, 3));
+        assert_eq!(ValidationMethod::Top5.score(&out, &t).unwrap(), (2.0, 3));
+        let y = Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap();
+        let z = Tensor::from_vec(vec![1.5, 0.0], &[2]).unwrap();
+        assert_eq!(ValidationMethod::Mae.score(&y, &z).unwrap(), (2.5, 2));
+    }
+
+    #[test]
+    fn triggers() {
+        let s = TrainState {
+            epoch: 3,
+            iteration: 12,
+            loss: 0.5,
+            epoch_done: true,
+        };
+        assert!(Trigger::MaxEpoch(3).fires(&s) && !Trigger::MaxEpoch(4).fires(&s));
+        assert!(Trigger::MaxIteration(12).fires(&s));
+        assert!(Trigger::EveryEpoch.fires(&s));
+        assert!(Trigger::SeveralIteration(4).fires(&s) && !Trigger::SeveralIteration(5).fires(&s));
+        assert!(Trigger::MinLoss(0.6).fires(&s) && !Trigger::MinLoss(0.5).fires(&s));
+        assert!(!Trigger::Never.fires(&s));
+    }
+}

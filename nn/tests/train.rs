@@ -1,0 +1,203 @@
+//! LocalOptimizer end to end on a small synthetic data set: learning,
+//! bitwise-exact resume from checkpoints (at epoch ends and mid-epoch, with
+//! batch norm and dropout state), corrupt checkpoints skipped, summaries.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bigdl_nn::data::{DataLoader, ImageSet};
+use bigdl_nn::layers::*;
+use bigdl_nn::train::{LocalOptimizer, Parallelism, Trigger, ValidationMethod, checkpoint};
+use bigdl_nn::{ClassNLLCriterion, Criterion, Module, Sequential, Sgd, manual_seed};
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bigdl-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// 96 images of 1 x 4 x 4; the class is which quarter of the image is brightest.
+fn toy() -> Arc<ImageSet> {
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..96u32 {
+        let class = (i % 3) as usize;
+        for p in 0..16usize {
+            let noise = ((i as usize * 31 + p * 17) % 40) as u8;
+            let bright = if p / 4 == class { 150 } else { 0 };
+            pixels.push(noise + bright);
+        }
+        labels.push(class as u8);
+    }
+    Arc::new(ImageSet {
+        pixels,
+        labels,
+        shape: [1, 4, 4],
+        classes: 3,
+    })
+}
+
+fn model() -> Box<dyn Module> {
+    Box::new(
+        Sequential::new()
+            .add(Reshape::new(&[16]))
+            .add(Linear::new(16, 8).unwrap())
+            .add(BatchNormalization::new(8).unwrap())
+            .add(ReLU::new())
+            .add(Dropout::new(0.2).unwrap())
+            .add(Linear::new(8, 3).unwrap())
+            .add(LogSoftMax::new()),
+    )
+}
+
+fn nll() -> Box<dyn Criterion> {
+    Box::new(ClassNLLCriterion::new())
+}
+
+fn optimizer(end: Trigger, replicas: usize) -> LocalOptimizer {
+    manual_seed(5);
+    let data = DataLoader::new(toy(), 10).shuffle(9);
+    let mut o = LocalOptimizer::new(
+        model(),
+        &nll,
+        Box::new(Sgd::new(0.1).with_momentum(0.9)),
+        data,
+    )
+    .unwrap()
+    .end_when(end)
+    .validate(
+        DataLoader::new(toy(), 32),
+        vec![ValidationMethod::Top1, ValidationMethod::Loss(nll())],
+        Trigger::EveryEpoch,
+    );
+    o.set_parallelism(Parallelism::DataParallel(replicas), &nll)
+        .unwrap();
+    o
+}
+
+fn weights(o: &LocalOptimizer) -> Vec<f32> {
+    o.parameters().weight.to_vec()
+}
+
+#[test]
+fn learns_the_toy_problem() {
+    let mut o = optimizer(Trigger::MaxEpoch(8), 2);
+    let mut losses = Vec::new();
+    let r = o
+        .optimize(&mut |p| losses.push(p.state.loss), &mut |_| {})
+        .unwrap();
+    assert_eq!((r.state.epoch, r.state.iteration), (8, 80));
+    assert!(losses[losses.len() - 1] < losses[0] * 0.5, "{losses:?}");
+    let top1 = r
+        .validation
+        .iter()
+        .find(|(n, _)| n == "Top1Accuracy")
+        .unwrap()
+        .1;
+    assert!(top1 > 0.9, "top-1 {top1}");
+}
+
+#[test]
+fn resume_is_bitwise_exact_and_skips_corrupt_checkpoints() {
+    for (name, every) in [
+        ("epochs", Trigger::EveryEpoch),
+        ("iterations", Trigger::SeveralIteration(7)),
+    ] {
+        let dir = tmpdir(name);
+        // Uninterrupted: 5 epochs.
+        let mut straight = optimizer(Trigger::MaxEpoch(5), 2);
+        straight.optimize(&mut |_| {}, &mut |_| {}).unwrap();
+        // Interrupted after 23 iterations (mid-epoch), checkpointing as it goes.
+        let mut first =
+            optimizer(Trigger::MaxIteration(23), 2).checkpoint(dir.clone(), every.clone(), false);
+        first.optimize(&mut |_| {}, &mut |_| {}).unwrap();
+        // A corrupt newer checkpoint is skipped with a warning naming it.
+        let bogus = dir.join(checkpoint::file_name(999));
+        std::fs::write(&bogus, b"BDLCKPT\0garbage").unwrap();
+        let mut resumed =
+            optimizer(Trigger::MaxEpoch(5), 2).checkpoint(dir.clone(), every.clone(), true);
+        let mut warnings = Vec::new();
+        let r = resumed
+            .optimize(&mut |_| {}, &mut |m| warnings.push(m))
+            .unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("skipping") && w.contains("checkpoint.000000000999.bdl")),
+            "{warnings:?}"
+        );
+        assert!(r.resumed_from.is_some());
+        assert_eq!(r.state.iteration, 50);
+        assert_eq!(weights(&straight), weights(&resumed), "{name}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn checkpoints_are_checked_before_use() {
+    let dir = tmpdir("check");
+    let mut o =
+        optimizer(Trigger::MaxIteration(3), 1).checkpoint(dir.clone(), Trigger::Never, false);
+    o.optimize(&mut |_| {}, &mut |_| {}).unwrap();
+    let path = dir.join(checkpoint::file_name(3));
+    let good = std::fs::read(&path).unwrap();
+    let try_load = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        let mut fresh =
+            optimizer(Trigger::MaxIteration(3), 1).checkpoint(dir.clone(), Trigger::Never, true);
+        let mut warnings = Vec::new();
+        let r = fresh
+            .optimize(&mut |_| {}, &mut |m| warnings.push(m))
+            .unwrap();
+        (r.resumed_from.is_some(), warnings.join("\n"))
+    };
+    assert!(try_load(&good).0);
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let (ok, w) = try_load(&flipped);
+    assert!(!ok && w.contains("checksum"), "{w}");
+    let (ok, w) = try_load(&good[..good.len() / 2]);
+    assert!(!ok && w.contains("truncated"), "{w}");
+    let (ok, w) = try_load(b"not a checkpoint at all");
+    assert!(!ok && w.contains("not a bigdl checkpoint"), "{w}");
+    // A different thread count cannot resume exactly: refused with a reason.
+    std::fs::write(&path, &good).unwrap();
+    let mut two =
+        optimizer(Trigger::MaxIteration(3), 2).checkpoint(dir.clone(), Trigger::Never, true);
+    let mut warnings = Vec::new();
+    let r = two
+        .optimize(&mut |_| {}, &mut |m| warnings.push(m))
+        .unwrap();
+    assert!(
+        r.resumed_from.is_none() && warnings.join("").contains("thread count"),
+        "{warnings:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn summaries_are_written() {
+    let dir = tmpdir("summary");
+    let mut o = optimizer(Trigger::MaxEpoch(2), 2).summary(&dir).unwrap();
+    o.optimize(&mut |_| {}, &mut |_| {}).unwrap();
+    let train = std::fs::read_to_string(dir.join("train.csv")).unwrap();
+    assert_eq!(train.lines().count(), 1 + 20, "{train}");
+    let val = std::fs::read_to_string(dir.join("validation.csv")).unwrap();
+    assert!(
+        val.contains(",Top1Accuracy,") && val.contains(",Loss,"),
+        "{val}"
+    );
+    let events: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert!(events[0].metadata().unwrap().len() > 100);
+    let _ = std::fs::remove_dir_all(&dir);
+}
