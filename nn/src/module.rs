@@ -2,7 +2,6 @@
 //! replicas.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bigdl_tensor::{Generator, Tensor};
 
@@ -188,17 +187,24 @@ fn count(model: &mut dyn Module) -> usize {
     total
 }
 
-static NEXT_SEED: AtomicU64 = AtomicU64::new(0x5EED);
+thread_local! {
+    static NEXT_SEED: std::cell::Cell<u64> = const { std::cell::Cell::new(0x5EED) };
+}
 
-/// Seeds the generator that initialises new layers: layers created after
-/// `manual_seed(s)` get the same initial weights in every run.
+/// Seeds the generator that initialises new layers on this thread: layers
+/// created after `manual_seed(s)` get the same initial weights in every run
+/// (per thread, so concurrent model builders do not disturb each other).
 pub fn manual_seed(seed: u64) {
-    NEXT_SEED.store(seed, Ordering::SeqCst);
+    NEXT_SEED.with(|s| s.set(seed));
 }
 
 /// The generator for the next layer's initial weights.
 pub(crate) fn init_generator() -> Generator {
-    Generator::new(NEXT_SEED.fetch_add(1, Ordering::SeqCst))
+    NEXT_SEED.with(|s| {
+        let seed = s.get();
+        s.set(seed.wrapping_add(1));
+        Generator::new(seed)
+    })
 }
 
 /// `U(-bound, bound)` of `sizes`, Torch7's default initialisation with
