@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Epochs to train.
     #[arg(long, default_value_t = 10)]
     epochs: u64,
+    /// Stop after this many iterations (benchmarks), even mid-epoch.
+    #[arg(long)]
+    max_iterations: Option<u64>,
     /// Images per batch.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
@@ -311,7 +314,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         opt.set_parallelism(Parallelism::IntraOp, &criterion)?;
     }
     let mut opt = opt
-        .end_when(Trigger::MaxEpoch(a.epochs))
+        .end_when(match a.max_iterations {
+            Some(n) => Trigger::MaxIteration(n),
+            None => Trigger::MaxEpoch(a.epochs),
+        })
         .schedule(schedule)
         .validate(
             test_loader,

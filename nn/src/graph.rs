@@ -125,6 +125,58 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// The backward pass over the nodes in reverse; `fused` runs each
+    /// node's `backward` (input and parameter gradients at once).
+    fn back(&mut self, grad_output: &Activity, fused: bool) -> Result<Activity> {
+        let mut grads = self.output_grads(grad_output)?;
+        self.node_grads = vec![None; self.nodes.len()];
+        let mut input_grads: Vec<Option<Activity>> = vec![None; self.inputs.len()];
+        for i in (0..self.nodes.len()).rev() {
+            let Some(g) = grads[i].take() else {
+                continue; // Nothing downstream reads this node.
+            };
+            let (m, x) = (&mut self.nodes[i].0, &self.node_inputs[i]);
+            let gi = if fused {
+                m.backward(x, &g)?
+            } else {
+                m.update_grad_input(x, &g)?
+            };
+            self.node_grads[i] = Some(g);
+            if let Some(k) = self.inputs.iter().position(|&x| x == i) {
+                accumulate(&mut input_grads[k], gi)?;
+                continue;
+            }
+            let preds = self.nodes[i].1.clone();
+            if preds.len() == 1 {
+                accumulate(&mut grads[preds[0]], gi)?;
+            } else {
+                let parts = gi.table("Graph")?.to_vec();
+                if parts.len() != preds.len() {
+                    return Err(invalid(
+                        "Graph",
+                        format!(
+                            "{} returned {} input gradients for {} inputs",
+                            self.nodes[i].0.name(),
+                            parts.len(),
+                            preds.len()
+                        ),
+                    ));
+                }
+                for (&p, part) in preds.iter().zip(parts) {
+                    accumulate(&mut grads[p], part)?;
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(self.inputs.len());
+        for (k, g) in input_grads.into_iter().enumerate() {
+            out.push(match g {
+                Some(g) => g,
+                None => zeros_like(&self.node_inputs[self.inputs[k]])?,
+            });
+        }
+        Ok(Graph::pack(out))
+    }
+
     fn pack(items: Vec<Activity>) -> Activity {
         if items.len() == 1 {
             items.into_iter().next().expect("one item")
@@ -217,50 +269,11 @@ impl Module for Graph {
     }
 
     fn update_grad_input(&mut self, _input: &Activity, grad_output: &Activity) -> Result<Activity> {
-        let mut grads = self.output_grads(grad_output)?;
-        self.node_grads = vec![None; self.nodes.len()];
-        let mut input_grads: Vec<Option<Activity>> = vec![None; self.inputs.len()];
-        for i in (0..self.nodes.len()).rev() {
-            let Some(g) = grads[i].take() else {
-                continue; // Nothing downstream reads this node.
-            };
-            let gi = self.nodes[i]
-                .0
-                .update_grad_input(&self.node_inputs[i], &g)?;
-            self.node_grads[i] = Some(g);
-            if let Some(k) = self.inputs.iter().position(|&x| x == i) {
-                accumulate(&mut input_grads[k], gi)?;
-                continue;
-            }
-            let preds = self.nodes[i].1.clone();
-            if preds.len() == 1 {
-                accumulate(&mut grads[preds[0]], gi)?;
-            } else {
-                let parts = gi.table("Graph")?.to_vec();
-                if parts.len() != preds.len() {
-                    return Err(invalid(
-                        "Graph",
-                        format!(
-                            "{} returned {} input gradients for {} inputs",
-                            self.nodes[i].0.name(),
-                            parts.len(),
-                            preds.len()
-                        ),
-                    ));
-                }
-                for (&p, part) in preds.iter().zip(parts) {
-                    accumulate(&mut grads[p], part)?;
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(self.inputs.len());
-        for (k, g) in input_grads.into_iter().enumerate() {
-            out.push(match g {
-                Some(g) => g,
-                None => zeros_like(&self.node_inputs[self.inputs[k]])?,
-            });
-        }
-        Ok(Graph::pack(out))
+        self.back(grad_output, false)
+    }
+
+    fn backward(&mut self, _input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        self.back(grad_output, true)
     }
 
     fn acc_grad_parameters(

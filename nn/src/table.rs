@@ -45,6 +45,26 @@ pub(crate) fn zeros_like(a: &Activity) -> Result<Activity> {
     })
 }
 
+/// Runs `f(child, input, grad)` for every child on the shared `input` and
+/// sums the input gradients (zeros without children).
+fn sum_over_children(
+    layer: &str,
+    modules: &mut [Box<dyn Module>],
+    input: &Activity,
+    grads: &[Activity],
+    mut f: impl FnMut(&mut Box<dyn Module>, &Activity, &Activity) -> Result<Activity>,
+) -> Result<Activity> {
+    let mut sum: Option<Activity> = None;
+    for (m, g) in modules.iter_mut().zip(grads) {
+        let gi = f(m, input, g)?;
+        sum = Some(match sum {
+            None => gi,
+            Some(s) => add_activities(layer, &s, &gi)?,
+        });
+    }
+    sum.map_or_else(|| zeros_like(input), Ok)
+}
+
 /// Passes its input (tensor or table) through unchanged.
 #[derive(Clone, Debug, Default)]
 pub struct Identity;
@@ -177,15 +197,24 @@ impl Module for ConcatTable {
 
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
         let g = table_of(self.name(), grad_output, self.children.modules.len())?;
-        let mut sum: Option<Activity> = None;
-        for (m, g) in self.children.modules.iter_mut().zip(g) {
-            let gi = m.update_grad_input(input, g)?;
-            sum = Some(match sum {
-                None => gi,
-                Some(s) => add_activities("ConcatTable", &s, &gi)?,
-            });
-        }
-        sum.map_or_else(|| zeros_like(input), Ok)
+        sum_over_children(
+            "ConcatTable",
+            &mut self.children.modules,
+            input,
+            g,
+            |m, x, g| m.update_grad_input(x, g),
+        )
+    }
+
+    fn backward(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let g = table_of(self.name(), grad_output, self.children.modules.len())?;
+        sum_over_children(
+            "ConcatTable",
+            &mut self.children.modules,
+            input,
+            g,
+            |m, x, g| m.backward(x, g),
+        )
     }
 
     fn acc_grad_parameters(
@@ -276,6 +305,22 @@ impl Module for ParallelTable {
             .iter_mut()
             .zip(x.iter().zip(g))
             .map(|(m, (x, g))| m.update_grad_input(x, g))
+            .collect::<Result<_>>()?;
+        Ok(Activity::Table(gs))
+    }
+
+    fn backward(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let n = self.children.modules.len();
+        let (x, g) = (
+            table_of(self.name(), input, n)?,
+            table_of(self.name(), grad_output, n)?,
+        );
+        let gs = self
+            .children
+            .modules
+            .iter_mut()
+            .zip(x.iter().zip(g))
+            .map(|(m, (x, g))| m.backward(x, g))
             .collect::<Result<_>>()?;
         Ok(Activity::Table(gs))
     }
@@ -376,15 +421,24 @@ impl Module for Concat {
 
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
         let parts = self.split(grad_output)?;
-        let mut sum: Option<Activity> = None;
-        for (m, g) in self.children.modules.iter_mut().zip(&parts) {
-            let gi = m.update_grad_input(input, g)?;
-            sum = Some(match sum {
-                None => gi,
-                Some(s) => add_activities("Concat", &s, &gi)?,
-            });
-        }
-        sum.map_or_else(|| zeros_like(input), Ok)
+        sum_over_children(
+            "Concat",
+            &mut self.children.modules,
+            input,
+            &parts,
+            |m, x, g| m.update_grad_input(x, g),
+        )
+    }
+
+    fn backward(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let parts = self.split(grad_output)?;
+        sum_over_children(
+            "Concat",
+            &mut self.children.modules,
+            input,
+            &parts,
+            |m, x, g| m.backward(x, g),
+        )
     }
 
     fn acc_grad_parameters(
@@ -429,9 +483,14 @@ impl Module for CAddTable {
     }
     fn forward(&mut self, input: &Activity) -> Result<Activity> {
         let xs = tensors(self.name(), input)?;
-        let out = xs[0].deep_clone();
         for x in &xs[1..] {
             same_sizes(self.name(), xs[0], x)?;
+        }
+        if xs.len() == 1 {
+            return Ok(xs[0].contiguous().into());
+        }
+        let out = xs[0].add(xs[1])?;
+        for x in &xs[2..] {
             out.add_(x)?;
         }
         Ok(out.into())

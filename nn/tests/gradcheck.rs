@@ -363,6 +363,41 @@ fn acc_grad_parameters_scales_and_accumulates() {
         ),
         (
             Box::new(
+                Sequential::new()
+                    .add(
+                        ConcatTable::new()
+                            .add(
+                                Sequential::new()
+                                    .add(SpatialConvolution::new(2, 2, (3, 3)).unwrap().pad(1, 1))
+                                    .add(BatchNormalization::spatial(2).unwrap()),
+                            )
+                            .add(Identity::new()),
+                    )
+                    .add(CAddTable::new()),
+            ),
+            rand(&[2, 2, 3, 3], 7),
+        ),
+        (
+            Box::new(
+                Concat::new(1)
+                    .add(BatchNormalization::spatial(2).unwrap())
+                    .add(SpatialConvolution::new(2, 1, (1, 1)).unwrap()),
+            ),
+            rand(&[2, 2, 3, 3], 8),
+        ),
+        (
+            {
+                let mut g = GraphBuilder::new();
+                let x = g.input();
+                let a = g.node(Linear::new(3, 3).unwrap(), &[x]).unwrap();
+                let b = g.node(BatchNormalization::new(3).unwrap(), &[a]).unwrap();
+                let c = g.node(CAddTable::new(), &[a, b]).unwrap();
+                Box::new(g.build(&[x], &[c]).unwrap())
+            },
+            rand(&[4, 3], 9),
+        ),
+        (
+            Box::new(
                 SpatialFullConvolution::new(2, 3, (2, 2), 1)
                     .unwrap()
                     .stride(2, 2),

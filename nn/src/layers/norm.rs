@@ -139,22 +139,20 @@ impl BatchNormalization {
         if !self.training {
             // Inference: a fixed affine map per channel.
             if want_input {
-                for (k, (g, &d)) in gx.iter_mut().zip(gys.iter()).enumerate() {
-                    let c = (k / bn.spatial) % bn.channels;
+                let runs = gx
+                    .chunks_mut(bn.spatial.max(1))
+                    .zip(gys.chunks(bn.spatial.max(1)));
+                for (k, (g, d)) in runs.enumerate() {
+                    let c = k % bn.channels;
                     let gm = gamma.as_ref().map_or(1.0, |g| g[c]);
-                    *g = d * gm / (self.running_var[c] + self.eps).sqrt();
+                    let f = gm / (self.running_var[c] + self.eps).sqrt();
+                    g.iter_mut().zip(d).for_each(|(g, &d)| *g = d * f);
                 }
             }
             if let (Some(s), Some([_, _, gg, gb])) = (scale, &self.affine) {
-                let mut dg = vec![0.0f64; bn.channels];
-                let mut db = vec![0.0f64; bn.channels];
-                for (k, (&xv, &d)) in xs.iter().zip(gys.iter()).enumerate() {
-                    let c = (k / bn.spatial) % bn.channels;
-                    let xhat =
-                        (xv - self.running_mean[c]) / (self.running_var[c] + self.eps).sqrt();
-                    dg[c] += (d * xhat) as f64;
-                    db[c] += d as f64;
-                }
+                let (rm, rv, eps) = (&self.running_mean, &self.running_var, self.eps);
+                let (dg, db) =
+                    channel_grads(&bn, &xs, &gys, |c| (rm[c], 1.0 / (rv[c] + eps).sqrt()));
                 add_scaled(gg, &dg, s)?;
                 add_scaled(gb, &db, s)?;
             }
@@ -187,13 +185,8 @@ impl BatchNormalization {
                     bn.backward(&xs, &gys, gamma.as_deref(), saved, &mut gx, None, None)?;
                 }
                 if let (Some(s), Some([_, _, gg, gb])) = (scale, &self.affine) {
-                    let mut dg = vec![0.0f64; bn.channels];
-                    let mut db = vec![0.0f64; bn.channels];
-                    for (k, (&xv, &d)) in xs.iter().zip(gys.iter()).enumerate() {
-                        let c = (k / bn.spatial) % bn.channels;
-                        dg[c] += (d * (xv - saved.mean[c]) * saved.invstd[c]) as f64;
-                        db[c] += d as f64;
-                    }
+                    let (dg, db) =
+                        channel_grads(&bn, &xs, &gys, |c| (saved.mean[c], saved.invstd[c]));
                     add_scaled(gg, &dg, s)?;
                     add_scaled(gb, &db, s)?;
                 }
@@ -205,6 +198,31 @@ impl BatchNormalization {
             None
         })
     }
+}
+
+/// Per channel, `sum(gy * (x - mean) * invstd)` and `sum(gy)` (the gamma and
+/// beta gradients), with `(mean, invstd)` of channel `c` from `stats(c)`;
+/// each run of `spatial` values summed in f32, the runs in f64.
+fn channel_grads(
+    bn: &BatchNorm,
+    xs: &[f32],
+    gys: &[f32],
+    stats: impl Fn(usize) -> (f32, f32),
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut dg, mut db) = (vec![0.0f64; bn.channels], vec![0.0f64; bn.channels]);
+    let s = bn.spatial.max(1);
+    for (k, (x, d)) in xs.chunks(s).zip(gys.chunks(s)).enumerate() {
+        let c = k % bn.channels;
+        let (mean, invstd) = stats(c);
+        let (mut a, mut b) = (0.0f32, 0.0f32);
+        for (&x, &d) in x.iter().zip(d) {
+            a += d * (x - mean);
+            b += d;
+        }
+        dg[c] += (a * invstd) as f64;
+        db[c] += b as f64;
+    }
+    (dg, db)
 }
 
 fn add_scaled(dst: &Tensor<f32>, src: &[f64], scale: f32) -> Result<()> {
