@@ -5,6 +5,9 @@
 //! - `bigdl train --model lenet5 --dataset mnist --epochs 10 --batch-size 128
 //!   --lr 0.05 [--optim ...] [--checkpoint DIR [--resume]] [--summary DIR]
 //!   [--threads N] [--seed S]`: train a zoo model and report test accuracy.
+//! - `bigdl eval --model M --checkpoint DIR|FILE`: top-1/top-5/loss of a
+//!   checkpoint on the test set.
+//! - `bigdl plot --summary DIR [--output FILE]`: a PNG of the curves.
 //! - `bigdl bench gemm [--m M --n N --k K] [--trans nn|nt|tn|tt] [--threads T]
 //!   [--backend native|mkl|openblas|all]`: SGEMM GFLOP/s; without a shape it runs
 //!   the standard table (square 128..2048 and deep-learning layer shapes).
@@ -13,6 +16,7 @@
 mod bench;
 mod cifar;
 mod data;
+mod plot;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +40,10 @@ enum Command {
     Data(data::DataArgs),
     /// Train a model of the zoo and report its test accuracy.
     Train(train::TrainArgs),
+    /// Evaluate a checkpoint of a zoo model on the test set.
+    Eval(train::EvalArgs),
+    /// Render a PNG of the curves of a `bigdl train --summary` directory.
+    Plot(plot::PlotArgs),
     /// Measure kernels.
     Bench {
         #[command(subcommand)]
@@ -49,6 +57,8 @@ fn main() {
         Command::Info => info(),
         Command::Data(a) => data::run(a),
         Command::Train(a) => train::run(a),
+        Command::Eval(a) => train::eval(a),
+        Command::Plot(a) => plot::run(a),
         Command::Bench { what } => bench::run(what),
     };
     if let Err(e) = result {

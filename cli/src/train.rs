@@ -371,3 +371,81 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Options of `bigdl eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The model.
+    #[arg(long, value_enum, default_value = "lenet5")]
+    model: ModelName,
+    /// Where the data set is (default: data/mnist or data/cifar10).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A checkpoint file, or a directory whose newest valid checkpoint is used.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Images per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Threads (default: BIGDL_NUM_THREADS or all CPUs).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    use bigdl_nn::train::checkpoint;
+    start_pool(a.threads)?;
+    if a.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let set = model_data(a.model);
+    let (test, t_test) = load(set, a.data_dir.clone(), Split::Test, false)?;
+    let mut model = build_model(a.model)?;
+    let flat = bigdl_nn::compact(model.as_mut())?;
+    let candidates = if a.checkpoint.is_dir() {
+        checkpoint::list(&a.checkpoint)?
+    } else {
+        vec![a.checkpoint.clone()]
+    };
+    let mut loaded = None;
+    for path in candidates.iter().rev() {
+        match checkpoint::load_model(path, &flat.weight, model.as_mut()) {
+            Ok(pos) => {
+                loaded = Some((path.clone(), pos));
+                break;
+            }
+            Err(e) => eprintln!("skipping checkpoint {}: {e}", path.display()),
+        }
+    }
+    let Some((path, pos)) = loaded else {
+        bail!(
+            "no valid checkpoint for {:?} in {}",
+            a.model,
+            a.checkpoint.display()
+        );
+    };
+    let loader = DataLoader::new(test.clone(), a.batch_size).transform(t_test);
+    let mut methods = vec![
+        ValidationMethod::Top1,
+        ValidationMethod::Top5,
+        ValidationMethod::Loss(Box::new(ClassNLLCriterion::new())),
+    ];
+    let scores = bigdl_nn::train::evaluate(model.as_mut(), &loader, &mut methods)?;
+    let get = |n: &str| {
+        scores
+            .iter()
+            .find(|(k, _)| k == n)
+            .map_or(f64::NAN, |(_, v)| *v)
+    };
+    println!(
+        "{}: epoch {}, iteration {}: top-1 {:.2}%, top-5 {:.2}%, loss {:.4} on {} test images",
+        path.display(),
+        pos.epoch,
+        pos.iteration,
+        get("Top1Accuracy") * 100.0,
+        get("Top5Accuracy") * 100.0,
+        get("Loss"),
+        test.len()
+    );
+    Ok(())
+}

@@ -86,6 +86,8 @@ fn train_errors_are_one_line() {
         &["train", "--model", "nope"],
         &["train", "--resume"],
         &["train", "--threads", "0"],
+        &["eval", "--checkpoint", "/nonexistent/ck"],
+        &["plot", "--summary", "/nonexistent/sm"],
     ] {
         let out = bigdl(args);
         assert!(!out.status.success(), "{args:?}");
@@ -105,6 +107,8 @@ fn train_lenet5_one_epoch_on_mnist() {
     let ckpt = std::env::temp_dir().join(format!("bigdl-cli-ckpt-{}", std::process::id()));
     let dir = dir.to_string_lossy().into_owned();
     let ck = ckpt.to_string_lossy().into_owned();
+    let sm = std::env::temp_dir().join(format!("bigdl-cli-summary-{}", std::process::id()));
+    let smd = sm.to_string_lossy().into_owned();
     let out = bigdl(&[
         "train",
         "--data-dir",
@@ -113,6 +117,8 @@ fn train_lenet5_one_epoch_on_mnist() {
         "1",
         "--checkpoint",
         &ck,
+        "--summary",
+        &smd,
     ]);
     assert!(
         out.status.success(),
@@ -128,5 +134,27 @@ fn train_lenet5_one_epoch_on_mnist() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(acc > 90.0, "{text}");
     assert!(std::fs::read_dir(&ckpt).unwrap().count() >= 1);
+    // The checkpoint evaluates to the same accuracy.
+    let ev = bigdl(&["eval", "--data-dir", &dir, "--checkpoint", &ck]);
+    assert!(
+        ev.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ev.stderr)
+    );
+    let etext = String::from_utf8_lossy(&ev.stdout);
+    assert!(
+        etext.contains(&format!("top-1 {acc:.2}%")),
+        "{etext} vs {text}"
+    );
+    // The summary plots to a PNG.
+    let png = sm.join("curves.png");
+    let pl = bigdl(&["plot", "--summary", &smd]);
+    assert!(
+        pl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pl.stderr)
+    );
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
     let _ = std::fs::remove_dir_all(&ckpt);
+    let _ = std::fs::remove_dir_all(&sm);
 }

@@ -135,19 +135,23 @@ fn tensor_at(path: &Path, p: &[u8], at: &mut usize) -> Result<Vec<f32>> {
     Ok(t.to_vec())
 }
 
-/// Loads the checkpoint at `path` into `weights`, `optim` and `model`,
-/// returning its position. Everything is checked (magic, version, length,
-/// checksum, every size against the model) before anything is changed.
-pub fn load(
-    path: &Path,
-    weights: &Tensor<f32>,
-    optim: &mut dyn OptimMethod,
-    models: &mut [&mut dyn Module],
-) -> Result<Position> {
+/// A checkpoint's contents: a state item is `Ok(counter)` or `Err(floats)`.
+type StateItem = std::result::Result<u64, Vec<f32>>;
+
+struct Contents {
+    pos: Position,
+    weights: Vec<f32>,
+    optim: OptimState,
+    state: Vec<StateItem>,
+}
+
+/// Reads and checks the checkpoint at `path` for `n_weights` weights:
+/// magic, version, length and checksum, then every size.
+fn parse(path: &Path, n_weights: usize) -> Result<Contents> {
     let meta = fs::metadata(path).map_err(|e| io_err(path, e))?;
     // A checkpoint holds the weights, at most a few optimizer buffers of the
     // same size, and small state: refuse anything far larger before reading.
-    let limit = 64 + 8 * (weights.numel() as u64 * 4 + 64) + (1 << 24);
+    let limit = 64 + 8 * (n_weights as u64 * 4 + 64) + (1 << 24);
     if meta.len() > limit {
         return Err(bad(
             path,
@@ -183,10 +187,10 @@ pub fn load(
         batch: u64_at(path, p, &mut at)?,
     };
     let w = tensor_at(path, p, &mut at)?;
-    if w.len() != weights.numel() {
+    if w.len() != n_weights {
         return Err(bad(
             path,
-            format!("{} weights for a model of {}", w.len(), weights.numel()),
+            format!("{} weights for a model of {n_weights}", w.len()),
         ));
     }
     let steps = u64_at(path, p, &mut at)?;
@@ -213,7 +217,17 @@ pub fn load(
             t => return Err(bad(path, format!("unknown state tag {t}"))),
         });
     }
-    // Check the state's shape against the model before changing anything.
+    Ok(Contents {
+        pos,
+        weights: w,
+        optim: OptimState { steps, buffers },
+        state,
+    })
+}
+
+/// The shape of the models' state: `Some(len)` per float item, `None` per
+/// counter.
+fn state_shape(models: &mut [&mut dyn Module]) -> Vec<Option<usize>> {
     let mut expected = Vec::new();
     for model in models.iter_mut() {
         model.visit_state(&mut |s| {
@@ -223,35 +237,94 @@ pub fn load(
             })
         });
     }
-    let fits = expected.len() == state.len()
-        && expected.iter().zip(&state).all(|(e, s)| match (e, s) {
+    expected
+}
+
+fn state_fits(expected: &[Option<usize>], state: &[StateItem]) -> bool {
+    expected.len() == state.len()
+        && expected.iter().zip(state).all(|(e, s)| match (e, s) {
             (Some(n), Err(v)) => *n == v.len(),
             (None, Ok(_)) => true,
             _ => false,
-        });
-    if !fits {
-        return Err(bad(
-            path,
-            format!(
-                "its model state ({} items) does not match this model and {} replicas ({} items): \
-                 resume with the same model and thread count",
-                state.len(),
-                models.len(),
-                expected.len()
-            ),
-        ));
-    }
-    weights.as_slice_mut()?.copy_from_slice(&w);
-    optim.set_state(OptimState { steps, buffers });
+        })
+}
+
+fn apply_state(models: &mut [&mut dyn Module], state: Vec<StateItem>) {
     let mut it = state.into_iter();
     for model in models.iter_mut() {
         model.visit_state(&mut |s| match (s, it.next()) {
             (StateMut::F32(v), Some(Err(t))) => *v = t,
             (StateMut::U64(v), Some(Ok(x))) => *v = x,
-            _ => unreachable!("checked above"),
+            _ => unreachable!("checked before"),
         });
     }
-    Ok(pos)
+}
+
+/// Loads the checkpoint at `path` into `weights`, `optim` and the replicas
+/// `models`, returning its position. Everything is checked (magic, version,
+/// length, checksum, every size against the model and replicas) before
+/// anything is changed.
+pub fn load(
+    path: &Path,
+    weights: &Tensor<f32>,
+    optim: &mut dyn OptimMethod,
+    models: &mut [&mut dyn Module],
+) -> Result<Position> {
+    let c = parse(path, weights.numel())?;
+    let expected = state_shape(models);
+    if !state_fits(&expected, &c.state) {
+        return Err(bad(
+            path,
+            format!(
+                "its model state ({} items) does not match this model and {} replicas ({} items): \
+                 resume with the same model and thread count",
+                c.state.len(),
+                models.len(),
+                expected.len()
+            ),
+        ));
+    }
+    weights.as_slice_mut()?.copy_from_slice(&c.weights);
+    optim.set_state(c.optim);
+    apply_state(models, c.state);
+    Ok(c.pos)
+}
+
+/// Loads a checkpoint's weights and the first replica's state into `model`
+/// (compacted, with `weights` its flat weights), for evaluation or
+/// inference; the optimizer state is ignored.
+pub fn load_model(path: &Path, weights: &Tensor<f32>, model: &mut dyn Module) -> Result<Position> {
+    let c = parse(path, weights.numel())?;
+    let expected = state_shape(&mut [model]);
+    let first: Vec<StateItem> = c.state.iter().take(expected.len()).cloned().collect();
+    let replicas_fit = !expected.is_empty() || c.state.is_empty();
+    if !replicas_fit
+        || !state_fits(&expected, &first)
+        || (!expected.is_empty() && !c.state.len().is_multiple_of(expected.len()))
+    {
+        return Err(bad(path, "its model state does not match this model"));
+    }
+    weights.as_slice_mut()?.copy_from_slice(&c.weights);
+    apply_state(&mut [model], first);
+    Ok(c.pos)
+}
+
+/// The checkpoint files in `dir`, oldest first (by iteration).
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("checkpoint.") && n.ends_with(".bdl"))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err(dir, e)),
+    };
+    files.sort();
+    Ok(files)
 }
 
 /// The newest checkpoint in `dir` that loads; corrupt or foreign ones are
@@ -264,19 +337,7 @@ pub fn resume(
     models: &mut [&mut dyn Module],
     warn: &mut dyn FnMut(String),
 ) -> Result<Option<(PathBuf, Position)>> {
-    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("checkpoint.") && n.ends_with(".bdl"))
-            })
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(dir, e)),
-    };
-    files.sort();
+    let files = list(dir)?;
     for f in files.iter().rev() {
         match load(f, weights, optim, models) {
             Ok(pos) => return Ok(Some((f.clone(), pos))),

@@ -130,6 +130,38 @@ impl ValidationMethod {
     }
 }
 
+/// Scores `model` (in evaluation mode; restored to training mode after) on
+/// every batch of `data` with `methods`: the mean of each over the data set.
+pub fn evaluate(
+    model: &mut dyn Module,
+    data: &DataLoader,
+    methods: &mut [ValidationMethod],
+) -> Result<Vec<(String, f64)>> {
+    let mut sums = vec![(0.0f64, 0usize); methods.len()];
+    model.evaluate();
+    let result = (|| -> Result<()> {
+        for batch in data.epoch(0, 0) {
+            let batch = batch?;
+            let out = model
+                .forward(&batch.input.clone().into())?
+                .into_tensor("evaluate")?;
+            for (m, s) in methods.iter_mut().zip(sums.iter_mut()) {
+                let (v, n) = m.score(&out, &batch.target)?;
+                s.0 += v;
+                s.1 += n;
+            }
+        }
+        Ok(())
+    })();
+    model.training();
+    result?;
+    Ok(methods
+        .iter()
+        .zip(sums)
+        .map(|(m, (v, n))| (m.name().to_string(), v / n.max(1) as f64))
+        .collect())
+}
+
 /// How the cores share the work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parallelism {
