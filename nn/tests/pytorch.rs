@@ -99,6 +99,30 @@ fn layers_match_pytorch() {
         1e-5,
     );
     check_layer("lrn", &mut SpatialCrossMapLRN::new(5, 1e-1, 0.75, 2.0));
+    check_layer("prelu", &mut PReLU::new(3).unwrap());
+    check_layer("zero_pad", &mut SpatialZeroPadding::new(1, 2, 0, 3));
+    // Embeddings: no input gradient, the weight gradient scattered by index.
+    let mut emb = LookupTable::new(7, 4).unwrap();
+    emb.parameters()[0]
+        .0
+        .copy_from(&load("embedding", "p0"))
+        .unwrap();
+    let idx: Activity = load("embedding", "x").into();
+    let y = emb.forward(&idx).unwrap();
+    assert_near(
+        "embedding y",
+        y.tensor("t").unwrap(),
+        &load("embedding", "y"),
+        1e-6,
+    );
+    emb.zero_grad_parameters();
+    emb.backward(&idx, &load("embedding", "gy").into()).unwrap();
+    assert_near(
+        "embedding g0",
+        &emb.parameters()[0].1,
+        &load("embedding", "g0"),
+        1e-5,
+    );
     check_layer("rec_rnn", &mut Recurrent::new(Cell::rnn(3, 4).unwrap()));
     check_layer("rec_lstm", &mut Recurrent::new(Cell::lstm(3, 4).unwrap()));
     check_layer("rec_gru", &mut Recurrent::new(Cell::gru(3, 4).unwrap()));
