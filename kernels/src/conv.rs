@@ -716,6 +716,10 @@ impl ConvPlan {
     fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
         let c = &self.conv;
         let (oh_n, ow_n) = (self.out_h, self.out_w);
+        if c.stride_h == 1 && c.stride_w == 1 && ow_n == c.in_w {
+            self.im2col_same_width(x, cols, ld, off);
+            return;
+        }
         let mut row = 0;
         for ch in 0..self.cg() {
             let plane = &x[ch * c.in_h * c.in_w..][..c.in_h * c.in_w];
@@ -745,6 +749,52 @@ impl ConvPlan {
                                 *v = src[ow * c.stride_w + base - c.pad_left];
                             }
                         }
+                    }
+                    row += 1;
+                }
+            }
+        }
+    }
+
+    /// [`ConvPlan::im2col`] for stride 1 with the output as wide as the input
+    /// (3x3 with padding 1, ...): each (channel, kh, kw) row of `cols` is then
+    /// the input plane shifted by a constant, copied in one piece; the
+    /// columns that wrapped around a row edge and the rows outside the input
+    /// are zeroed afterwards. Small planes (ResNet-20's 8x8 .. 32x32) would
+    /// otherwise pay a `memcpy` and two `memset` calls per 8..32-float row.
+    fn im2col_same_width(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
+        let c = &self.conv;
+        let (oh_n, ow_n, w) = (self.out_h, self.out_w, c.in_w);
+        let plane_len = c.in_h * w;
+        let mut row = 0;
+        for ch in 0..self.cg() {
+            let plane = &x[ch * plane_len..][..plane_len];
+            for kh in 0..c.kernel_h {
+                let shift_h = (kh * c.dilation_h) as isize - c.pad_top as isize;
+                // Output rows reading inside the input: ih = oh + shift_h in 0..H.
+                let oh_lo = (-shift_h).clamp(0, oh_n as isize) as usize;
+                let oh_hi =
+                    (c.in_h as isize - shift_h).clamp(oh_lo as isize, oh_n as isize) as usize;
+                for kw in 0..c.kernel_w {
+                    let dst = &mut cols[row * ld + off..][..oh_n * ow_n];
+                    let shift_w = (kw * c.dilation_w) as isize - c.pad_left as isize;
+                    let (lo, hi) = valid_range(ow_n, kw * c.dilation_w, c.pad_left, 1, c.in_w);
+                    dst[..oh_lo * ow_n].fill(0.0);
+                    dst[oh_hi * ow_n..].fill(0.0);
+                    // dst[q] = plane[q + delta] over the valid rows, clipped to
+                    // the plane (what is clipped are wrapped columns).
+                    let delta = shift_h * w as isize + shift_w;
+                    let q0 = ((oh_lo * ow_n) as isize).max(-delta);
+                    let q1 = ((oh_hi * ow_n) as isize).min(plane_len as isize - delta);
+                    if q1 > q0 {
+                        let (q0, q1) = (q0 as usize, q1 as usize);
+                        let s0 = (q0 as isize + delta) as usize;
+                        dst[q0..q1].copy_from_slice(&plane[s0..s0 + (q1 - q0)]);
+                    }
+                    for oh in oh_lo..oh_hi {
+                        let r = &mut dst[oh * ow_n..][..ow_n];
+                        r[..lo].iter_mut().for_each(|v| *v = 0.0);
+                        r[hi..].iter_mut().for_each(|v| *v = 0.0);
                     }
                     row += 1;
                 }

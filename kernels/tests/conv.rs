@@ -11,7 +11,7 @@ use common::Rng;
 fn random_conv(rng: &mut Rng) -> Conv2d {
     let groups = [1, 1, 2, 3][rng.range(0, 3)];
     let k = rng.range(1, 4);
-    Conv2d {
+    let mut c = Conv2d {
         batch: rng.range(1, 3),
         in_channels: groups * rng.range(1, 3),
         in_h: rng.range(1, 11),
@@ -28,7 +28,16 @@ fn random_conv(rng: &mut Rng) -> Conv2d {
         dilation_h: rng.range(1, 2),
         dilation_w: rng.range(1, 3),
         groups,
+    };
+    if rng.range(0, 2) == 0 {
+        // Stride 1 with the output as wide as the input: im2col's one-copy path.
+        c.stride_h = 1;
+        c.stride_w = 1;
+        let span = c.dilation_w * (c.kernel_w - 1);
+        c.pad_left = rng.range(0, span);
+        c.pad_right = span - c.pad_left;
     }
+    c
 }
 
 /// Calls `f(n, oc, oh, ow, ci, kh, kw, ih, iw)` for every multiply of the
