@@ -1,23 +1,24 @@
 //! The model zoo: BigDL's example models, built from this crate's layers.
+//! They take batches (a leading batch dimension, also for a batch of one).
 
 use crate::Result;
 use crate::layers::*;
 use crate::{CAddTable, Concat, ConcatTable, Identity, Module, Sequential};
 
-/// LeNet-5 as BigDL defines it, for 28 x 28 grey images (`[N, 1, 28, 28]`
-/// or `[N, 784]`): Reshape(1, 28, 28), Conv(1 -> 6, 5x5), Tanh, MaxPool 2x2,
+/// LeNet-5 as BigDL defines it, for batches of 28 x 28 grey images
+/// (`[N, 1, 28, 28]` or `[N, 784]`): Reshape(1, 28, 28), Conv(1 -> 6, 5x5), Tanh, MaxPool 2x2,
 /// Tanh, Conv(6 -> 12, 5x5), MaxPool 2x2, Reshape(192), Linear(192, 100),
 /// Tanh, Linear(100, classes), LogSoftMax.
 pub fn lenet5(classes: usize) -> Result<Sequential> {
     Ok(Sequential::new()
-        .add(Reshape::new(&[1, 28, 28]))
+        .add(Reshape::batched(&[1, 28, 28]))
         .add(SpatialConvolution::new(1, 6, (5, 5))?)
         .add(Tanh::new())
         .add(SpatialMaxPooling::new((2, 2), (2, 2)))
         .add(Tanh::new())
         .add(SpatialConvolution::new(6, 12, (5, 5))?)
         .add(SpatialMaxPooling::new((2, 2), (2, 2)))
-        .add(Reshape::new(&[12 * 4 * 4]))
+        .add(Reshape::batched(&[12 * 4 * 4]))
         .add(Linear::new(12 * 4 * 4, 100)?)
         .add(Tanh::new())
         .add(Linear::new(100, classes)?)
@@ -78,7 +79,7 @@ pub fn resnet_cifar(depth: usize, classes: usize) -> Result<Sequential> {
         }
     }
     Ok(m.add(SpatialAveragePooling::global())
-        .add(Reshape::new(&[64]))
+        .add(Reshape::batched(&[64]))
         .add(Linear::new(64, classes)?)
         .add(LogSoftMax::new()))
 }
@@ -99,7 +100,7 @@ pub fn vgg16_cifar(classes: usize) -> Result<Sequential> {
         }
         m = m.add(SpatialMaxPooling::new((2, 2), (2, 2)));
     }
-    Ok(m.add(Reshape::new(&[512]))
+    Ok(m.add(Reshape::batched(&[512]))
         .add(Dropout::new(0.5)?)
         .add(Linear::new(512, 512)?)
         .add(BatchNormalization::new(512)?)
@@ -114,7 +115,7 @@ pub fn vgg16_cifar(classes: usize) -> Result<Sequential> {
 /// its input.
 pub fn autoencoder() -> Result<Sequential> {
     Ok(Sequential::new()
-        .add(Reshape::new(&[784]))
+        .add(Reshape::batched(&[784]))
         .add(Linear::new(784, 32)?)
         .add(ReLU::new())
         .add(Linear::new(32, 784)?)
@@ -194,7 +195,7 @@ pub fn inception_v1(classes: usize) -> Result<Sequential> {
         .add(inception(832, 256, (160, 320), (32, 128), 128)?)
         .add(inception(832, 384, (192, 384), (48, 128), 128)?)
         .add(SpatialAveragePooling::global())
-        .add(Reshape::new(&[1024]))
+        .add(Reshape::batched(&[1024]))
         .add(Dropout::new(0.4)?)
         .add(Linear::new(1024, classes)?)
         .add(LogSoftMax::new()))
@@ -239,7 +240,7 @@ pub fn resnet50(classes: usize) -> Result<Sequential> {
         }
     }
     Ok(m.add(SpatialAveragePooling::global())
-        .add(Reshape::new(&[2048]))
+        .add(Reshape::batched(&[2048]))
         .add(Linear::new(2048, classes)?)
         .add(LogSoftMax::new()))
 }

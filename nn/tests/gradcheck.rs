@@ -222,6 +222,15 @@ fn activations() {
 #[test]
 fn reshape_and_sequential() {
     check(&mut Reshape::new(&[12]), rand(&[2, 3, 4], 1));
+    let mut one = Reshape::batched(&[12]);
+    let y = one.forward(&rand(&[1, 3, 4], 1).into()).unwrap();
+    assert_eq!(y.tensor("t").unwrap().sizes(), &[1, 12]);
+    check(&mut one, rand(&[1, 3, 4], 1));
+    assert!(
+        Reshape::batched(&[12])
+            .forward(&rand(&[12], 1).into())
+            .is_err()
+    );
     manual_seed(3);
     // A small LeNet: every kind of layer in one chain.
     let mut lenet = Sequential::new()

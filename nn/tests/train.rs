@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bigdl_nn::data::{DataLoader, ImageSet};
 use bigdl_nn::layers::*;
-use bigdl_nn::train::{LocalOptimizer, Parallelism, Trigger, ValidationMethod, checkpoint};
+use bigdl_nn::train::{Clip, LocalOptimizer, Parallelism, Trigger, ValidationMethod, checkpoint};
 use bigdl_nn::{ClassNLLCriterion, Criterion, Module, Sequential, Sgd, manual_seed};
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -205,4 +205,79 @@ fn summaries_are_written() {
     assert_eq!(events.len(), 1);
     assert!(events[0].metadata().unwrap().len() > 100);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn clipping_bounds_the_step() {
+    // With the gradient clipped to an L2 norm of 1e-3, plain SGD at lr 0.1 moves
+    // the weights by at most 1e-4 per step.
+    manual_seed(5);
+    let data = DataLoader::new(toy(), 10);
+    let mut o = LocalOptimizer::new(model(), &nll, Box::new(Sgd::new(0.1)), data)
+        .unwrap()
+        .end_when(Trigger::MaxIteration(1))
+        .clip(Clip::L2Norm(1e-3));
+    let before = weights(&o);
+    o.optimize(&mut |_| {}, &mut |_| {}).unwrap();
+    let moved: f64 = before
+        .iter()
+        .zip(weights(&o))
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(moved > 0.0 && moved <= 1.0001e-4, "moved {moved}");
+}
+
+#[test]
+fn zoo_models_produce_class_scores() {
+    use bigdl_nn::models;
+    use bigdl_tensor::Tensor;
+    let out = |m: &mut dyn Module, shape: &[usize]| {
+        m.evaluate();
+        let x = Tensor::<f32>::ones(shape).unwrap();
+        m.forward(&x.into())
+            .unwrap()
+            .tensor("t")
+            .unwrap()
+            .sizes()
+            .to_vec()
+    };
+    assert_eq!(
+        out(&mut models::lenet5(10).unwrap(), &[2, 1, 28, 28]),
+        [2, 10]
+    );
+    assert_eq!(out(&mut models::lenet5(10).unwrap(), &[3, 784]), [3, 10]);
+    assert_eq!(
+        out(&mut models::resnet_cifar(20, 10).unwrap(), &[2, 3, 32, 32]),
+        [2, 10]
+    );
+    assert_eq!(
+        out(&mut models::vgg16_cifar(10).unwrap(), &[2, 3, 32, 32]),
+        [2, 10]
+    );
+    assert_eq!(
+        out(&mut models::autoencoder().unwrap(), &[2, 1, 28, 28]),
+        [2, 784]
+    );
+    assert_eq!(
+        out(
+            &mut models::lstm_classifier(50, 8, 6, 5, 3).unwrap(),
+            &[2, 5]
+        ),
+        [2, 3]
+    );
+    assert_eq!(
+        out(&mut models::inception_v1(1000).unwrap(), &[1, 3, 224, 224]),
+        [1, 1000]
+    );
+    assert_eq!(
+        out(&mut models::resnet50(1000).unwrap(), &[1, 3, 224, 224]),
+        [1, 1000]
+    );
+    assert!(models::resnet_cifar(21, 10).is_err());
+    // Parameter counts of the small models (LeNet-5 as BigDL's; ResNet-20 with
+    // projection shortcuts).
+    let count = |m: &mut dyn Module| m.parameters().iter().map(|(w, _)| w.numel()).sum::<usize>();
+    assert_eq!(count(&mut models::lenet5(10).unwrap()), 22278);
+    assert_eq!(count(&mut models::resnet_cifar(20, 10).unwrap()), 272474);
 }

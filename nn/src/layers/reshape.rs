@@ -14,6 +14,7 @@ use crate::module::Module;
 pub struct Reshape {
     name: String,
     sizes: Vec<usize>,
+    batched: bool,
 }
 
 impl Reshape {
@@ -22,13 +23,24 @@ impl Reshape {
         Reshape {
             name: format!("Reshape({sizes:?})"),
             sizes: sizes.to_vec(),
+            batched: false,
+        }
+    }
+
+    /// Always `[N] + sizes` (BigDL's `batchMode = true`): a batch of one
+    /// stays a batch, where [`Reshape::new`] would take it for one sample.
+    pub fn batched(sizes: &[usize]) -> Reshape {
+        Reshape {
+            name: format!("Reshape([N] + {sizes:?})"),
+            sizes: sizes.to_vec(),
+            batched: true,
         }
     }
 
     fn target(&self, x: &Tensor<f32>) -> Result<Vec<usize>> {
         let per: usize = self.sizes.iter().product();
         let n = x.numel();
-        if n == per {
+        if n == per && !self.batched {
             Ok(self.sizes.clone())
         } else if x.dim() >= 1 && per > 0 && x.sizes()[0] * per == n {
             Ok([&[x.sizes()[0]][..], &self.sizes].concat())

@@ -226,6 +226,16 @@ pub struct LocalOptimizer {
     resume: bool,
     summary: Option<Summary>,
     parallelism: Parallelism,
+    clip: Option<Clip>,
+}
+
+/// Gradient clipping applied to the summed gradient before every step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Clip {
+    /// Every gradient clamped to `[min, max]`.
+    Value(f32, f32),
+    /// The gradient scaled down to an L2 norm of at most this.
+    L2Norm(f32),
 }
 
 impl LocalOptimizer {
@@ -255,6 +265,7 @@ impl LocalOptimizer {
             resume: false,
             summary: None,
             parallelism: Parallelism::DataParallel(threads),
+            clip: None,
         };
         me.set_parallelism(Parallelism::DataParallel(threads), make_criterion)?;
         Ok(me)
@@ -286,6 +297,12 @@ impl LocalOptimizer {
     /// Stops when `t` fires.
     pub fn end_when(mut self, t: Trigger) -> Self {
         self.end = t;
+        self
+    }
+
+    /// Clips the gradient before every step.
+    pub fn clip(mut self, c: Clip) -> Self {
+        self.clip = Some(c);
         self
     }
 
@@ -375,6 +392,15 @@ impl LocalOptimizer {
                 let rg = rep.grad.as_slice()?;
                 g.iter_mut().zip(rg.iter()).for_each(|(a, &v)| *a += w * v);
             }
+        }
+        match self.clip {
+            Some(Clip::Value(lo, hi)) => {
+                crate::optim::clip_by_value(&mut self.flat.grad.as_slice_mut()?, lo, hi)
+            }
+            Some(Clip::L2Norm(n)) => {
+                crate::optim::clip_by_l2_norm(&mut self.flat.grad.as_slice_mut()?, n);
+            }
+            None => {}
         }
         self.optim.set_learning_rate(lr);
         self.optim.step(

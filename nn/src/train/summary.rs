@@ -14,8 +14,10 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> NnError {
     }
 }
 
-/// Writes scalars (`tag`, step, value) to `DIR/train.csv` /
-/// `DIR/validation.csv` and to a TensorBoard event file in `DIR`.
+/// Writes scalars to `DIR/train.csv` / `DIR/validation.csv` and to a
+/// TensorBoard event file in `DIR` (tags `Train/Loss`, `Train/LearningRate`,
+/// `Train/Throughput`, `Validation/<method>`; the file reads back with
+/// TensorFlow's `summary_iterator`).
 #[derive(Debug)]
 pub struct Summary {
     dir: PathBuf,
@@ -76,9 +78,9 @@ impl Summary {
     ) -> Result<()> {
         writeln!(self.train, "{iteration},{epoch},{loss},{lr},{ips:.1}")
             .map_err(|e| io_err(&self.dir, e))?;
-        self.scalar("Loss", iteration, loss)?;
-        self.scalar("LearningRate", iteration, lr)?;
-        self.scalar("Throughput", iteration, ips as f32)
+        self.scalar("Train/Loss", iteration, loss)?;
+        self.scalar("Train/LearningRate", iteration, lr)?;
+        self.scalar("Train/Throughput", iteration, ips as f32)
     }
 
     /// One validation score.
@@ -91,7 +93,7 @@ impl Summary {
     ) -> Result<()> {
         writeln!(self.validation, "{iteration},{epoch},{method},{value}")
             .map_err(|e| io_err(&self.dir, e))?;
-        self.scalar(method, iteration, value)
+        self.scalar(&format!("Validation/{method}"), iteration, value)
     }
 
     /// Flushes every file.
