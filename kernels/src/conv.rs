@@ -493,7 +493,7 @@ impl ConvPlan {
                     for i in 0..b {
                         let gx = &mut grad_input[(i0 + i) * in_img + g * in_grp..][..in_grp];
                         gx.fill(0.0);
-                        self.col2im(cols, gx, ld, i * p);
+                        self.col2im(&mut cols[..], gx, ld, i * p);
                     }
                 }
             }
@@ -511,7 +511,7 @@ impl ConvPlan {
                     ConvAlgo::Im2col => {
                         gemm.run(w, gy, &mut scratch[..k * p])?;
                         gx.fill(0.0);
-                        self.col2im(&scratch[..k * p], gx, p, 0);
+                        self.col2im(&mut scratch[..k * p], gx, p, 0);
                     }
                 }
             }
@@ -804,9 +804,14 @@ impl ConvPlan {
 
     /// Adds each column entry (rows laid out as in [`ConvPlan::im2col`]) back
     /// onto the input pixel it came from.
-    fn col2im(&self, cols: &[f32], gx: &mut [f32], ld: usize, off: usize) {
+    /// `cols` is scratch: the stride-1 same-width path zeroes entries in it.
+    fn col2im(&self, cols: &mut [f32], gx: &mut [f32], ld: usize, off: usize) {
         let c = &self.conv;
         let (oh_n, ow_n) = (self.out_h, self.out_w);
+        if c.stride_h == 1 && c.stride_w == 1 && ow_n == c.in_w {
+            self.col2im_same_width(cols, gx, ld, off);
+            return;
+        }
         let mut row = 0;
         for ch in 0..self.cg() {
             let plane = &mut gx[ch * c.in_h * c.in_w..][..c.in_h * c.in_w];
@@ -826,6 +831,48 @@ impl ConvPlan {
                         for ow in lo..hi {
                             dst[ow * c.stride_w + base - c.pad_left] += s[ow];
                         }
+                    }
+                    row += 1;
+                }
+            }
+        }
+    }
+
+    /// [`ConvPlan::col2im`] for stride 1 with the output as wide as the input
+    /// (the adjoint of [`ConvPlan::im2col_same_width`]): the entries of
+    /// `cols` that wrap around a row edge are zeroed, then each row of `cols`
+    /// is added onto the shifted input plane in one vectorisable loop.
+    fn col2im_same_width(&self, cols: &mut [f32], gx: &mut [f32], ld: usize, off: usize) {
+        let c = &self.conv;
+        let (oh_n, ow_n, w) = (self.out_h, self.out_w, c.in_w);
+        let plane_len = c.in_h * w;
+        let mut row = 0;
+        for ch in 0..self.cg() {
+            let plane = &mut gx[ch * plane_len..][..plane_len];
+            for kh in 0..c.kernel_h {
+                let shift_h = (kh * c.dilation_h) as isize - c.pad_top as isize;
+                let oh_lo = (-shift_h).clamp(0, oh_n as isize) as usize;
+                let oh_hi =
+                    (c.in_h as isize - shift_h).clamp(oh_lo as isize, oh_n as isize) as usize;
+                for kw in 0..c.kernel_w {
+                    let src = &mut cols[row * ld + off..][..oh_n * ow_n];
+                    let shift_w = (kw * c.dilation_w) as isize - c.pad_left as isize;
+                    let (lo, hi) = valid_range(ow_n, kw * c.dilation_w, c.pad_left, 1, c.in_w);
+                    for oh in oh_lo..oh_hi {
+                        let r = &mut src[oh * ow_n..][..ow_n];
+                        r[..lo].iter_mut().for_each(|v| *v = 0.0);
+                        r[hi..].iter_mut().for_each(|v| *v = 0.0);
+                    }
+                    let delta = shift_h * w as isize + shift_w;
+                    let q0 = ((oh_lo * ow_n) as isize).max(-delta);
+                    let q1 = ((oh_hi * ow_n) as isize).min(plane_len as isize - delta);
+                    if q1 > q0 {
+                        let (q0, q1) = (q0 as usize, q1 as usize);
+                        let d0 = (q0 as isize + delta) as usize;
+                        plane[d0..d0 + (q1 - q0)]
+                            .iter_mut()
+                            .zip(&src[q0..q1])
+                            .for_each(|(d, &v)| *d += v);
                     }
                     row += 1;
                 }
