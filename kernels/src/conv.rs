@@ -791,11 +791,7 @@ impl ConvPlan {
                         let s0 = (q0 as isize + delta) as usize;
                         dst[q0..q1].copy_from_slice(&plane[s0..s0 + (q1 - q0)]);
                     }
-                    for oh in oh_lo..oh_hi {
-                        let r = &mut dst[oh * ow_n..][..ow_n];
-                        r[..lo].iter_mut().for_each(|v| *v = 0.0);
-                        r[hi..].iter_mut().for_each(|v| *v = 0.0);
-                    }
+                    zero_columns(dst, ow_n, oh_lo..oh_hi, lo, hi);
                     row += 1;
                 }
             }
@@ -858,11 +854,7 @@ impl ConvPlan {
                     let src = &mut cols[row * ld + off..][..oh_n * ow_n];
                     let shift_w = (kw * c.dilation_w) as isize - c.pad_left as isize;
                     let (lo, hi) = valid_range(ow_n, kw * c.dilation_w, c.pad_left, 1, c.in_w);
-                    for oh in oh_lo..oh_hi {
-                        let r = &mut src[oh * ow_n..][..ow_n];
-                        r[..lo].iter_mut().for_each(|v| *v = 0.0);
-                        r[hi..].iter_mut().for_each(|v| *v = 0.0);
-                    }
+                    zero_columns(src, ow_n, oh_lo..oh_hi, lo, hi);
                     let delta = shift_h * w as isize + shift_w;
                     let q0 = ((oh_lo * ow_n) as isize).max(-delta);
                     let q1 = ((oh_hi * ow_n) as isize).min(plane_len as isize - delta);
@@ -877,6 +869,17 @@ impl ConvPlan {
                     row += 1;
                 }
             }
+        }
+    }
+}
+
+/// Zeroes columns `..lo` and `hi..` of rows `rows` of a matrix with rows of
+/// `width`, column by column: the strided stores compile to plain moves, where
+/// per-row slices of one or two floats would each become a `memset` call.
+fn zero_columns(m: &mut [f32], width: usize, rows: std::ops::Range<usize>, lo: usize, hi: usize) {
+    for col in (0..lo).chain(hi..width) {
+        for r in rows.clone() {
+            m[r * width + col] = 0.0;
         }
     }
 }
