@@ -756,44 +756,56 @@ impl ConvPlan {
         }
     }
 
-    /// [`ConvPlan::im2col`] for stride 1 with the output as wide as the input
-    /// (3x3 with padding 1, ...): each (channel, kh, kw) row of `cols` is then
-    /// the input plane shifted by a constant, copied in one piece; the
-    /// columns that wrapped around a row edge and the rows outside the input
-    /// are zeroed afterwards. Small planes (ResNet-20's 8x8 .. 32x32) would
-    /// otherwise pay a `memcpy` and two `memset` calls per 8..32-float row.
-    fn im2col_same_width(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
+    /// Kernel tap `(kh, kw)` of a stride-1 convolution whose output is as
+    /// wide as its input. For such a tap, output `q = oh * W + ow` reads input
+    /// `q + delta`, so a whole row of the column matrix is one shifted copy of
+    /// the plane except for the rows outside the input and the columns that
+    /// wrap around a row edge.
+    fn same_width_tap(&self, kh: usize, kw: usize) -> Tap {
         let c = &self.conv;
         let (oh_n, ow_n, w) = (self.out_h, self.out_w, c.in_w);
-        let plane_len = c.in_h * w;
+        let plane_len = (c.in_h * w) as isize;
+        let shift_h = (kh * c.dilation_h) as isize - c.pad_top as isize;
+        // Output rows reading inside the input: ih = oh + shift_h in 0..H.
+        let oh_lo = (-shift_h).clamp(0, oh_n as isize) as usize;
+        let oh_hi = (c.in_h as isize - shift_h).clamp(oh_lo as isize, oh_n as isize) as usize;
+        let shift_w = (kw * c.dilation_w) as isize - c.pad_left as isize;
+        let delta = shift_h * w as isize + shift_w;
+        // The valid rows' range, clipped to the plane (what is clipped are
+        // wrapped columns).
+        let q0 = ((oh_lo * ow_n) as isize).max(-delta);
+        let q1 = ((oh_hi * ow_n) as isize).min(plane_len - delta);
+        Tap {
+            rows: oh_lo..oh_hi,
+            cols: valid_range(ow_n, kw * c.dilation_w, c.pad_left, 1, c.in_w),
+            block: (q1 > q0).then(|| (q0 as usize, q1 as usize, (q0 + delta) as usize)),
+        }
+    }
+
+    /// [`ConvPlan::im2col`] for stride 1 with the output as wide as the input
+    /// (3x3 with padding 1, ...): each row of `cols` is copied from the
+    /// shifted plane in one piece, then the rows outside the input and the
+    /// wrapped columns are zeroed. Small planes (ResNet-20's 8x8 .. 32x32)
+    /// would otherwise pay a `memcpy` and two `memset` calls per 8..32-float
+    /// output row.
+    fn im2col_same_width(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
+        let c = &self.conv;
+        let (oh_n, ow_n) = (self.out_h, self.out_w);
+        let plane_len = c.in_h * c.in_w;
+        let taps = || (0..c.kernel_h).flat_map(|kh| (0..c.kernel_w).map(move |kw| (kh, kw)));
         let mut row = 0;
         for ch in 0..self.cg() {
             let plane = &x[ch * plane_len..][..plane_len];
-            for kh in 0..c.kernel_h {
-                let shift_h = (kh * c.dilation_h) as isize - c.pad_top as isize;
-                // Output rows reading inside the input: ih = oh + shift_h in 0..H.
-                let oh_lo = (-shift_h).clamp(0, oh_n as isize) as usize;
-                let oh_hi =
-                    (c.in_h as isize - shift_h).clamp(oh_lo as isize, oh_n as isize) as usize;
-                for kw in 0..c.kernel_w {
-                    let dst = &mut cols[row * ld + off..][..oh_n * ow_n];
-                    let shift_w = (kw * c.dilation_w) as isize - c.pad_left as isize;
-                    let (lo, hi) = valid_range(ow_n, kw * c.dilation_w, c.pad_left, 1, c.in_w);
-                    dst[..oh_lo * ow_n].fill(0.0);
-                    dst[oh_hi * ow_n..].fill(0.0);
-                    // dst[q] = plane[q + delta] over the valid rows, clipped to
-                    // the plane (what is clipped are wrapped columns).
-                    let delta = shift_h * w as isize + shift_w;
-                    let q0 = ((oh_lo * ow_n) as isize).max(-delta);
-                    let q1 = ((oh_hi * ow_n) as isize).min(plane_len as isize - delta);
-                    if q1 > q0 {
-                        let (q0, q1) = (q0 as usize, q1 as usize);
-                        let s0 = (q0 as isize + delta) as usize;
-                        dst[q0..q1].copy_from_slice(&plane[s0..s0 + (q1 - q0)]);
-                    }
-                    zero_columns(dst, ow_n, oh_lo..oh_hi, lo, hi);
-                    row += 1;
+            for (kh, kw) in taps() {
+                let tap = self.same_width_tap(kh, kw);
+                let dst = &mut cols[row * ld + off..][..oh_n * ow_n];
+                dst[..tap.rows.start * ow_n].fill(0.0);
+                dst[tap.rows.end * ow_n..].fill(0.0);
+                if let Some((q0, q1, s0)) = tap.block {
+                    dst[q0..q1].copy_from_slice(&plane[s0..s0 + (q1 - q0)]);
                 }
+                zero_columns(dst, ow_n, tap.rows, tap.cols);
+                row += 1;
             }
         }
     }
@@ -835,48 +847,54 @@ impl ConvPlan {
     }
 
     /// [`ConvPlan::col2im`] for stride 1 with the output as wide as the input
-    /// (the adjoint of [`ConvPlan::im2col_same_width`]): the entries of
-    /// `cols` that wrap around a row edge are zeroed, then each row of `cols`
-    /// is added onto the shifted input plane in one vectorisable loop.
+    /// (the adjoint of [`ConvPlan::im2col_same_width`]): the wrapped entries
+    /// of `cols` are zeroed, then each row's block is added onto the shifted
+    /// plane in one vectorisable loop.
     fn col2im_same_width(&self, cols: &mut [f32], gx: &mut [f32], ld: usize, off: usize) {
         let c = &self.conv;
-        let (oh_n, ow_n, w) = (self.out_h, self.out_w, c.in_w);
-        let plane_len = c.in_h * w;
+        let (oh_n, ow_n) = (self.out_h, self.out_w);
+        let plane_len = c.in_h * c.in_w;
+        let taps = || (0..c.kernel_h).flat_map(|kh| (0..c.kernel_w).map(move |kw| (kh, kw)));
         let mut row = 0;
         for ch in 0..self.cg() {
             let plane = &mut gx[ch * plane_len..][..plane_len];
-            for kh in 0..c.kernel_h {
-                let shift_h = (kh * c.dilation_h) as isize - c.pad_top as isize;
-                let oh_lo = (-shift_h).clamp(0, oh_n as isize) as usize;
-                let oh_hi =
-                    (c.in_h as isize - shift_h).clamp(oh_lo as isize, oh_n as isize) as usize;
-                for kw in 0..c.kernel_w {
-                    let src = &mut cols[row * ld + off..][..oh_n * ow_n];
-                    let shift_w = (kw * c.dilation_w) as isize - c.pad_left as isize;
-                    let (lo, hi) = valid_range(ow_n, kw * c.dilation_w, c.pad_left, 1, c.in_w);
-                    zero_columns(src, ow_n, oh_lo..oh_hi, lo, hi);
-                    let delta = shift_h * w as isize + shift_w;
-                    let q0 = ((oh_lo * ow_n) as isize).max(-delta);
-                    let q1 = ((oh_hi * ow_n) as isize).min(plane_len as isize - delta);
-                    if q1 > q0 {
-                        let (q0, q1) = (q0 as usize, q1 as usize);
-                        let d0 = (q0 as isize + delta) as usize;
-                        plane[d0..d0 + (q1 - q0)]
-                            .iter_mut()
-                            .zip(&src[q0..q1])
-                            .for_each(|(d, &v)| *d += v);
-                    }
-                    row += 1;
+            for (kh, kw) in taps() {
+                let tap = self.same_width_tap(kh, kw);
+                let src = &mut cols[row * ld + off..][..oh_n * ow_n];
+                zero_columns(src, ow_n, tap.rows.clone(), tap.cols);
+                if let Some((q0, q1, d0)) = tap.block {
+                    plane[d0..d0 + (q1 - q0)]
+                        .iter_mut()
+                        .zip(&src[q0..q1])
+                        .for_each(|(d, &v)| *d += v);
                 }
+                row += 1;
             }
         }
     }
 }
 
+/// A kernel tap of a stride-1 same-width convolution (see
+/// [`ConvPlan::same_width_tap`]).
+struct Tap {
+    /// Output rows that read inside the input.
+    rows: std::ops::Range<usize>,
+    /// Output columns `lo..hi` that read inside the input.
+    cols: (usize, usize),
+    /// `(q0, q1, s0)`: column-matrix entries `q0..q1` come from plane entries
+    /// `s0..`; `None` if the tap reads nothing.
+    block: Option<(usize, usize, usize)>,
+}
+
 /// Zeroes columns `..lo` and `hi..` of rows `rows` of a matrix with rows of
 /// `width`, column by column: the strided stores compile to plain moves, where
 /// per-row slices of one or two floats would each become a `memset` call.
-fn zero_columns(m: &mut [f32], width: usize, rows: std::ops::Range<usize>, lo: usize, hi: usize) {
+fn zero_columns(
+    m: &mut [f32],
+    width: usize,
+    rows: std::ops::Range<usize>,
+    (lo, hi): (usize, usize),
+) {
     for col in (0..lo).chain(hi..width) {
         for r in rows.clone() {
             m[r * width + col] = 0.0;
