@@ -325,6 +325,16 @@ impl Module for Graph {
         }
     }
 
+    fn spec(&self) -> Option<crate::io::Spec> {
+        let mut spec = crate::io::Spec::new("Graph")
+            .ints("inputs", &self.inputs)
+            .ints("outputs", &self.outputs);
+        for (k, (m, preds)) in self.nodes.iter().enumerate() {
+            spec = spec.ints(&format!("preds{k}"), preds).child(m.spec()?);
+        }
+        Some(spec)
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }

@@ -50,6 +50,7 @@ mod criterion;
 pub mod data;
 mod error;
 mod graph;
+pub mod io;
 pub mod layers;
 pub mod models;
 mod module;

@@ -67,6 +67,13 @@ pub trait Module: Send + Sync + fmt::Debug {
     /// is its own.
     fn clone_module(&self) -> Box<dyn Module>;
 
+    /// The module's description for the native model format (type,
+    /// hyperparameters, children; not the weights); `None` if it cannot be
+    /// saved.
+    fn spec(&self) -> Option<crate::io::Spec> {
+        None
+    }
+
     /// Calls `f` on every piece of state that is not a parameter (running
     /// statistics, random stream positions), in a fixed order, so that a
     /// checkpoint can save and restore it; containers pass it on.

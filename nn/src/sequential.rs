@@ -129,6 +129,10 @@ impl Module for Sequential {
         Box::new(self.clone())
     }
 
+    fn spec(&self) -> Option<crate::io::Spec> {
+        children_spec(crate::io::Spec::new("Sequential"), &self.modules)
+    }
+
     fn visit_state(&mut self, f: &mut dyn FnMut(crate::StateMut<'_>)) {
         for m in &mut self.modules {
             m.visit_state(f);
@@ -140,4 +144,12 @@ impl Module for Sequential {
             m.reseed(crate::module::child_seed(seed, i));
         }
     }
+}
+
+/// `s` with the specs of `modules` as children (`None` if one has none).
+pub(crate) fn children_spec(
+    s: crate::io::Spec,
+    modules: &[Box<dyn Module>],
+) -> Option<crate::io::Spec> {
+    modules.iter().try_fold(s, |s, m| Some(s.child(m.spec()?)))
 }

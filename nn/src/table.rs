@@ -6,7 +6,9 @@ use bigdl_tensor::Tensor;
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid, shape};
+use crate::io::Spec;
 use crate::module::Module;
+use crate::sequential::children_spec;
 
 /// `a + b` for activities of the same structure (gradients of a shared input).
 pub(crate) fn add_activities(layer: &str, a: &Activity, b: &Activity) -> Result<Activity> {
@@ -86,6 +88,10 @@ impl Module for Identity {
     fn update_grad_input(&mut self, _input: &Activity, grad_output: &Activity) -> Result<Activity> {
         Ok(grad_output.clone())
     }
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("Identity"))
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
@@ -230,6 +236,10 @@ impl Module for ConcatTable {
         Ok(())
     }
 
+    fn spec(&self) -> Option<Spec> {
+        children_spec(Spec::new("ConcatTable"), &self.children.modules)
+    }
+
     container_plumbing!();
 }
 
@@ -272,6 +282,12 @@ impl ParallelTable {
     #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, m: impl Module + 'static) -> Self {
         self.children.modules.push(Box::new(m));
+        self
+    }
+
+    /// Adds a boxed child (builder style).
+    pub fn add_boxed(mut self, m: Box<dyn Module>) -> Self {
+        self.children.modules.push(m);
         self
     }
 }
@@ -342,6 +358,10 @@ impl Module for ParallelTable {
         Ok(())
     }
 
+    fn spec(&self) -> Option<Spec> {
+        children_spec(Spec::new("ParallelTable"), &self.children.modules)
+    }
+
     container_plumbing!();
 }
 
@@ -372,6 +392,12 @@ impl Concat {
     #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, m: impl Module + 'static) -> Self {
         self.children.modules.push(Box::new(m));
+        self
+    }
+
+    /// Adds a boxed child (builder style).
+    pub fn add_boxed(mut self, m: Box<dyn Module>) -> Self {
+        self.children.modules.push(m);
         self
     }
 
@@ -454,6 +480,13 @@ impl Module for Concat {
         Ok(())
     }
 
+    fn spec(&self) -> Option<Spec> {
+        children_spec(
+            Spec::new("Concat").int("dim", self.dim),
+            &self.children.modules,
+        )
+    }
+
     container_plumbing!();
 }
 
@@ -503,6 +536,10 @@ impl Module for CAddTable {
             xs.iter().map(|_| gy.deep_clone().into()).collect(),
         ))
     }
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("CAddTable"))
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
@@ -561,6 +598,10 @@ impl Module for CMulTable {
         }
         Ok(Activity::Table(out))
     }
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("CMulTable"))
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
@@ -610,6 +651,10 @@ impl Module for JoinTable {
         }
         Ok(Activity::Table(out))
     }
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("JoinTable").int("dim", self.dim))
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
@@ -665,6 +710,10 @@ impl Module for SplitTable {
         same_sizes(self.name(), x, &gx)?;
         Ok(gx.into())
     }
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("SplitTable").int("dim", self.dim))
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
@@ -713,6 +762,10 @@ impl Module for SelectTable {
         }
         Ok(Activity::Table(out))
     }
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("SelectTable").int("index", self.index))
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }

@@ -6,6 +6,7 @@ use bigdl_tensor::kernels::elementwise::{self, Unary};
 
 use crate::activity::Activity;
 use crate::error::{Result, shape};
+use crate::io::Spec;
 use crate::module::{Module, same_shape};
 
 /// The functions of this file.
@@ -163,6 +164,9 @@ macro_rules! activation {
             }
             fn clone_module(&self) -> Box<dyn Module> {
                 Box::new(self.clone())
+            }
+            fn spec(&self) -> Option<Spec> {
+                Some(Spec::new(stringify!($name)))
             }
         }
     };

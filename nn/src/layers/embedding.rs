@@ -4,6 +4,7 @@ use bigdl_tensor::Tensor;
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid};
+use crate::io::Spec;
 use crate::module::{Module, init_generator};
 
 /// Embeddings: input of (0-based) indices of any shape, stored as floats
@@ -98,6 +99,14 @@ impl Module for LookupTable {
 
     fn visit_parameters(&mut self, f: &mut dyn FnMut(&mut Tensor<f32>, &mut Tensor<f32>)) {
         f(&mut self.weight, &mut self.grad_weight);
+    }
+
+    fn spec(&self) -> Option<Spec> {
+        Some(
+            Spec::new("LookupTable")
+                .int("n", self.n)
+                .int("dim", self.dim),
+        )
     }
 
     fn clone_module(&self) -> Box<dyn Module> {

@@ -5,6 +5,7 @@ use bigdl_tensor::kernels::conv::{Conv2d, ConvPlan};
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid};
+use crate::io::Spec;
 use crate::module::{Module, batched, init_generator, same_shape, uniform_init};
 
 /// Transposed convolution (Torch7's `SpatialFullConvolution`, PyTorch's
@@ -294,5 +295,21 @@ impl Module for SpatialFullConvolution {
 
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
+    }
+
+    fn spec(&self) -> Option<Spec> {
+        let pair = |p: (usize, usize)| [p.0, p.1];
+        Some(
+            Spec::new("SpatialFullConvolution")
+                .int("in", self.in_channels)
+                .int("out", self.out_channels)
+                .ints("kernel", &pair(self.kernel))
+                .ints("stride", &pair(self.stride))
+                .ints("pad", &pair(self.pad))
+                .ints("adj", &pair(self.adj))
+                .ints("dilation", &pair(self.dilation))
+                .int("groups", self.groups)
+                .flag("bias", self.bias.is_some()),
+        )
     }
 }

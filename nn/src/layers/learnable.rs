@@ -4,6 +4,7 @@ use bigdl_tensor::Tensor;
 
 use crate::activity::Activity;
 use crate::error::{Result, shape};
+use crate::io::Spec;
 use crate::module::{Module, init_generator, same_shape, uniform_init};
 
 /// Sums `t` over the dimensions where `target` (aligned to the trailing
@@ -165,6 +166,9 @@ macro_rules! affine_module {
             fn clone_module(&self) -> Box<dyn Module> {
                 Box::new(self.clone())
             }
+            fn spec(&self) -> Option<Spec> {
+                Some(Spec::new(stringify!($name)).ints("size", &self.0.size))
+            }
         }
     };
 }
@@ -310,6 +314,10 @@ impl Module for PReLU {
 
     fn visit_parameters(&mut self, f: &mut dyn FnMut(&mut Tensor<f32>, &mut Tensor<f32>)) {
         f(&mut self.weight, &mut self.grad);
+    }
+
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("PReLU").int("planes", self.planes))
     }
 
     fn clone_module(&self) -> Box<dyn Module> {

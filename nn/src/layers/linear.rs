@@ -5,6 +5,7 @@ use bigdl_tensor::kernels::gemm::{Gemm, Transpose};
 
 use crate::activity::Activity;
 use crate::error::Result;
+use crate::io::Spec;
 use crate::module::{Module, batched, init_generator, same_shape, uniform_init};
 
 /// Fully connected layer: input `[N, in]` (or `[in]`), output `[N, out]`;
@@ -150,5 +151,14 @@ impl Module for Linear {
 
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
+    }
+
+    fn spec(&self) -> Option<Spec> {
+        Some(
+            Spec::new("Linear")
+                .int("in", self.in_features)
+                .int("out", self.out_features)
+                .flag("bias", self.bias.is_some()),
+        )
     }
 }

@@ -6,6 +6,7 @@ use bigdl_tensor::kernels::norm::{BatchNorm, BatchNormSaved, Lrn, dropout_forwar
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid, shape};
+use crate::io::Spec;
 use crate::module::{Module, StateMut, init_generator, same_shape};
 
 /// Batch normalisation over the channels of `[N, C]` input
@@ -307,6 +308,17 @@ impl Module for BatchNormalization {
         f(StateMut::F32(&mut self.running_var));
     }
 
+    fn spec(&self) -> Option<Spec> {
+        Some(
+            Spec::new("BatchNormalization")
+                .int("channels", self.channels)
+                .flag("spatial", self.spatial_input)
+                .float("eps", self.eps)
+                .float("momentum", self.momentum)
+                .flag("affine", self.affine.is_some()),
+        )
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
@@ -391,6 +403,16 @@ impl Module for SpatialCrossMapLRN {
             &mut gx,
         )?;
         Ok(Tensor::from_vec(gx, x.sizes())?.into())
+    }
+
+    fn spec(&self) -> Option<Spec> {
+        Some(
+            Spec::new("SpatialCrossMapLRN")
+                .int("size", self.size)
+                .float("alpha", self.alpha)
+                .float("beta", self.beta)
+                .float("k", self.k),
+        )
     }
 
     fn clone_module(&self) -> Box<dyn Module> {
@@ -493,6 +515,10 @@ impl Module for Dropout {
 
     fn is_training(&self) -> bool {
         self.training
+    }
+
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("Dropout").float("p", self.p))
     }
 
     fn clone_module(&self) -> Box<dyn Module> {

@@ -6,6 +6,7 @@ use bigdl_tensor::Tensor;
 
 use crate::activity::Activity;
 use crate::error::Result;
+use crate::io::Spec;
 use crate::module::{Module, same_shape};
 
 /// The function and its parameters.
@@ -128,6 +129,25 @@ impl Op {
     }
 }
 
+impl Op {
+    /// The op's parameters as spec attributes.
+    fn attrs(self, s: Spec) -> Spec {
+        match self {
+            Op::LeakyRelu(a) => s.float("negval", a),
+            Op::Elu(a) => s.float("alpha", a),
+            Op::HardTanh(lo, hi) => s.float("min", lo).float("max", hi),
+            Op::SoftPlus(b) => s.float("beta", b),
+            Op::Threshold(t, v) => s.float("threshold", t).float("value", v),
+            Op::Power { p, scale, shift } => s
+                .float("power", p)
+                .float("scale", scale)
+                .float("shift", shift),
+            Op::MulConstant(c) | Op::AddConstant(c) => s.float("c", c),
+            Op::Abs | Op::Sqrt | Op::Square | Op::Exp | Op::Log => s,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Pointwise {
     name: String,
@@ -178,6 +198,11 @@ macro_rules! pointwise {
             }
             fn clone_module(&self) -> Box<dyn Module> {
                 Box::new(self.clone())
+            }
+            fn spec(&self) -> Option<Spec> {
+                let s = Spec::new(stringify!($name));
+                // ReLU6 is HardTanh(0, 6) with no parameters of its own.
+                Some(if stringify!($name) == "ReLU6" { s } else { self.0.op.attrs(s) })
             }
         }
     };

@@ -5,6 +5,7 @@ use bigdl_tensor::kernels::pool2d::{Pool2d, PoolPlan};
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid};
+use crate::io::Spec;
 use crate::module::{Module, batched, same_shape};
 
 /// Window geometry shared by both poolings.
@@ -18,6 +19,16 @@ struct Window {
 }
 
 impl Window {
+    fn spec(&self, kind: &str) -> Spec {
+        let pair = |p: (usize, usize)| [p.0, p.1];
+        Spec::new(kind)
+            .ints("kernel", &pair(self.kernel))
+            .ints("stride", &pair(self.stride))
+            .ints("pad", &pair(self.pad))
+            .flag("ceil", self.ceil_mode)
+            .flag("global", self.global)
+    }
+
     fn plan(
         &self,
         name: &str,
@@ -135,6 +146,10 @@ impl Module for SpatialMaxPooling {
         Ok(Tensor::from_vec(gx, input.tensor(&self.name)?.sizes())?.into())
     }
 
+    fn spec(&self) -> Option<Spec> {
+        Some(self.window.spec("SpatialMaxPooling"))
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
@@ -218,6 +233,14 @@ impl Module for SpatialAveragePooling {
         let mut gx = vec![0.0f32; x.numel()];
         plan.avg_backward(&gy.as_slice()?, &mut gx)?;
         Ok(Tensor::from_vec(gx, input.tensor(&self.name)?.sizes())?.into())
+    }
+
+    fn spec(&self) -> Option<Spec> {
+        Some(
+            self.window
+                .spec("SpatialAveragePooling")
+                .flag("count_include_pad", self.count_include_pad),
+        )
     }
 
     fn clone_module(&self) -> Box<dyn Module> {

@@ -6,6 +6,7 @@ use bigdl_tensor::kernels::gemm::{Gemm, Transpose};
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid, shape};
+use crate::io::Spec;
 use crate::module::{Module, init_generator, same_shape, uniform_init};
 
 /// Which recurrence a [`Cell`] computes.
@@ -75,6 +76,30 @@ impl Cell {
     /// A GRU cell.
     pub fn gru(input: usize, hidden: usize) -> Result<Cell> {
         Cell::new(CellKind::Gru, input, hidden)
+    }
+}
+
+impl Cell {
+    fn spec(&self) -> Spec {
+        let kind = match self.kind {
+            CellKind::Rnn => "RnnCell",
+            CellKind::Lstm => "LSTM",
+            CellKind::Gru => "GRU",
+        };
+        Spec::new(kind)
+            .int("input", self.input)
+            .int("hidden", self.hidden)
+    }
+
+    /// The cell a spec of [`Cell`]'s kinds describes.
+    pub(crate) fn from_spec(s: &Spec) -> Result<Cell> {
+        let (i, h) = (s.get_usize("input")?, s.get_usize("hidden")?);
+        match s.kind.as_str() {
+            "RnnCell" => Cell::rnn(i, h),
+            "LSTM" => Cell::lstm(i, h),
+            "GRU" => Cell::gru(i, h),
+            k => Err(invalid("model file", format!("unknown recurrent cell {k}"))),
+        }
     }
 }
 
@@ -376,6 +401,10 @@ impl Module for Recurrent {
         }
     }
 
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("Recurrent").child(self.cell.spec()))
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
@@ -486,6 +515,14 @@ impl Module for BiRecurrent {
         self.bwd.visit_parameters(f);
     }
 
+    fn spec(&self) -> Option<Spec> {
+        Some(
+            Spec::new("BiRecurrent")
+                .child(self.fwd.cell.spec())
+                .child(self.bwd.cell.spec()),
+        )
+    }
+
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
     }
@@ -504,6 +541,11 @@ impl TimeDistributed {
         TimeDistributed {
             inner: Box::new(inner),
         }
+    }
+
+    /// Wraps a boxed module.
+    pub fn boxed(inner: Box<dyn Module>) -> TimeDistributed {
+        TimeDistributed { inner }
     }
 
     fn merged(&self, x: &Tensor<f32>) -> Result<(Tensor<f32>, [usize; 2])> {
@@ -576,6 +618,10 @@ impl Module for TimeDistributed {
 
     fn visit_state(&mut self, f: &mut dyn FnMut(crate::StateMut<'_>)) {
         self.inner.visit_state(f);
+    }
+
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("TimeDistributed").child(self.inner.spec()?))
     }
 
     fn clone_module(&self) -> Box<dyn Module> {

@@ -4,6 +4,7 @@ use bigdl_tensor::Tensor;
 
 use crate::activity::Activity;
 use crate::error::{Result, shape};
+use crate::io::Spec;
 use crate::module::Module;
 
 /// Reshapes to `sizes`, or to `[N] + sizes` when the input has a leading
@@ -74,5 +75,13 @@ impl Module for Reshape {
 
     fn clone_module(&self) -> Box<dyn Module> {
         Box::new(self.clone())
+    }
+
+    fn spec(&self) -> Option<Spec> {
+        Some(
+            Spec::new("Reshape")
+                .ints("sizes", &self.sizes)
+                .flag("batched", self.batched),
+        )
     }
 }

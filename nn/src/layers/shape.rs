@@ -6,6 +6,7 @@ use bigdl_tensor::Tensor;
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid, shape};
+use crate::io::Spec;
 use crate::module::{Module, same_shape};
 
 /// A layer whose output is a function of the input's layout only: the
@@ -65,6 +66,9 @@ macro_rules! relayout_module {
             fn clone_module(&self) -> Box<dyn Module> {
                 Box::new(self.clone())
             }
+            fn spec(&self) -> Option<Spec> {
+                Some(self.spec_of())
+            }
         }
     };
 }
@@ -82,6 +86,17 @@ impl View {
             label: format!("View({sizes:?})"),
             sizes: sizes.to_vec(),
         }
+    }
+}
+
+impl View {
+    fn spec_of(&self) -> Spec {
+        let v: Vec<i64> = self
+            .sizes
+            .iter()
+            .map(|s| s.map_or(-1, |x| x as i64))
+            .collect();
+        Spec::new("View").attr("sizes", crate::io::Attr::Ints(v))
     }
 }
 
@@ -130,6 +145,15 @@ impl Squeeze {
     }
 }
 
+impl Squeeze {
+    fn spec_of(&self) -> Spec {
+        Spec::new("Squeeze").attr(
+            "dim",
+            crate::io::Attr::Int(self.dim.map_or(-1, |d| d as i64)),
+        )
+    }
+}
+
 impl Relayout for Squeeze {
     fn label(&self) -> &str {
         &self.label
@@ -157,6 +181,12 @@ impl Unsqueeze {
     }
 }
 
+impl Unsqueeze {
+    fn spec_of(&self) -> Spec {
+        Spec::new("Unsqueeze").int("dim", self.dim)
+    }
+}
+
 impl Relayout for Unsqueeze {
     fn label(&self) -> &str {
         &self.label
@@ -178,6 +208,13 @@ impl Transpose {
             label: format!("Transpose({pairs:?})"),
             pairs: pairs.to_vec(),
         }
+    }
+}
+
+impl Transpose {
+    fn spec_of(&self) -> Spec {
+        let flat: Vec<usize> = self.pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+        Spec::new("Transpose").ints("pairs", &flat)
     }
 }
 
@@ -211,6 +248,15 @@ impl Narrow {
     }
 }
 
+impl Narrow {
+    fn spec_of(&self) -> Spec {
+        Spec::new("Narrow")
+            .int("dim", self.dim)
+            .int("offset", self.offset)
+            .int("length", self.length)
+    }
+}
+
 impl Relayout for Narrow {
     fn label(&self) -> &str {
         &self.label
@@ -233,6 +279,14 @@ impl Select {
             dim,
             index,
         }
+    }
+}
+
+impl Select {
+    fn spec_of(&self) -> Spec {
+        Spec::new("Select")
+            .int("dim", self.dim)
+            .int("index", self.index)
     }
 }
 
@@ -262,6 +316,12 @@ impl Contiguous {
 impl Default for Contiguous {
     fn default() -> Self {
         Contiguous::new()
+    }
+}
+
+impl Contiguous {
+    fn spec_of(&self) -> Spec {
+        Spec::new("Contiguous")
     }
 }
 
@@ -356,6 +416,11 @@ macro_rules! pad_module {
             }
             fn clone_module(&self) -> Box<dyn Module> {
                 Box::new(self.clone())
+            }
+            fn spec(&self) -> Option<Spec> {
+                let p = &self.0;
+                let flat: Vec<usize> = p.dims.iter().flat_map(|&(d, a, b)| [d, a, b]).collect();
+                Some(Spec::new(stringify!($name)).ints("dims", &flat).float("value", p.value))
             }
         }
     };
@@ -534,6 +599,9 @@ macro_rules! reduction_module {
             }
             fn clone_module(&self) -> Box<dyn Module> {
                 Box::new(self.clone())
+            }
+            fn spec(&self) -> Option<Spec> {
+                Some(Spec::new(stringify!($name)).int("dim", self.0.dim))
             }
         }
     };

@@ -1,0 +1,476 @@
+//! The native model format: a model's description ([`Spec`]: layer types,
+//! hyperparameters, structure) and its weights and state, saved and loaded
+//! bitwise.
+//!
+//! Layout (little-endian): `BDLMODEL`, version `u32` (1), description length
+//! `u64`, its CRC-32 `u32`, the description, the flat weights (one tensor in
+//! the tensor crate's checksummed `BDLT` encoding, in
+//! [`Module::visit_parameters`] order), and the non-parameter state (count
+//! `u64`, then per item a tag: 0 and a `BDLT` tensor, or 1 and a `u64`). Every
+//! length is checked against the bytes present before it is used.
+
+mod spec;
+
+pub use spec::{Attr, Spec};
+
+use std::fs;
+use std::path::Path;
+
+use bigdl_tensor::{Tensor, crc32};
+
+use crate::error::{NnError, Result};
+use crate::graph::GraphBuilder;
+use crate::layers::*;
+use crate::module::{Module, StateMut, compact};
+use crate::sequential::Sequential;
+use crate::table::*;
+
+const MAGIC: &[u8; 8] = b"BDLMODEL";
+const VERSION: u32 = 1;
+
+fn bad(path: &Path, what: impl Into<String>) -> NnError {
+    NnError::Data {
+        path: path.display().to_string(),
+        what: what.into(),
+    }
+}
+
+fn unsupported(kind: &str) -> NnError {
+    NnError::Invalid {
+        layer: "model file".into(),
+        what: format!("unknown module type {kind}"),
+    }
+}
+
+/// The encoded model: description, weights and state.
+pub fn encode(model: &mut dyn Module) -> Result<Vec<u8>> {
+    let spec = model.spec().ok_or_else(|| NnError::Invalid {
+        layer: model.name().to_string(),
+        what: "this model holds a module the native format cannot describe".into(),
+    })?;
+    let mut desc = Vec::new();
+    spec.encode(&mut desc);
+    let mut out = Vec::new();
+    out.extend(MAGIC);
+    out.extend(VERSION.to_le_bytes());
+    out.extend((desc.len() as u64).to_le_bytes());
+    out.extend(crc32(&desc).to_le_bytes());
+    out.extend(&desc);
+    // The weights in parameter order, copied into one tensor.
+    let mut flat = Vec::new();
+    model.visit_parameters(&mut |w, _| flat.extend(w.to_vec()));
+    let n = flat.len();
+    Tensor::from_vec(flat, &[n])?.encode(&mut out);
+    let mut items: Vec<Vec<u8>> = Vec::new();
+    let mut err = None;
+    model.visit_state(&mut |s| {
+        let mut item = Vec::new();
+        match s {
+            StateMut::F32(v) => {
+                item.push(0);
+                match Tensor::from_vec(v.clone(), &[v.len()]) {
+                    Ok(t) => t.encode(&mut item),
+                    Err(e) => err = Some(e),
+                }
+            }
+            StateMut::U64(v) => {
+                item.push(1);
+                item.extend(v.to_le_bytes());
+            }
+        }
+        items.push(item);
+    });
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    out.extend((items.len() as u64).to_le_bytes());
+    items.iter().for_each(|i| out.extend(i));
+    Ok(out)
+}
+
+/// Saves `model` to `path` atomically (temporary file, fsync, rename).
+pub fn save(model: &mut dyn Module, path: &Path) -> Result<()> {
+    let bytes = encode(model)?;
+    let io = |e: std::io::Error| NnError::Io {
+        path: path.display().to_string(),
+        what: e.to_string(),
+    };
+    let tmp = path.with_extension("tmp-bdl");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    fs::rename(&tmp, path).map_err(io)
+}
+
+/// Loads a model saved by [`save`]: rebuilt from its description, weights
+/// and state restored, parameters compacted.
+pub fn load(path: &Path) -> Result<Box<dyn Module>> {
+    let bytes = fs::read(path).map_err(|e| NnError::Io {
+        path: path.display().to_string(),
+        what: e.to_string(),
+    })?;
+    decode(&bytes).map_err(|e| match e {
+        NnError::Data { what, .. } => bad(path, what),
+        other => bad(path, other.to_string()),
+    })
+}
+
+/// Whether `bytes` start like a native model file.
+pub fn is_native(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// Decodes a model from the bytes of a native model file.
+pub fn decode(bytes: &[u8]) -> Result<Box<dyn Module>> {
+    let here = Path::new("model");
+    if bytes.len() < 24 || !is_native(bytes) {
+        return Err(bad(here, "not a bigdl model file"));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(bad(
+            here,
+            format!("model format version {version}, expected {VERSION}"),
+        ));
+    }
+    let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let rest = &bytes[24..];
+    if len > rest.len() as u64 {
+        return Err(bad(
+            here,
+            format!("a description of {len} bytes in a file of {}", bytes.len()),
+        ));
+    }
+    let desc = &rest[..len as usize];
+    if crc32(desc) != u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes")) {
+        return Err(bad(here, "description checksum mismatch"));
+    }
+    let (spec, used) = Spec::decode(desc)?;
+    if used != desc.len() {
+        return Err(bad(here, "trailing bytes after the description"));
+    }
+    let mut model = build(&spec)?;
+    let flat = compact(model.as_mut())?;
+    let mut at = 24 + desc.len();
+    let (w, n) = Tensor::<f32>::decode(&bytes[at..]).map_err(|e| bad(here, e.to_string()))?;
+    at += n;
+    if w.numel() != flat.weight.numel() {
+        return Err(bad(
+            here,
+            format!(
+                "{} weights for a model of {}",
+                w.numel(),
+                flat.weight.numel()
+            ),
+        ));
+    }
+    flat.weight.copy_from(&w.view(&[w.numel()])?)?;
+    let count = bytes
+        .get(at..at + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .ok_or_else(|| bad(here, "truncated state"))?;
+    at += 8;
+    let mut state: Vec<std::result::Result<u64, Vec<f32>>> = Vec::new();
+    for _ in 0..count.min(1 << 20) {
+        let tag = *bytes.get(at).ok_or_else(|| bad(here, "truncated state"))?;
+        at += 1;
+        state.push(match tag {
+            0 => {
+                let (t, n) =
+                    Tensor::<f32>::decode(&bytes[at..]).map_err(|e| bad(here, e.to_string()))?;
+                at += n;
+                Err(t.to_vec())
+            }
+            1 => {
+                let b = bytes
+                    .get(at..at + 8)
+                    .ok_or_else(|| bad(here, "truncated state"))?;
+                at += 8;
+                Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            }
+            t => return Err(bad(here, format!("unknown state tag {t}"))),
+        });
+    }
+    if at != bytes.len() {
+        return Err(bad(here, "trailing bytes after the state"));
+    }
+    let mut expected = Vec::new();
+    model.visit_state(&mut |s| {
+        expected.push(match s {
+            StateMut::F32(v) => Some(v.len()),
+            StateMut::U64(_) => None,
+        })
+    });
+    let fits = expected.len() == state.len()
+        && expected.iter().zip(&state).all(|(e, s)| match (e, s) {
+            (Some(n), Err(v)) => *n == v.len(),
+            (None, Ok(_)) => true,
+            _ => false,
+        });
+    if !fits {
+        return Err(bad(
+            here,
+            "the saved state does not match the described model",
+        ));
+    }
+    let mut it = state.into_iter();
+    model.visit_state(&mut |s| match (s, it.next()) {
+        (StateMut::F32(v), Some(Err(t))) => *v = t,
+        (StateMut::U64(v), Some(Ok(x))) => *v = x,
+        _ => unreachable!("checked above"),
+    });
+    Ok(model)
+}
+
+fn pair(s: &Spec, name: &str) -> Result<(usize, usize)> {
+    match s.get_usizes(name)?[..] {
+        [a, b] => Ok((a, b)),
+        _ => Err(unsupported(&format!(
+            "{} with a {name} that is not a pair",
+            s.kind
+        ))),
+    }
+}
+
+fn children(s: &Spec) -> Result<Vec<Box<dyn Module>>> {
+    s.children.iter().map(build).collect()
+}
+
+/// Builds the module a spec describes (fresh weights; [`load`] restores
+/// them).
+pub fn build(s: &Spec) -> Result<Box<dyn Module>> {
+    let f = |n: &str| s.get_f32(n);
+    let u = |n: &str| s.get_usize(n);
+    Ok(match s.kind.as_str() {
+        "Linear" => {
+            let l = Linear::new(u("in")?, u("out")?)?;
+            Box::new(if s.get_bool("bias")? {
+                l
+            } else {
+                l.without_bias()
+            })
+        }
+        "SpatialConvolution" => {
+            let (sh, sw) = pair(s, "stride")?;
+            let (ph, pw) = pair(s, "pad")?;
+            let (dh, dw) = pair(s, "dilation")?;
+            let c = SpatialConvolution::with_groups(
+                u("in")?,
+                u("out")?,
+                pair(s, "kernel")?,
+                u("groups")?,
+            )?
+            .stride(sh, sw)
+            .pad(ph, pw)
+            .dilation(dh, dw);
+            Box::new(if s.get_bool("bias")? {
+                c
+            } else {
+                c.without_bias()
+            })
+        }
+        "SpatialFullConvolution" => {
+            let (sh, sw) = pair(s, "stride")?;
+            let (ph, pw) = pair(s, "pad")?;
+            let (ah, aw) = pair(s, "adj")?;
+            let (dh, dw) = pair(s, "dilation")?;
+            let c =
+                SpatialFullConvolution::new(u("in")?, u("out")?, pair(s, "kernel")?, u("groups")?)?
+                    .stride(sh, sw)
+                    .pad(ph, pw)
+                    .adj(ah, aw)
+                    .dilation(dh, dw);
+            Box::new(if s.get_bool("bias")? {
+                c
+            } else {
+                c.without_bias()
+            })
+        }
+        "SpatialMaxPooling" | "SpatialAveragePooling" => {
+            let (ph, pw) = pair(s, "pad")?;
+            let global = s.get_bool("global")?;
+            let ceil = s.get_bool("ceil")?;
+            if s.kind == "SpatialMaxPooling" {
+                let p = SpatialMaxPooling::new(pair(s, "kernel")?, pair(s, "stride")?).pad(ph, pw);
+                Box::new(if ceil { p.ceil() } else { p })
+            } else {
+                let p = if global {
+                    SpatialAveragePooling::global()
+                } else {
+                    SpatialAveragePooling::new(pair(s, "kernel")?, pair(s, "stride")?).pad(ph, pw)
+                };
+                let p = p.count_include_pad(s.get_bool("count_include_pad")?);
+                Box::new(if ceil { p.ceil() } else { p })
+            }
+        }
+        "ReLU" => Box::new(ReLU::new()),
+        "Tanh" => Box::new(Tanh::new()),
+        "Sigmoid" => Box::new(Sigmoid::new()),
+        "SoftMax" => Box::new(SoftMax::new()),
+        "SoftMin" => Box::new(SoftMin::new()),
+        "LogSoftMax" => Box::new(LogSoftMax::new()),
+        "ReLU6" => Box::new(ReLU6::new()),
+        "LeakyReLU" => Box::new(LeakyReLU::new(f("negval")?)),
+        "ELU" => Box::new(ELU::new(f("alpha")?)),
+        "HardTanh" => Box::new(HardTanh::new(f("min")?, f("max")?)),
+        "SoftPlus" => Box::new(SoftPlus::new(f("beta")?)),
+        "Threshold" => Box::new(Threshold::new(f("threshold")?, f("value")?)),
+        "Abs" => Box::new(Abs::new()),
+        "Power" => Box::new(Power::new(f("power")?, f("scale")?, f("shift")?)),
+        "Sqrt" => Box::new(Sqrt::new()),
+        "Square" => Box::new(Square::new()),
+        "Exp" => Box::new(Exp::new()),
+        "Log" => Box::new(Log::new()),
+        "MulConstant" => Box::new(MulConstant::new(f("c")?)),
+        "AddConstant" => Box::new(AddConstant::new(f("c")?)),
+        "Reshape" => {
+            let sizes = s.get_usizes("sizes")?;
+            Box::new(if s.get_bool("batched")? {
+                Reshape::batched(&sizes)
+            } else {
+                Reshape::new(&sizes)
+            })
+        }
+        "View" => match s.attrs.iter().find(|(n, _)| n == "sizes") {
+            Some((_, Attr::Ints(v))) if v.iter().all(|&x| x >= -1) => Box::new(View::new(
+                &v.iter()
+                    .map(|&x| (x >= 0).then_some(x as usize))
+                    .collect::<Vec<_>>(),
+            )),
+            _ => return Err(unsupported("View without sizes")),
+        },
+        "Squeeze" => match s.attrs.iter().find(|(n, _)| n == "dim") {
+            Some((_, Attr::Int(-1))) => Box::new(Squeeze::new(None)),
+            _ => Box::new(Squeeze::new(Some(u("dim")?))),
+        },
+        "Unsqueeze" => Box::new(Unsqueeze::new(u("dim")?)),
+        "Transpose" => {
+            let flat = s.get_usizes("pairs")?;
+            let pairs: Vec<(usize, usize)> = flat
+                .chunks(2)
+                .filter(|c| c.len() == 2)
+                .map(|c| (c[0], c[1]))
+                .collect();
+            Box::new(Transpose::new(&pairs))
+        }
+        "Narrow" => Box::new(Narrow::new(u("dim")?, u("offset")?, u("length")?)),
+        "Select" => Box::new(Select::new(u("dim")?, u("index")?)),
+        "Contiguous" => Box::new(Contiguous::new()),
+        "SpatialZeroPadding" => match s.get_usizes("dims")?[..] {
+            [0, l, r, 1, t, b] => Box::new(SpatialZeroPadding::new(l, r, t, b)),
+            _ => return Err(unsupported("SpatialZeroPadding with other dimensions")),
+        },
+        "Padding" => match s.get_usizes("dims")?[..] {
+            [d, a, b] => Box::new(Padding::new(d, a, b, f("value")?)),
+            _ => return Err(unsupported("Padding of several dimensions")),
+        },
+        "Sum" => Box::new(Sum::new(u("dim")?)),
+        "Mean" => Box::new(Mean::new(u("dim")?)),
+        "Max" => Box::new(Max::new(u("dim")?)),
+        "CMul" => Box::new(CMul::new(&s.get_usizes("size")?)?),
+        "CAdd" => Box::new(CAdd::new(&s.get_usizes("size")?)?),
+        "Scale" => Box::new(Scale::new(&s.get_usizes("size")?)?),
+        "PReLU" => Box::new(PReLU::new(u("planes")?)?),
+        "BatchNormalization" => {
+            let c = u("channels")?;
+            let bn = if s.get_bool("spatial")? {
+                BatchNormalization::spatial(c)?
+            } else {
+                BatchNormalization::new(c)?
+            }
+            .eps(f("eps")?)
+            .momentum(f("momentum")?);
+            Box::new(if s.get_bool("affine")? {
+                bn
+            } else {
+                bn.without_affine()
+            })
+        }
+        "SpatialCrossMapLRN" => Box::new(SpatialCrossMapLRN::new(
+            u("size")?,
+            f("alpha")?,
+            f("beta")?,
+            f("k")?,
+        )),
+        "Dropout" => Box::new(Dropout::new(f("p")?)?),
+        "LookupTable" => Box::new(LookupTable::new(u("n")?, u("dim")?)?),
+        "Recurrent" => match &s.children[..] {
+            [c] => Box::new(Recurrent::new(Cell::from_spec(c)?)),
+            _ => return Err(unsupported("Recurrent without exactly one cell")),
+        },
+        "BiRecurrent" => match &s.children[..] {
+            [a, b] => Box::new(BiRecurrent::new(Cell::from_spec(a)?, Cell::from_spec(b)?)?),
+            _ => return Err(unsupported("BiRecurrent without exactly two cells")),
+        },
+        "TimeDistributed" => match &s.children[..] {
+            [c] => Box::new(TimeDistributed::boxed(build(c)?)),
+            _ => return Err(unsupported("TimeDistributed without exactly one module")),
+        },
+        "Sequential" => {
+            let mut m = Sequential::new();
+            for c in children(s)? {
+                m.push(c);
+            }
+            Box::new(m)
+        }
+        "ConcatTable" => Box::new(
+            children(s)?
+                .into_iter()
+                .fold(ConcatTable::new(), |t, c| t.add_boxed(c)),
+        ),
+        "ParallelTable" => Box::new(
+            children(s)?
+                .into_iter()
+                .fold(ParallelTable::new(), |t, c| t.add_boxed(c)),
+        ),
+        "Concat" => Box::new(
+            children(s)?
+                .into_iter()
+                .fold(Concat::new(u("dim")?), |t, c| t.add_boxed(c)),
+        ),
+        "Identity" => Box::new(Identity::new()),
+        "CAddTable" => Box::new(CAddTable::new()),
+        "CMulTable" => Box::new(CMulTable::new()),
+        "JoinTable" => Box::new(JoinTable::new(u("dim")?)),
+        "SplitTable" => Box::new(SplitTable::new(u("dim")?)),
+        "SelectTable" => Box::new(SelectTable::new(u("index")?)),
+        "Graph" => {
+            let mut g = GraphBuilder::new();
+            let mut nodes = Vec::with_capacity(s.children.len());
+            for (k, c) in s.children.iter().enumerate() {
+                let preds = s.get_usizes(&format!("preds{k}"))?;
+                let node = if preds.is_empty() {
+                    g.input()
+                } else {
+                    let ins: Vec<_> = preds
+                        .iter()
+                        .map(|&p| {
+                            nodes
+                                .get(p)
+                                .copied()
+                                .ok_or_else(|| unsupported("Graph with a forward reference"))
+                        })
+                        .collect::<Result<_>>()?;
+                    g.boxed(build(c)?, &ins)?
+                };
+                nodes.push(node);
+            }
+            let pick = |name: &str| -> Result<Vec<_>> {
+                s.get_usizes(name)?
+                    .iter()
+                    .map(|&i| {
+                        nodes
+                            .get(i)
+                            .copied()
+                            .ok_or_else(|| unsupported("Graph with a missing node"))
+                    })
+                    .collect()
+            };
+            Box::new(g.build(&pick("inputs")?, &pick("outputs")?)?)
+        }
+        k => return Err(unsupported(k)),
+    })
+}
