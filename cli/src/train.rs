@@ -103,6 +103,9 @@ pub struct TrainArgs {
     /// Run one model on all threads (intra-op) instead of one replica per thread.
     #[arg(long)]
     intra_op: bool,
+    /// Save the trained model (native format) to this file.
+    #[arg(long)]
+    save: Option<PathBuf>,
     /// Augment MNIST with random crops of the image padded by 2 pixels
     /// (CIFAR-10 always trains with crops of the image padded by 4 and flips).
     #[arg(long)]
@@ -354,6 +357,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let report = opt.optimize(&mut |p| bar.show(p), &mut |msg| eprintln!("{msg}"))?;
     let secs = started.elapsed().as_secs_f64();
+    if let Some(path) = &a.save {
+        bigdl_nn::io::save(opt.model(), path)?;
+        eprintln!("saved the model to {}", path.display());
+    }
     let top1 = report
         .validation
         .iter()

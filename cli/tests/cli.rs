@@ -88,6 +88,16 @@ fn train_errors_are_one_line() {
         &["train", "--threads", "0"],
         &["eval", "--checkpoint", "/nonexistent/ck"],
         &["plot", "--summary", "/nonexistent/sm"],
+        &["info", "--model", "/etc/hostname"],
+        &[
+            "predict",
+            "--model",
+            "/etc/hostname",
+            "--input",
+            "x.npy",
+            "--output",
+            "y.npy",
+        ],
     ] {
         let out = bigdl(args);
         assert!(!out.status.success(), "{args:?}");
@@ -119,6 +129,8 @@ fn train_lenet5_one_epoch_on_mnist() {
         &ck,
         "--summary",
         &smd,
+        "--save",
+        &format!("{smd}.bdl"),
     ]);
     assert!(
         out.status.success(),
@@ -155,6 +167,35 @@ fn train_lenet5_one_epoch_on_mnist() {
         String::from_utf8_lossy(&pl.stderr)
     );
     assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+    // The saved model describes itself and predicts from a .npy file.
+    let model = format!("{smd}.bdl");
+    let inf = bigdl(&["info", "--model", &model]);
+    assert!(String::from_utf8_lossy(&inf.stdout).contains("22278 parameters"));
+    let xin = sm.join("x.npy");
+    bigdl_tensor::Tensor::<f32>::zeros(&[3, 1, 28, 28])
+        .unwrap()
+        .write_npy(&xin)
+        .unwrap();
+    let yout = sm.join("y.npy");
+    let pr = bigdl(&[
+        "predict",
+        "--model",
+        &model,
+        "--input",
+        &xin.to_string_lossy(),
+        "--output",
+        &yout.to_string_lossy(),
+        "--batch-size",
+        "2",
+    ]);
+    assert!(
+        pr.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pr.stderr)
+    );
+    let y = bigdl_tensor::Tensor::<f32>::read_npy(&yout).unwrap();
+    assert_eq!(y.sizes(), &[3, 10]);
+    let _ = std::fs::remove_file(&model);
     let _ = std::fs::remove_dir_all(&ckpt);
     let _ = std::fs::remove_dir_all(&sm);
 }

@@ -1,0 +1,112 @@
+//! `bigdl predict` and `bigdl info --model`: run and describe saved models.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use bigdl_nn::io::Spec;
+use bigdl_nn::{Activity, Module};
+use bigdl_tensor::Tensor;
+use clap::Args;
+
+/// Options of `bigdl predict`.
+#[derive(Args)]
+pub struct PredictArgs {
+    /// A model in the native format (`bigdl train --save`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Input samples, one per row of the first dimension (.npy, float32).
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the outputs (.npy).
+    #[arg(long)]
+    output: PathBuf,
+    /// Samples per forward pass.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+}
+
+/// Loads a model file, detecting the format from its content.
+pub fn load_model(path: &Path) -> anyhow::Result<Box<dyn Module>> {
+    let head = {
+        use std::io::Read;
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut b = [0u8; 8];
+        let n = f.read(&mut b)?;
+        b[..n].to_vec()
+    };
+    if !bigdl_nn::io::is_native(&head) {
+        bail!(
+            "{}: not a bigdl model file (Caffe, Torch7 and ONNX importers are not built yet)",
+            path.display()
+        );
+    }
+    Ok(bigdl_nn::io::load(path)?)
+}
+
+pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
+    if a.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let mut model = load_model(&a.model)?;
+    model.evaluate();
+    let x = Tensor::<f32>::read_npy(&a.input)?;
+    if x.dim() == 0 {
+        bail!(
+            "{}: a scalar, expected samples along the first dimension",
+            a.input.display()
+        );
+    }
+    let n = x.sizes()[0];
+    let mut outs = Vec::new();
+    for start in (0..n).step_by(a.batch_size) {
+        let len = a.batch_size.min(n - start);
+        let y = model
+            .forward(&Activity::from(x.narrow(0, start, len)?.contiguous()))?
+            .into_tensor("bigdl predict")?;
+        outs.push(y);
+    }
+    let refs: Vec<&Tensor<f32>> = outs.iter().collect();
+    let y = if refs.is_empty() {
+        Tensor::<f32>::zeros(&[0])?
+    } else {
+        Tensor::cat(&refs, 0)?
+    };
+    y.write_npy(&a.output)?;
+    println!(
+        "{}: {} samples -> {} {:?}",
+        a.model.display(),
+        n,
+        a.output.display(),
+        y.sizes()
+    );
+    Ok(())
+}
+
+/// Prints a model's layer tree with parameter counts.
+pub fn info(path: &Path) -> anyhow::Result<()> {
+    let mut model = load_model(path)?;
+    let total: usize = model.parameters().iter().map(|(w, _)| w.numel()).sum();
+    let spec = model.spec().context("the model has no description")?;
+    println!("{}: {} parameters", path.display(), total);
+    print_tree(&spec, 0);
+    Ok(())
+}
+
+fn print_tree(s: &Spec, depth: usize) {
+    let attrs: Vec<String> = s
+        .attrs
+        .iter()
+        .map(|(k, v)| match v {
+            bigdl_nn::io::Attr::Int(x) => format!("{k}={x}"),
+            bigdl_nn::io::Attr::Float(x) => format!("{k}={x}"),
+            bigdl_nn::io::Attr::Bool(x) => format!("{k}={x}"),
+            bigdl_nn::io::Attr::Str(x) => format!("{k}={x:?}"),
+            bigdl_nn::io::Attr::Ints(x) => format!("{k}={x:?}"),
+        })
+        .collect();
+    println!("{}{} {}", "  ".repeat(depth), s.kind, attrs.join(" "));
+    for c in &s.children {
+        print_tree(c, depth + 1);
+    }
+}
