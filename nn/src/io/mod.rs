@@ -10,6 +10,7 @@
 //! length is checked against the bytes present before it is used.
 
 mod spec;
+pub(crate) mod state;
 
 pub use spec::{Attr, Spec};
 
@@ -21,7 +22,7 @@ use bigdl_tensor::{Tensor, crc32};
 use crate::error::{NnError, Result};
 use crate::graph::GraphBuilder;
 use crate::layers::*;
-use crate::module::{Module, StateMut, compact};
+use crate::module::{Module, compact};
 use crate::sequential::Sequential;
 use crate::table::*;
 
@@ -61,30 +62,7 @@ pub fn encode(model: &mut dyn Module) -> Result<Vec<u8>> {
     model.visit_parameters(&mut |w, _| flat.extend(w.to_vec()));
     let n = flat.len();
     Tensor::from_vec(flat, &[n])?.encode(&mut out);
-    let mut items: Vec<Vec<u8>> = Vec::new();
-    let mut err = None;
-    model.visit_state(&mut |s| {
-        let mut item = Vec::new();
-        match s {
-            StateMut::F32(v) => {
-                item.push(0);
-                match Tensor::from_vec(v.clone(), &[v.len()]) {
-                    Ok(t) => t.encode(&mut item),
-                    Err(e) => err = Some(e),
-                }
-            }
-            StateMut::U64(v) => {
-                item.push(1);
-                item.extend(v.to_le_bytes());
-            }
-        }
-        items.push(item);
-    });
-    if let Some(e) = err {
-        return Err(e.into());
-    }
-    out.extend((items.len() as u64).to_le_bytes());
-    items.iter().for_each(|i| out.extend(i));
+    state::encode_state(&mut [model], &mut out)?;
     Ok(out)
 }
 
@@ -168,60 +146,18 @@ pub fn decode(bytes: &[u8]) -> Result<Box<dyn Module>> {
         ));
     }
     flat.weight.copy_from(&w.view(&[w.numel()])?)?;
-    let count = bytes
-        .get(at..at + 8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .ok_or_else(|| bad(here, "truncated state"))?;
-    at += 8;
-    let mut state: Vec<std::result::Result<u64, Vec<f32>>> = Vec::new();
-    for _ in 0..count.min(1 << 20) {
-        let tag = *bytes.get(at).ok_or_else(|| bad(here, "truncated state"))?;
-        at += 1;
-        state.push(match tag {
-            0 => {
-                let (t, n) =
-                    Tensor::<f32>::decode(&bytes[at..]).map_err(|e| bad(here, e.to_string()))?;
-                at += n;
-                Err(t.to_vec())
-            }
-            1 => {
-                let b = bytes
-                    .get(at..at + 8)
-                    .ok_or_else(|| bad(here, "truncated state"))?;
-                at += 8;
-                Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            }
-            t => return Err(bad(here, format!("unknown state tag {t}"))),
-        });
-    }
+    let bad_here = |what: String| bad(here, what);
+    let state = state::decode_state(bytes, &mut at, &bad_here)?;
     if at != bytes.len() {
         return Err(bad(here, "trailing bytes after the state"));
     }
-    let mut expected = Vec::new();
-    model.visit_state(&mut |s| {
-        expected.push(match s {
-            StateMut::F32(v) => Some(v.len()),
-            StateMut::U64(_) => None,
-        })
-    });
-    let fits = expected.len() == state.len()
-        && expected.iter().zip(&state).all(|(e, s)| match (e, s) {
-            (Some(n), Err(v)) => *n == v.len(),
-            (None, Ok(_)) => true,
-            _ => false,
-        });
-    if !fits {
+    if !state::state_fits(&state::state_shape(&mut [model.as_mut()]), &state) {
         return Err(bad(
             here,
             "the saved state does not match the described model",
         ));
     }
-    let mut it = state.into_iter();
-    model.visit_state(&mut |s| match (s, it.next()) {
-        (StateMut::F32(v), Some(Err(t))) => *v = t,
-        (StateMut::U64(v), Some(Ok(x))) => *v = x,
-        _ => unreachable!("checked above"),
-    });
+    state::apply_state(&mut [model.as_mut()], state);
     Ok(model)
 }
 

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use bigdl_tensor::{Tensor, crc32};
 
 use crate::error::{NnError, Result};
-use crate::module::{Module, StateMut};
+use crate::io::state::{StateItem, apply_state, decode_state, state_fits, state_shape};
+use crate::module::Module;
 use crate::optim::{OptimMethod, OptimState};
 
 const MAGIC: &[u8; 8] = b"BDLCKPT\0";
@@ -71,32 +72,7 @@ pub fn save(
     for b in &st.buffers {
         Tensor::from_vec(b.clone(), &[b.len()])?.encode(&mut p);
     }
-    let mut items: Vec<Vec<u8>> = Vec::new();
-    let mut err = None;
-    for model in models.iter_mut() {
-        model.visit_state(&mut |s| {
-            let mut item = Vec::new();
-            match s {
-                StateMut::F32(v) => {
-                    item.push(0);
-                    match Tensor::from_vec(v.clone(), &[v.len()]) {
-                        Ok(t) => t.encode(&mut item),
-                        Err(e) => err = Some(e),
-                    }
-                }
-                StateMut::U64(v) => {
-                    item.push(1);
-                    item.extend(v.to_le_bytes());
-                }
-            }
-            items.push(item);
-        });
-    }
-    if let Some(e) = err {
-        return Err(e.into());
-    }
-    p.extend((items.len() as u64).to_le_bytes());
-    items.iter().for_each(|i| p.extend(i));
+    crate::io::state::encode_state(models, &mut p)?;
 
     let mut file = Vec::with_capacity(p.len() + 24);
     file.extend(MAGIC);
@@ -134,9 +110,6 @@ fn tensor_at(path: &Path, p: &[u8], at: &mut usize) -> Result<Vec<f32>> {
     *at += used;
     Ok(t.to_vec())
 }
-
-/// A checkpoint's contents: a state item is `Ok(counter)` or `Err(floats)`.
-type StateItem = std::result::Result<u64, Vec<f32>>;
 
 struct Contents {
     pos: Position,
@@ -206,58 +179,14 @@ fn parse(path: &Path, n_weights: usize) -> Result<Contents> {
         }
         buffers.push(b);
     }
-    let nstate = u64_at(path, p, &mut at)?;
-    let mut state = Vec::new();
-    for _ in 0..nstate.min(1 << 20) {
-        let tag = *p.get(at).ok_or_else(|| bad(path, "truncated state"))?;
-        at += 1;
-        state.push(match tag {
-            0 => Err(tensor_at(path, p, &mut at)?),
-            1 => Ok(u64_at(path, p, &mut at)?),
-            t => return Err(bad(path, format!("unknown state tag {t}"))),
-        });
-    }
+    let bad_here = |what: String| bad(path, what);
+    let state = decode_state(p, &mut at, &bad_here)?;
     Ok(Contents {
         pos,
         weights: w,
         optim: OptimState { steps, buffers },
         state,
     })
-}
-
-/// The shape of the models' state: `Some(len)` per float item, `None` per
-/// counter.
-fn state_shape(models: &mut [&mut dyn Module]) -> Vec<Option<usize>> {
-    let mut expected = Vec::new();
-    for model in models.iter_mut() {
-        model.visit_state(&mut |s| {
-            expected.push(match s {
-                StateMut::F32(v) => Some(v.len()),
-                StateMut::U64(_) => None,
-            })
-        });
-    }
-    expected
-}
-
-fn state_fits(expected: &[Option<usize>], state: &[StateItem]) -> bool {
-    expected.len() == state.len()
-        && expected.iter().zip(state).all(|(e, s)| match (e, s) {
-            (Some(n), Err(v)) => *n == v.len(),
-            (None, Ok(_)) => true,
-            _ => false,
-        })
-}
-
-fn apply_state(models: &mut [&mut dyn Module], state: Vec<StateItem>) {
-    let mut it = state.into_iter();
-    for model in models.iter_mut() {
-        model.visit_state(&mut |s| match (s, it.next()) {
-            (StateMut::F32(v), Some(Err(t))) => *v = t,
-            (StateMut::U64(v), Some(Ok(x))) => *v = x,
-            _ => unreachable!("checked before"),
-        });
-    }
 }
 
 /// Loads the checkpoint at `path` into `weights`, `optim` and the replicas
