@@ -315,3 +315,26 @@ fn softmax_rows_against_f64() {
     ew::softmax(&[1.0, f32::NAN, 0.0], &mut y[..3], 3).unwrap();
     assert!(y[..3].iter().all(|v| v.is_nan()));
 }
+
+#[test]
+fn log_softmax_keeps_precision_for_large_inputs() {
+    use bigdl_kernels::elementwise::log_softmax;
+    // ONNX's test_logsoftmax_large_number: rows offset by 1e4 must give the
+    // same result as the unshifted row (max + ln(sum) would round to 1e-3).
+    for row in [
+        vec![0.0f32, 1.0, 2.0, 3.0],
+        vec![10000.0, 10001.0, 10002.0, 10003.0],
+    ] {
+        let mut y = vec![f32::NAN; 4];
+        log_softmax(&row, &mut y, 4).unwrap();
+        let m = 3.0f64;
+        let lse = (0..4).map(|i| (i as f64 - m).exp()).sum::<f64>().ln();
+        for (i, v) in y.iter().enumerate() {
+            let want = i as f64 - m - lse;
+            assert!(
+                (*v as f64 - want).abs() < 1e-6,
+                "{row:?}[{i}]: {v} vs {want}"
+            );
+        }
+    }
+}

@@ -559,9 +559,11 @@ impl Kernel for Softmax {
             }
             let s = S::hsum(acc) + tail;
             if self.log {
-                let lse = m + math::log::<Scalar>(s);
+                // (x - max) - ln(sum), not x - (max + ln(sum)): for large
+                // inputs max + ln(sum) rounds to max's ulp (0.001 at 1e4).
+                let ls = math::log::<Scalar>(s);
                 for i in 0..n {
-                    *y.add(i) = *x.add(i) - lse;
+                    *y.add(i) = (*x.add(i) - m) - ls;
                 }
             } else {
                 let inv = 1.0 / s;
@@ -620,7 +622,7 @@ pub fn softmax(x: &[f32], y: &mut [f32], cols: usize) -> Result<()> {
     softmax_rows(x, y, cols, false)
 }
 
-/// Log-softmax over each row of `cols`: `y = x - max - ln(sum e^(x - max))`.
+/// Log-softmax over each row of `cols`: `y = (x - max) - ln(sum e^(x - max))`.
 pub fn log_softmax(x: &[f32], y: &mut [f32], cols: usize) -> Result<()> {
     softmax_rows(x, y, cols, true)
 }

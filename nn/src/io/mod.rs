@@ -9,6 +9,8 @@
 //! `u64`, then per item a tag: 0 and a `BDLT` tensor, or 1 and a `u64`). Every
 //! length is checked against the bytes present before it is used.
 
+pub mod onnx;
+mod protobuf;
 mod spec;
 pub(crate) mod state;
 
@@ -295,6 +297,7 @@ pub fn build(s: &Spec) -> Result<Box<dyn Module>> {
         "Narrow" => Box::new(Narrow::new(u("dim")?, u("offset")?, u("length")?)),
         "Select" => Box::new(Select::new(u("dim")?, u("index")?)),
         "Contiguous" => Box::new(Contiguous::new()),
+        "Flatten" => Box::new(Flatten::new()),
         "SpatialZeroPadding" => match s.get_usizes("dims")?[..] {
             [0, l, r, 1, t, b] => Box::new(SpatialZeroPadding::new(l, r, t, b)),
             _ => return Err(unsupported("SpatialZeroPadding with other dimensions")),

@@ -130,6 +130,44 @@ impl Relayout for View {
 }
 
 relayout_module!(
+    /// `[N, ...]` to `[N, prod(...)]` (ONNX's `Flatten` with axis 1).
+    Flatten {}
+);
+
+impl Flatten {
+    /// The layer.
+    pub fn new() -> Flatten {
+        Flatten {
+            label: "Flatten".into(),
+        }
+    }
+
+    fn spec_of(&self) -> Spec {
+        Spec::new("Flatten")
+    }
+}
+
+impl Default for Flatten {
+    fn default() -> Self {
+        Flatten::new()
+    }
+}
+
+impl Relayout for Flatten {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+        let s = x.sizes();
+        if s.is_empty() {
+            return Err(shape(&self.label, "[N, ...]", s));
+        }
+        let rest: usize = s[1..].iter().product();
+        Ok(x.contiguous().view(&[s[0], rest])?)
+    }
+}
+
+relayout_module!(
     /// Removes dimension `dim` if its size is 1 (`None`: every size-1
     /// dimension).
     Squeeze { dim: Option<usize> }

@@ -1,0 +1,712 @@
+//! Importing ONNX models (opset 13 and later) for the operators our layers
+//! cover. The file is read with a bounds-checked protobuf reader; tensor
+//! sizes are checked against the bytes that hold them; anything not covered
+//! is an error naming the operator and what is unsupported.
+
+use std::collections::HashMap;
+
+use bigdl_tensor::Tensor;
+
+use super::protobuf::{Value, bad, each_field};
+use crate::error::{NnError, Result};
+use crate::graph::{GraphBuilder, Node};
+use crate::layers::*;
+use crate::module::{Module, StateMut};
+use crate::table::{CAddTable, CMulTable, Identity, JoinTable};
+
+/// A tensor from the file (values converted to f32; integer tensors also
+/// kept as integers for shape inputs).
+#[derive(Clone, Debug)]
+pub struct OnnxTensor {
+    /// Its name.
+    pub name: String,
+    /// Its shape.
+    pub dims: Vec<usize>,
+    /// The values as f32.
+    pub data: Vec<f32>,
+    /// The values as integers (integer tensors only).
+    pub ints: Option<Vec<i64>>,
+}
+
+impl OnnxTensor {
+    /// As a tensor of its shape.
+    pub fn tensor(&self) -> Result<Tensor<f32>> {
+        Ok(Tensor::from_vec(self.data.clone(), &self.dims)?)
+    }
+}
+
+/// Parses a `TensorProto`.
+pub fn parse_tensor(msg: &[u8]) -> Result<OnnxTensor> {
+    let (mut name, mut dims, mut dtype) = (String::new(), Vec::new(), 0i64);
+    let (mut floats, mut ints, mut doubles) = (Vec::new(), Vec::new(), Vec::new());
+    let mut raw: &[u8] = &[];
+    each_field(msg, |f, v| {
+        match f {
+            1 => v.ints_into(&mut dims)?,
+            2 => dtype = v.int()?,
+            4 => v.floats_into(&mut floats)?,
+            5 | 7 => v.ints_into(&mut ints)?,
+            8 => name = v.string()?,
+            9 => raw = v.bytes()?,
+            10 => match v {
+                Value::Fixed64(x) => doubles.push(f64::from_bits(x)),
+                Value::Bytes(b) if b.len().is_multiple_of(8) => doubles.extend(
+                    b.chunks(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
+                ),
+                v => return Err(bad(format!("bad double_data {v:?}"))),
+            },
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let dims: Vec<usize> = dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| bad(format!("tensor {name}: dimension {d}"))))
+        .collect::<Result<_>>()?;
+    let n = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad(format!("tensor {name}: shape {dims:?} overflows")))?;
+    let (width, is_int) = match dtype {
+        1 => (4, false),
+        6 => (4, true),
+        7 => (8, true),
+        11 => (8, false),
+        t => {
+            return Err(bad(format!(
+                "tensor {name}: element type {t} is not supported"
+            )));
+        }
+    };
+    let (data, ints): (Vec<f32>, Option<Vec<i64>>) = if !raw.is_empty() {
+        if raw.len() != n.saturating_mul(width) {
+            return Err(bad(format!(
+                "tensor {name}: {} bytes of data for shape {dims:?}",
+                raw.len()
+            )));
+        }
+        match dtype {
+            1 => (
+                raw.chunks(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+                    .collect(),
+                None,
+            ),
+            11 => (
+                raw.chunks(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32)
+                    .collect(),
+                None,
+            ),
+            6 => {
+                let i: Vec<i64> = raw
+                    .chunks(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as i64)
+                    .collect();
+                (i.iter().map(|&x| x as f32).collect(), Some(i))
+            }
+            _ => {
+                let i: Vec<i64> = raw
+                    .chunks(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
+                    .collect();
+                (i.iter().map(|&x| x as f32).collect(), Some(i))
+            }
+        }
+    } else if is_int {
+        (ints.iter().map(|&x| x as f32).collect(), Some(ints))
+    } else if dtype == 11 {
+        (doubles.iter().map(|&x| x as f32).collect(), None)
+    } else {
+        (floats, None)
+    };
+    if data.len() != n {
+        return Err(bad(format!(
+            "tensor {name}: {} values for shape {dims:?}",
+            data.len()
+        )));
+    }
+    let _ = width;
+    Ok(OnnxTensor {
+        name,
+        dims,
+        data,
+        ints,
+    })
+}
+
+/// An attribute of a node (all kinds are parsed; those no supported operator
+/// reads still show in error messages).
+#[derive(Clone, Debug)]
+#[allow(dead_code)]
+enum AttrV {
+    Float(f32),
+    Int(i64),
+    Str(String),
+    Floats(Vec<f32>),
+    Ints(Vec<i64>),
+    Tensor(OnnxTensor),
+}
+
+#[derive(Debug, Default)]
+struct NodeP {
+    op: String,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    attrs: HashMap<String, AttrV>,
+}
+
+impl NodeP {
+    fn int(&self, name: &str, default: i64) -> Result<i64> {
+        match self.attrs.get(name) {
+            None => Ok(default),
+            Some(AttrV::Int(v)) => Ok(*v),
+            Some(a) => Err(self.unsupported(&format!("attribute {name} = {a:?}"))),
+        }
+    }
+    fn float(&self, name: &str, default: f32) -> Result<f32> {
+        match self.attrs.get(name) {
+            None => Ok(default),
+            Some(AttrV::Float(v)) => Ok(*v),
+            Some(a) => Err(self.unsupported(&format!("attribute {name} = {a:?}"))),
+        }
+    }
+    fn ints(&self, name: &str) -> Result<Option<Vec<i64>>> {
+        match self.attrs.get(name) {
+            None => Ok(None),
+            Some(AttrV::Ints(v)) => Ok(Some(v.clone())),
+            Some(a) => Err(self.unsupported(&format!("attribute {name} = {a:?}"))),
+        }
+    }
+    fn string(&self, name: &str, default: &str) -> Result<String> {
+        match self.attrs.get(name) {
+            None => Ok(default.to_string()),
+            Some(AttrV::Str(v)) => Ok(v.clone()),
+            Some(a) => Err(self.unsupported(&format!("attribute {name} = {a:?}"))),
+        }
+    }
+    fn unsupported(&self, what: &str) -> NnError {
+        NnError::Invalid {
+            layer: format!("ONNX {}", self.op),
+            what: format!("{what} is not supported"),
+        }
+    }
+}
+
+fn parse_attr(msg: &[u8]) -> Result<(String, Option<AttrV>)> {
+    let mut name = String::new();
+    let (mut f, mut i, mut s, mut t) = (None, None, None, None);
+    let (mut floats, mut ints) = (Vec::new(), Vec::new());
+    let mut ty = 0;
+    each_field(msg, |n, v| {
+        match n {
+            1 => name = v.string()?,
+            2 => f = Some(v.float()?),
+            3 => i = Some(v.int()?),
+            4 => s = Some(v.string()?),
+            5 => t = Some(parse_tensor(v.bytes()?)?),
+            7 => v.floats_into(&mut floats)?,
+            8 => v.ints_into(&mut ints)?,
+            20 => ty = v.int()?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    // AttributeProto.AttributeType: FLOAT 1, INT 2, STRING 3, TENSOR 4, FLOATS 6, INTS 7.
+    let v = match ty {
+        1 => f.map(AttrV::Float),
+        2 => i.map(AttrV::Int),
+        3 => s.map(AttrV::Str),
+        4 => t.map(AttrV::Tensor),
+        6 => Some(AttrV::Floats(floats)),
+        7 => Some(AttrV::Ints(ints)),
+        _ => None,
+    };
+    Ok((name, v))
+}
+
+fn parse_node(msg: &[u8]) -> Result<NodeP> {
+    let mut node = NodeP::default();
+    each_field(msg, |n, v| {
+        match n {
+            1 => node.inputs.push(v.string()?),
+            2 => node.outputs.push(v.string()?),
+            4 => node.op = v.string()?,
+            5 => {
+                let (name, a) = parse_attr(v.bytes()?)?;
+                if let Some(a) = a {
+                    node.attrs.insert(name, a);
+                }
+            }
+            7 => {
+                let d = v.string()?;
+                if !d.is_empty() && d != "ai.onnx" {
+                    return Err(bad(format!("operator domain {d} is not supported")));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(node)
+}
+
+/// `(name, rank if known)` of a `ValueInfoProto`.
+fn parse_value_info(msg: &[u8]) -> Result<(String, Option<usize>)> {
+    let (mut name, mut rank) = (String::new(), None);
+    each_field(msg, |n, v| {
+        match n {
+            1 => name = v.string()?,
+            2 => each_field(v.bytes()?, |n, v| {
+                if n == 1 {
+                    each_field(v.bytes()?, |n, v| {
+                        if n == 2 {
+                            let mut dims = 0;
+                            each_field(v.bytes()?, |n, _| {
+                                dims += usize::from(n == 1);
+                                Ok(())
+                            })?;
+                            rank = Some(dims);
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok((name, rank))
+}
+
+struct Model {
+    nodes: Vec<NodeP>,
+    initializers: Vec<OnnxTensor>,
+    inputs: Vec<(String, Option<usize>)>,
+    outputs: Vec<String>,
+    opset: i64,
+}
+
+fn parse_model(bytes: &[u8]) -> Result<Model> {
+    let mut graph: Option<&[u8]> = None;
+    let mut opset = 0;
+    each_field(bytes, |n, v| {
+        match n {
+            7 => graph = Some(v.bytes()?),
+            8 => {
+                let (mut domain, mut version) = (String::new(), 0);
+                each_field(v.bytes()?, |n, v| {
+                    match n {
+                        1 => domain = v.string()?,
+                        2 => version = v.int()?,
+                        _ => {}
+                    }
+                    Ok(())
+                })?;
+                if domain.is_empty() || domain == "ai.onnx" {
+                    opset = version;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let graph = graph.ok_or_else(|| bad("not an ONNX model (no graph)"))?;
+    let mut m = Model {
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        opset,
+    };
+    each_field(graph, |n, v| {
+        match n {
+            1 => m.nodes.push(parse_node(v.bytes()?)?),
+            5 => m.initializers.push(parse_tensor(v.bytes()?)?),
+            11 => m.inputs.push(parse_value_info(v.bytes()?)?),
+            12 => m.outputs.push(parse_value_info(v.bytes()?)?.0),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(m)
+}
+
+/// Copies `values` into the module's parameters, in order, checking sizes.
+fn set_params(m: &mut dyn Module, values: &[Vec<f32>]) -> Result<()> {
+    let params = m.parameters();
+    if params.len() != values.len() {
+        return Err(bad(format!(
+            "{}: {} parameters, {} given",
+            m.name(),
+            params.len(),
+            values.len()
+        )));
+    }
+    for ((w, _), v) in params.iter().zip(values) {
+        if w.numel() != v.len() {
+            return Err(bad(format!(
+                "{}: a parameter of {} values, {} given",
+                m.name(),
+                w.numel(),
+                v.len()
+            )));
+        }
+        w.as_slice_mut()?.copy_from_slice(v);
+    }
+    Ok(())
+}
+
+/// Symmetric `(h, w)` padding from ONNX `pads` (begins then ends).
+fn sym_pads(node: &NodeP) -> Result<(usize, usize)> {
+    let auto = node.string("auto_pad", "NOTSET")?;
+    if auto != "NOTSET" && auto != "VALID" {
+        return Err(node.unsupported(&format!("auto_pad {auto}")));
+    }
+    match node.ints("pads")?.as_deref() {
+        None => Ok((0, 0)),
+        Some(&[t, l, b, r]) if t == b && l == r && t >= 0 && l >= 0 => Ok((t as usize, l as usize)),
+        Some(p) => Err(node.unsupported(&format!("padding {p:?} (asymmetric or not 2-D)"))),
+    }
+}
+
+fn pair(node: &NodeP, name: &str, default: usize) -> Result<(usize, usize)> {
+    match node.ints(name)?.as_deref() {
+        None => Ok((default, default)),
+        Some(&[a, b]) if a > 0 && b > 0 => Ok((a as usize, b as usize)),
+        Some(v) => Err(node.unsupported(&format!("{name} {v:?}"))),
+    }
+}
+
+/// Imports an ONNX model. `bound` supplies values for graph inputs that the
+/// importer should treat as constants (weights given as inputs). The model is
+/// returned in evaluation mode.
+pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
+    let model = parse_model(bytes)?;
+    if model.opset != 0 && model.opset < 13 {
+        return Err(bad(format!(
+            "opset {} (13 or later is supported)",
+            model.opset
+        )));
+    }
+    let mut consts: HashMap<String, OnnxTensor> = HashMap::new();
+    for t in model.initializers.iter().chain(bound) {
+        consts.insert(t.name.clone(), t.clone());
+    }
+    let mut g = GraphBuilder::new();
+    let mut srcs: HashMap<String, Node> = HashMap::new();
+    let mut ranks: HashMap<String, usize> = HashMap::new();
+    let mut inputs = Vec::new();
+    for (name, rank) in &model.inputs {
+        if let Some(r) = rank {
+            ranks.insert(name.clone(), *r);
+        }
+        if !consts.contains_key(name) {
+            let n = g.input();
+            srcs.insert(name.clone(), n);
+            inputs.push(n);
+        }
+    }
+    for node in &model.nodes {
+        let get_const = |i: usize| -> Option<&OnnxTensor> {
+            node.inputs
+                .get(i)
+                .filter(|s| !s.is_empty())
+                .and_then(|s| consts.get(s))
+        };
+        let data: Vec<Node> = node
+            .inputs
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| srcs.get(s).copied())
+            .collect();
+        let need_const = |i: usize, what: &str| -> Result<&OnnxTensor> {
+            get_const(i)
+                .ok_or_else(|| node.unsupported(&format!("a {what} that is not a constant")))
+        };
+        let first_rank = node.inputs.first().and_then(|s| ranks.get(s)).copied();
+        let module: Box<dyn Module> = match node.op.as_str() {
+            "Relu" => Box::new(ReLU::new()),
+            "Sigmoid" => Box::new(Sigmoid::new()),
+            "Tanh" => Box::new(Tanh::new()),
+            "Abs" => Box::new(Abs::new()),
+            "Exp" => Box::new(Exp::new()),
+            "Log" => Box::new(Log::new()),
+            "Sqrt" => Box::new(Sqrt::new()),
+            "Neg" => Box::new(MulConstant::new(-1.0)),
+            "Softplus" => Box::new(SoftPlus::new(1.0)),
+            "LeakyRelu" => Box::new(LeakyReLU::new(node.float("alpha", 0.01)?)),
+            "Elu" => Box::new(ELU::new(node.float("alpha", 1.0)?)),
+            "Identity" => Box::new(Identity::new()),
+            "Dropout" => {
+                if node.outputs.len() > 1 && !node.outputs[1].is_empty() {
+                    return Err(node.unsupported("the mask output"));
+                }
+                Box::new(Identity::new())
+            }
+            "Clip" => {
+                let lo = get_const(1).map_or(f32::NEG_INFINITY, |t| {
+                    t.data.first().copied().unwrap_or(f32::NEG_INFINITY)
+                });
+                let hi = get_const(2).map_or(f32::INFINITY, |t| {
+                    t.data.first().copied().unwrap_or(f32::INFINITY)
+                });
+                if lo > hi {
+                    return Err(node.unsupported(&format!("min {lo} above max {hi}")));
+                }
+                Box::new(HardTanh::new(lo, hi))
+            }
+            "Softmax" | "LogSoftmax" => {
+                let axis = node.int("axis", -1)?;
+                if !(axis == -1 || first_rank.is_some_and(|r| axis == r as i64 - 1)) {
+                    return Err(node.unsupported(&format!("axis {axis} (only the last axis)")));
+                }
+                if node.op == "Softmax" {
+                    Box::new(SoftMax::new())
+                } else {
+                    Box::new(LogSoftMax::new())
+                }
+            }
+            "Flatten" => {
+                if node.int("axis", 1)? != 1 {
+                    return Err(node.unsupported("an axis other than 1"));
+                }
+                Box::new(Flatten::new())
+            }
+            "Transpose" => {
+                let perm: Vec<usize> = match node.ints("perm")? {
+                    Some(p) => p.iter().map(|&x| x as usize).collect(),
+                    None => (0..first_rank
+                        .ok_or_else(|| node.unsupported("no perm and an unknown rank"))?)
+                        .rev()
+                        .collect(),
+                };
+                Box::new(Transpose::new(
+                    &swaps(&perm).ok_or_else(|| node.unsupported(&format!("perm {perm:?}")))?,
+                ))
+            }
+            "Concat" => {
+                let axis = node.int("axis", 0)?;
+                let axis = if axis < 0 {
+                    let r = first_rank
+                        .ok_or_else(|| node.unsupported("a negative axis with an unknown rank"))?;
+                    (r as i64 + axis) as usize
+                } else {
+                    axis as usize
+                };
+                Box::new(JoinTable::new(axis))
+            }
+            "Add" | "Mul" if data.len() == 2 => {
+                if node.op == "Add" {
+                    Box::new(CAddTable::new())
+                } else {
+                    Box::new(CMulTable::new())
+                }
+            }
+            "Add" | "Mul" => {
+                let c = get_const(1).or_else(|| get_const(0)).ok_or_else(|| {
+                    node.unsupported("inputs that are neither nodes nor constants")
+                })?;
+                let dims = if c.dims.is_empty() {
+                    vec![1]
+                } else {
+                    c.dims.clone()
+                };
+                let mut m: Box<dyn Module> = if node.op == "Add" {
+                    Box::new(CAdd::new(&dims)?)
+                } else {
+                    Box::new(CMul::new(&dims)?)
+                };
+                set_params(m.as_mut(), std::slice::from_ref(&c.data))?;
+                m
+            }
+            "Conv" => {
+                let w = need_const(1, "weight")?;
+                let [oc, cg, kh, kw] = w.dims[..] else {
+                    return Err(node.unsupported(&format!(
+                        "a weight of shape {:?} (2-D convolution only)",
+                        w.dims
+                    )));
+                };
+                let groups = node.int("group", 1)?.max(1) as usize;
+                let (ph, pw) = sym_pads(node)?;
+                let (sh, sw) = pair(node, "strides", 1)?;
+                let (dh, dw) = pair(node, "dilations", 1)?;
+                let mut c = SpatialConvolution::with_groups(cg * groups, oc, (kh, kw), groups)?
+                    .stride(sh, sw)
+                    .pad(ph, pw)
+                    .dilation(dh, dw);
+                let mut vals = vec![w.data.clone()];
+                match get_const(2) {
+                    Some(b) => vals.push(b.data.clone()),
+                    None => c = c.without_bias(),
+                }
+                set_params(&mut c, &vals)?;
+                Box::new(c)
+            }
+            "Gemm" => {
+                if node.int("transA", 0)? != 0 {
+                    return Err(node.unsupported("transA"));
+                }
+                let b = need_const(1, "B")?;
+                let [r, c] = b.dims[..] else {
+                    return Err(node.unsupported(&format!("B of shape {:?}", b.dims)));
+                };
+                let trans_b = node.int("transB", 0)? != 0;
+                let (alpha, beta) = (node.float("alpha", 1.0)?, node.float("beta", 1.0)?);
+                let (k, n) = if trans_b { (c, r) } else { (r, c) };
+                // Linear's weight is [N, K] = alpha * B^T (or alpha * B when transB).
+                let mut w = vec![0.0f32; n * k];
+                for i in 0..n {
+                    for j in 0..k {
+                        w[i * k + j] = alpha
+                            * if trans_b {
+                                b.data[i * k + j]
+                            } else {
+                                b.data[j * n + i]
+                            };
+                    }
+                }
+                let mut lin = Linear::new(k, n)?;
+                let mut vals = vec![w];
+                match get_const(2) {
+                    Some(cb) if cb.data.len() == n || cb.data.len() == 1 => vals.push(
+                        (0..n)
+                            .map(|i| beta * cb.data[if cb.data.len() == 1 { 0 } else { i }])
+                            .collect(),
+                    ),
+                    Some(cb) => return Err(node.unsupported(&format!("C of shape {:?}", cb.dims))),
+                    None => lin = lin.without_bias(),
+                }
+                set_params(&mut lin, &vals)?;
+                Box::new(lin)
+            }
+            "MatMul" => {
+                let b = need_const(1, "second operand")?;
+                let [k, n] = b.dims[..] else {
+                    return Err(
+                        node.unsupported(&format!("a second operand of shape {:?}", b.dims))
+                    );
+                };
+                let mut w = vec![0.0f32; n * k];
+                for i in 0..n {
+                    for j in 0..k {
+                        w[i * k + j] = b.data[j * n + i];
+                    }
+                }
+                let mut lin = Linear::new(k, n)?.without_bias();
+                set_params(&mut lin, &[w])?;
+                Box::new(lin)
+            }
+            "MaxPool" | "AveragePool" => {
+                if node.outputs.len() > 1 {
+                    return Err(node.unsupported("the indices output"));
+                }
+                if pair(node, "dilations", 1)? != (1, 1) {
+                    return Err(node.unsupported("dilation"));
+                }
+                let k = pair(node, "kernel_shape", 0)?;
+                let (ph, pw) = sym_pads(node)?;
+                let s = pair(node, "strides", 1)?;
+                let ceil = node.int("ceil_mode", 0)? != 0;
+                if node.op == "MaxPool" {
+                    let p = SpatialMaxPooling::new(k, s).pad(ph, pw);
+                    Box::new(if ceil { p.ceil() } else { p })
+                } else {
+                    let p = SpatialAveragePooling::new(k, s)
+                        .pad(ph, pw)
+                        .count_include_pad(node.int("count_include_pad", 0)? != 0);
+                    Box::new(if ceil { p.ceil() } else { p })
+                }
+            }
+            "GlobalAveragePool" => Box::new(SpatialAveragePooling::global()),
+            "BatchNormalization" => {
+                if node.int("training_mode", 0)? != 0 {
+                    return Err(node.unsupported("training mode"));
+                }
+                let [scale, bias, mean, var] =
+                    [1, 2, 3, 4].map(|i| need_const(i, "statistic").map(|t| t.data.clone()));
+                let (scale, bias, mean, var) = (scale?, bias?, mean?, var?);
+                let mut bn =
+                    BatchNormalization::spatial(scale.len())?.eps(node.float("epsilon", 1e-5)?);
+                set_params(&mut bn, &[scale, bias])?;
+                let mut stats = [mean, var].into_iter();
+                bn.visit_state(&mut |s| {
+                    if let (StateMut::F32(v), Some(x)) = (s, stats.next()) {
+                        *v = x;
+                    }
+                });
+                Box::new(bn)
+            }
+            "LRN" => {
+                let size = node.int("size", 0)?;
+                if size <= 0 {
+                    return Err(node.unsupported(&format!("size {size}")));
+                }
+                Box::new(SpatialCrossMapLRN::new(
+                    size as usize,
+                    node.float("alpha", 1e-4)?,
+                    node.float("beta", 0.75)?,
+                    node.float("bias", 1.0)?,
+                ))
+            }
+            op => {
+                return Err(NnError::Invalid {
+                    layer: format!("ONNX {op}"),
+                    what: "this operator is not supported".into(),
+                });
+            }
+        };
+        if data.is_empty() {
+            return Err(node.unsupported("a node without data inputs"));
+        }
+        let out = g.boxed(module, &data)?;
+        if let Some(o) = node.outputs.first() {
+            srcs.insert(o.clone(), out);
+            if let Some(r) = first_rank {
+                let r = match node.op.as_str() {
+                    "Flatten" | "Gemm" | "MatMul" => 2,
+                    _ => r,
+                };
+                ranks.insert(o.clone(), r);
+            }
+        }
+    }
+    let outputs: Vec<Node> = model
+        .outputs
+        .iter()
+        .map(|o| {
+            srcs.get(o).copied().ok_or_else(|| {
+                bad(format!(
+                    "graph output {o} is not computed by a supported node"
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut graph = g.build(&inputs, &outputs)?;
+    graph.evaluate();
+    Ok(Box::new(graph))
+}
+
+/// A permutation as a sequence of swaps (applied in order) that produces it.
+fn swaps(perm: &[usize]) -> Option<Vec<(usize, usize)>> {
+    let n = perm.len();
+    let mut sorted = perm.to_vec();
+    sorted.sort_unstable();
+    if sorted != (0..n).collect::<Vec<_>>() {
+        return None;
+    }
+    // cur[i] = which source dimension sits at position i.
+    let mut cur: Vec<usize> = (0..n).collect();
+    let mut out = Vec::new();
+    for (i, &want) in perm.iter().enumerate() {
+        let j = cur.iter().position(|&d| d == want).expect("a permutation");
+        if j != i {
+            cur.swap(i, j);
+            out.push((i, j));
+        }
+    }
+    Some(out)
+}

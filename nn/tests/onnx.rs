@@ -1,0 +1,139 @@
+//! ONNX's backend node tests (rendered by `tests/onnx_node/make.py` from the
+//! `onnx` package's own test-case definitions) for the operators the
+//! importer covers: each model imported, run on its inputs and compared with
+//! ONNX's expected outputs.
+
+use std::path::Path;
+
+use bigdl_nn::Activity;
+use bigdl_nn::io::onnx::{OnnxTensor, import, parse_tensor};
+use bigdl_tensor::Tensor;
+
+fn read(path: &Path) -> OnnxTensor {
+    parse_tensor(&std::fs::read(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn data_sets(dir: &Path) -> Vec<(Vec<OnnxTensor>, Vec<OnnxTensor>)> {
+    let mut sets = Vec::new();
+    for k in 0.. {
+        let d = dir.join(format!("test_data_set_{k}"));
+        if !d.is_dir() {
+            break;
+        }
+        let files = |prefix: &str| -> Vec<OnnxTensor> {
+            (0..)
+                .map(|j| d.join(format!("{prefix}_{j}.pb")))
+                .take_while(|p| p.exists())
+                .map(|p| read(&p))
+                .collect()
+        };
+        sets.push((files("input"), files("output")));
+    }
+    sets
+}
+
+#[test]
+fn onnx_node_tests_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx_node");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 80,
+        "{} node tests: run tests/onnx_node/make.py",
+        dirs.len()
+    );
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let model = std::fs::read(dir.join("model.onnx")).unwrap();
+        for (inputs, outputs) in data_sets(dir) {
+            // Operators that combine data take every input at run time; the
+            // others get their second and later inputs (weights, statistics,
+            // bounds, the second operand) as constants.
+            let all_runtime = name.starts_with("test_concat")
+                || ["test_add", "test_mul", "test_mul_example"].contains(&name.as_str());
+            let (runtime, bound) = if all_runtime {
+                (&inputs[..], &[][..])
+            } else {
+                inputs.split_at(1)
+            };
+            let result = (|| -> Result<Vec<Tensor<f32>>, String> {
+                let mut m = import(&model, bound).map_err(|e| e.to_string())?;
+                let x: Activity = if runtime.len() == 1 {
+                    runtime[0].tensor().map_err(|e| e.to_string())?.into()
+                } else {
+                    Activity::Table(
+                        runtime
+                            .iter()
+                            .map(|t| Activity::from(t.tensor().unwrap()))
+                            .collect(),
+                    )
+                };
+                Ok(match m.forward(&x).map_err(|e| e.to_string())? {
+                    Activity::Tensor(t) => vec![t],
+                    Activity::Table(v) => {
+                        v.into_iter().map(|a| a.into_tensor("t").unwrap()).collect()
+                    }
+                })
+            })();
+            match result {
+                Err(e) => failures.push(format!("{name}: {e}")),
+                Ok(got) => {
+                    for (g, want) in got.iter().zip(&outputs) {
+                        if g.sizes() != want.dims.as_slice() {
+                            failures.push(format!(
+                                "{name}: shape {:?} vs {:?}",
+                                g.sizes(),
+                                want.dims
+                            ));
+                            continue;
+                        }
+                        let bad = g.to_vec().iter().zip(&want.data).position(|(a, b)| {
+                            !((a - b).abs() <= 1e-5 + 1e-4 * b.abs() || (a.is_nan() && b.is_nan()))
+                        });
+                        if let Some(i) = bad {
+                            failures.push(format!(
+                                "{name}: [{i}] {} vs {}",
+                                g.to_vec()[i],
+                                want.data[i]
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn damaged_onnx_files_are_errors() {
+    let root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx_node/test_basic_conv_with_padding");
+    let model = std::fs::read(root.join("model.onnx")).unwrap();
+    let w = read(&root.join("test_data_set_0/input_1.pb"));
+    assert!(import(&model, std::slice::from_ref(&w)).is_ok());
+    for n in 0..model.len() {
+        let _ = import(&model[..n], std::slice::from_ref(&w)); // never panics
+    }
+    for i in 0..model.len() {
+        let mut b = model.clone();
+        b[i] ^= 0xff;
+        let _ = import(&b, std::slice::from_ref(&w));
+    }
+    assert!(import(b"\x08\x07", &[]).is_err());
+    // Weights given as runtime inputs are named in the error.
+    let err = import(&model, &[]).unwrap_err().to_string();
+    assert!(err.contains("Conv") && err.contains("constant"), "{err}");
+}
