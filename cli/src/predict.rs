@@ -25,23 +25,39 @@ pub struct PredictArgs {
     batch_size: usize,
 }
 
-/// Loads a model file, detecting the format from its content.
+/// Loads a model file, detecting the format from its content: the native
+/// format, or ONNX.
 pub fn load_model(path: &Path) -> anyhow::Result<Box<dyn Module>> {
-    let head = {
-        use std::io::Read;
-        let mut f =
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut b = [0u8; 8];
-        let n = f.read(&mut b)?;
-        b[..n].to_vec()
-    };
-    if !bigdl_nn::io::is_native(&head) {
-        bail!(
-            "{}: not a bigdl model file (Caffe, Torch7 and ONNX importers are not built yet)",
-            path.display()
-        );
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bigdl_nn::io::is_native(&bytes) {
+        return Ok(bigdl_nn::io::decode(&bytes).with_context(|| path.display().to_string())?);
     }
-    Ok(bigdl_nn::io::load(path)?)
+    match bigdl_nn::io::onnx::import(&bytes, &[]) {
+        Ok(m) => Ok(m),
+        Err(e) => bail!(
+            "{}: neither a bigdl model nor an ONNX model this build can import ({e}); \
+             Caffe and Torch7 importers are not built yet",
+            path.display()
+        ),
+    }
+}
+
+/// Options of `bigdl convert`.
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// The model to convert (native or ONNX).
+    #[arg(long)]
+    model: PathBuf,
+    /// The native model file to write.
+    #[arg(long)]
+    output: PathBuf,
+}
+
+pub fn convert(a: ConvertArgs) -> anyhow::Result<()> {
+    let mut m = load_model(&a.model)?;
+    bigdl_nn::io::save(m.as_mut(), &a.output)?;
+    println!("{} -> {}", a.model.display(), a.output.display());
+    Ok(())
 }
 
 pub fn predict(a: PredictArgs) -> anyhow::Result<()> {

@@ -199,3 +199,46 @@ fn train_lenet5_one_epoch_on_mnist() {
     let _ = std::fs::remove_dir_all(&ckpt);
     let _ = std::fs::remove_dir_all(&sm);
 }
+
+#[test]
+fn convert_and_predict_an_onnx_model() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../nn/tests/onnx_models");
+    let tmp = std::env::temp_dir().join(format!("bigdl-cli-onnx-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let native = tmp.join("cnn.bdl").to_string_lossy().into_owned();
+    let onnx = format!("{dir}/cnn.onnx");
+    let out = bigdl(&["convert", "--model", &onnx, "--output", &native]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = bigdl_tensor::Tensor::<f32>::read_npy(format!("{dir}/cnn.y.npy")).unwrap();
+    for model in [&onnx, &native] {
+        let y = tmp.join("y.npy").to_string_lossy().into_owned();
+        let out = bigdl(&[
+            "predict",
+            "--model",
+            model,
+            "--input",
+            &format!("{dir}/cnn.x.npy"),
+            "--output",
+            &y,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = bigdl_tensor::Tensor::<f32>::read_npy(&y).unwrap();
+        for (a, b) in got.to_vec().iter().zip(want.to_vec()) {
+            assert!(
+                (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+                "{model}: {a} vs {b}"
+            );
+        }
+    }
+    let info = bigdl(&["info", "--model", &native]);
+    assert!(String::from_utf8_lossy(&info.stdout).contains("SpatialConvolution"));
+    let _ = std::fs::remove_dir_all(&tmp);
+}
