@@ -30,7 +30,7 @@ pub struct PredictArgs {
 pub fn load_model(path: &Path) -> anyhow::Result<Box<dyn Module>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if bigdl_nn::io::is_native(&bytes) {
-        return Ok(bigdl_nn::io::decode(&bytes).with_context(|| path.display().to_string())?);
+        return bigdl_nn::io::decode(&bytes).with_context(|| path.display().to_string());
     }
     match bigdl_nn::io::onnx::import(&bytes, &[]) {
         Ok(m) => Ok(m),
