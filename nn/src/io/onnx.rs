@@ -498,6 +498,144 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                 };
                 Box::new(JoinTable::new(axis))
             }
+            "Sum" if data.len() >= 2 => Box::new(CAddTable::new()),
+            "Sum" => Box::new(Identity::new()),
+            "Sub" | "Div" => {
+                let c = need_const(1, "second operand")?;
+                let dims = if c.dims.is_empty() {
+                    vec![1]
+                } else {
+                    c.dims.clone()
+                };
+                let mut m: Box<dyn Module> = if node.op == "Sub" {
+                    Box::new(CAdd::new(&dims)?)
+                } else {
+                    Box::new(CMul::new(&dims)?)
+                };
+                let v: Vec<f32> = if node.op == "Sub" {
+                    c.data.iter().map(|x| -x).collect()
+                } else {
+                    c.data.iter().map(|x| 1.0 / x).collect()
+                };
+                set_params(m.as_mut(), &[v])?;
+                m
+            }
+            "Reshape" => {
+                let shape = need_const(1, "shape")?
+                    .ints
+                    .clone()
+                    .ok_or_else(|| node.unsupported("a shape that is not integers"))?;
+                if node.int("allowzero", 0)? != 0 {
+                    return Err(node.unsupported("allowzero"));
+                }
+                let rest = &shape[1.min(shape.len())..];
+                let zeros = shape.iter().filter(|&&d| d == 0).count();
+                let frees = shape.iter().filter(|&&d| d == -1).count();
+                if shape.len() >= 2
+                    && (shape[0] == 0 || shape[0] == -1)
+                    && zeros + frees == 1
+                    && rest.iter().all(|&d| d > 0)
+                {
+                    // [N, ...fixed]: keep the batch dimension.
+                    Box::new(Reshape::batched(
+                        &rest.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+                    ))
+                } else if zeros == 0 && frees <= 1 && shape.iter().all(|&d| d > 0 || d == -1) {
+                    Box::new(View::new(
+                        &shape
+                            .iter()
+                            .map(|&d| (d > 0).then_some(d as usize))
+                            .collect::<Vec<_>>(),
+                    ))
+                } else {
+                    return Err(node.unsupported(&format!("shape {shape:?}")));
+                }
+            }
+            "Squeeze" | "Unsqueeze" => {
+                let axes = match get_const(1) {
+                    Some(t) => t.ints.clone().unwrap_or_default(),
+                    None => node.ints("axes")?.unwrap_or_default(),
+                };
+                match axes[..] {
+                    [a] if a >= 0 && node.op == "Squeeze" => {
+                        Box::new(Squeeze::new(Some(a as usize)))
+                    }
+                    [] if node.op == "Squeeze" => Box::new(Squeeze::new(None)),
+                    [a] if a >= 0 => Box::new(Unsqueeze::new(a as usize)),
+                    _ => return Err(node.unsupported(&format!("axes {axes:?}"))),
+                }
+            }
+            "Pad" => {
+                if node.string("mode", "constant")? != "constant" {
+                    return Err(node.unsupported("a mode other than constant"));
+                }
+                let pads = need_const(1, "pads")?
+                    .ints
+                    .clone()
+                    .ok_or_else(|| node.unsupported("pads that are not integers"))?;
+                let value = get_const(2)
+                    .and_then(|t| t.data.first().copied())
+                    .unwrap_or(0.0);
+                match pads[..] {
+                    [0, 0, t, l, 0, 0, b, r] if t >= 0 && l >= 0 && b >= 0 && r >= 0 => {
+                        let (t, l, b, r) = (t as usize, l as usize, b as usize, r as usize);
+                        if value == 0.0 {
+                            Box::new(SpatialZeroPadding::new(l, r, t, b))
+                        } else {
+                            let mut s = crate::sequential::Sequential::new();
+                            s.push(Box::new(Padding::new(0, l, r, value)));
+                            s.push(Box::new(Padding::new(1, t, b, value)));
+                            Box::new(s)
+                        }
+                    }
+                    _ => {
+                        return Err(node.unsupported(&format!("pads {pads:?} (4-D, spatial only)")));
+                    }
+                }
+            }
+            "ConvTranspose" => {
+                let w = need_const(1, "weight")?;
+                let [cin, ocg, kh, kw] = w.dims[..] else {
+                    return Err(node.unsupported(&format!("a weight of shape {:?}", w.dims)));
+                };
+                if node.ints("output_shape")?.is_some() {
+                    return Err(node.unsupported("output_shape"));
+                }
+                let groups = node.int("group", 1)?.max(1) as usize;
+                let (ph, pw) = sym_pads(node)?;
+                let (sh, sw) = pair(node, "strides", 1)?;
+                let (dh, dw) = pair(node, "dilations", 1)?;
+                let (ah, aw) = match node.ints("output_padding")?.as_deref() {
+                    None => (0, 0),
+                    Some(&[a, b]) if a >= 0 && b >= 0 => (a as usize, b as usize),
+                    Some(v) => return Err(node.unsupported(&format!("output_padding {v:?}"))),
+                };
+                let mut c = SpatialFullConvolution::new(cin, ocg * groups, (kh, kw), groups)?
+                    .stride(sh, sw)
+                    .pad(ph, pw)
+                    .adj(ah, aw)
+                    .dilation(dh, dw);
+                let mut vals = vec![w.data.clone()];
+                match get_const(2) {
+                    Some(b) => vals.push(b.data.clone()),
+                    None => c = c.without_bias(),
+                }
+                set_params(&mut c, &vals)?;
+                Box::new(c)
+            }
+            "Gather" => {
+                let table = get_const(0)
+                    .ok_or_else(|| node.unsupported("a gathered tensor that is not a constant"))?;
+                let [n, dim] = table.dims[..] else {
+                    return Err(node.unsupported(&format!("a table of shape {:?}", table.dims)));
+                };
+                if node.int("axis", 0)? != 0 {
+                    return Err(node.unsupported("an axis other than 0"));
+                }
+                let mut emb = LookupTable::new(n, dim)?;
+                set_params(&mut emb, std::slice::from_ref(&table.data))?;
+                Box::new(emb)
+            }
             "Add" | "Mul" if data.len() == 2 => {
                 if node.op == "Add" {
                     Box::new(CAddTable::new())

@@ -33,7 +33,11 @@ WANTED = re.compile(
     r"softmax_(default_axis|example|large_number)|logsoftmax_(default_axis|example_1|large_number)|"
     r"transpose_(default|all_permutations_\d)|"
     r"concat_(2d_axis_[01]|3d_axis_[012])|"
-    r"identity|dropout_default"
+    r"identity|dropout_default|"
+    r"sub(_bcast|_example)?|div(_bcast|_example)?|sum_(example|one_input|two_inputs)|"
+    r"reshape_(reduced_dims|extended_dims|negative_dim|one_dim|reordered_all_dims|reordered_last_dims)|"
+    r"squeeze|unsqueeze_axis_[0-3]|constant_pad|"
+    r"convtranspose(_pads|_dilations)?"
     r")$"
 )
 
