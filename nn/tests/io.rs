@@ -298,3 +298,59 @@ fn damaged_files_are_errors() {
     let mut with_custom = Sequential::new().add(Custom);
     assert!(encode(&mut with_custom).is_err());
 }
+
+#[test]
+fn models_export_to_onnx_and_import_back() {
+    use bigdl_nn::io::export_onnx;
+    use bigdl_nn::io::onnx::import;
+    manual_seed(84);
+    let cases: Vec<(Box<dyn Module>, Vec<usize>)> = vec![
+        (Box::new(models::lenet5(10).unwrap()), vec![3, 1, 28, 28]),
+        (
+            Box::new(models::resnet_cifar(20, 10).unwrap()),
+            vec![2, 3, 32, 32],
+        ),
+        (
+            Box::new(models::vgg16_cifar(10).unwrap()),
+            vec![2, 3, 32, 32],
+        ),
+        (
+            Box::new(
+                Sequential::new()
+                    .add(
+                        SpatialFullConvolution::new(3, 4, (3, 3), 1)
+                            .unwrap()
+                            .stride(2, 2)
+                            .adj(1, 1),
+                    )
+                    .add(SpatialCrossMapLRN::new(3, 0.1, 0.75, 1.0))
+                    .add(SpatialAveragePooling::new((2, 2), (2, 2)).count_include_pad(false))
+                    .add(ReLU6::new())
+                    .add(Flatten::new())
+                    .add(Linear::new(4 * 7 * 7, 5).unwrap())
+                    .add(LeakyReLU::new(0.2))
+                    .add(Scale::new(&[5]).unwrap())
+                    .add(MulConstant::new(0.5))
+                    .add(SoftMax::new()),
+            ),
+            vec![2, 3, 6, 6],
+        ),
+    ];
+    for (mut m, shape) in cases {
+        let name = m.name().to_string();
+        let x: Activity = rand(&shape, 9).into();
+        m.forward(&x).unwrap(); // move the batch-norm statistics
+        m.evaluate();
+        let want = output(m.as_mut(), &x);
+        let bytes = export_onnx(m.as_mut(), &shape).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut back = import(&bytes, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = output(back.as_mut(), &x);
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-5 + 1e-5 * b.abs(), "{name}: {a} vs {b}");
+        }
+    }
+    // Layers without an ONNX mapping are named.
+    let mut rnn = Sequential::new().add(Recurrent::new(Cell::lstm(3, 2).unwrap()));
+    let err = export_onnx(&mut rnn, &[1, 4, 3]).unwrap_err().to_string();
+    assert!(err.contains("Recurrent"), "{err}");
+}

@@ -10,10 +10,12 @@
 //! length is checked against the bytes present before it is used.
 
 pub mod onnx;
+mod onnx_export;
 mod protobuf;
 mod spec;
 pub(crate) mod state;
 
+pub use onnx_export::export as export_onnx;
 pub use spec::{Attr, Spec};
 
 use std::fs;
@@ -315,7 +317,9 @@ pub fn build(s: &Spec) -> Result<Box<dyn Module>> {
         "PReLU" => Box::new(PReLU::new(u("planes")?)?),
         "BatchNormalization" => {
             let c = u("channels")?;
-            let bn = if s.get_bool("spatial")? {
+            let bn = if s.get_bool("any_layout")? {
+                BatchNormalization::any_layout(c)?
+            } else if s.get_bool("spatial")? {
                 BatchNormalization::spatial(c)?
             } else {
                 BatchNormalization::new(c)?

@@ -768,7 +768,7 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                     [1, 2, 3, 4].map(|i| need_const(i, "statistic").map(|t| t.data.clone()));
                 let (scale, bias, mean, var) = (scale?, bias?, mean?, var?);
                 let mut bn =
-                    BatchNormalization::spatial(scale.len())?.eps(node.float("epsilon", 1e-5)?);
+                    BatchNormalization::any_layout(scale.len())?.eps(node.float("epsilon", 1e-5)?);
                 set_params(&mut bn, &[scale, bias])?;
                 let mut stats = [mean, var].into_iter();
                 bn.visit_state(&mut |s| {

@@ -20,6 +20,8 @@ pub struct BatchNormalization {
     name: String,
     channels: usize,
     spatial_input: bool,
+    /// Takes `[N, C]` and `[N, C, H, W]` alike (ONNX's BatchNormalization).
+    any_layout: bool,
     eps: f32,
     momentum: f32,
     affine: Option<[Tensor<f32>; 4]>,
@@ -35,6 +37,7 @@ impl BatchNormalization {
             name,
             channels,
             spatial_input,
+            any_layout: false,
             eps: 1e-5,
             momentum: 0.1,
             affine: Some([
@@ -62,6 +65,14 @@ impl BatchNormalization {
             channels,
             true,
         )
+    }
+
+    /// Over the channels (dimension 1) of `[N, C]` or `[N, C, H, W]` input
+    /// alike (ONNX's `BatchNormalization`).
+    pub fn any_layout(channels: usize) -> Result<BatchNormalization> {
+        let mut bn = Self::build(format!("BatchNormalization({channels})"), channels, true)?;
+        bn.any_layout = true;
+        Ok(bn)
     }
 
     /// Sets epsilon (added to the variance; default 1e-5).
@@ -94,10 +105,13 @@ impl BatchNormalization {
         let c = self.channels;
         let (batch, spatial) = match (self.spatial_input, s) {
             (false, [n, cc]) if *cc == c => (*n, 1),
+            (_, [n, cc]) if *cc == c && self.any_layout => (*n, 1),
             (true, [n, cc, h, w]) if *cc == c => (*n, h * w),
-            (true, [cc, h, w]) if *cc == c => (1, h * w),
+            (true, [cc, h, w]) if *cc == c && !self.any_layout => (1, h * w),
             _ => {
-                let want = if self.spatial_input {
+                let want = if self.any_layout {
+                    format!("[N, {c}] or [N, {c}, H, W]")
+                } else if self.spatial_input {
                     format!("[N, {c}, H, W] or [{c}, H, W]")
                 } else {
                     format!("[N, {c}]")
@@ -313,6 +327,7 @@ impl Module for BatchNormalization {
             Spec::new("BatchNormalization")
                 .int("channels", self.channels)
                 .flag("spatial", self.spatial_input)
+                .flag("any_layout", self.any_layout)
                 .float("eps", self.eps)
                 .float("momentum", self.momentum)
                 .flag("affine", self.affine.is_some()),
