@@ -127,7 +127,6 @@ pub fn parse_tensor(msg: &[u8]) -> Result<OnnxTensor> {
             data.len()
         )));
     }
-    let _ = width;
     Ok(OnnxTensor {
         name,
         dims,
@@ -453,8 +452,8 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                 let hi = get_const(2).map_or(f32::INFINITY, |t| {
                     t.data.first().copied().unwrap_or(f32::INFINITY)
                 });
-                if lo > hi {
-                    return Err(node.unsupported(&format!("min {lo} above max {hi}")));
+                if lo.is_nan() || hi.is_nan() || lo > hi {
+                    return Err(node.unsupported(&format!("bounds {lo}, {hi}")));
                 }
                 Box::new(HardTanh::new(lo, hi))
             }

@@ -44,7 +44,8 @@ impl Op {
                     a * x.exp_m1()
                 }
             }
-            Op::HardTanh(lo, hi) => x.clamp(lo, hi),
+            // max/min rather than clamp: no panic on bounds given in the wrong order.
+            Op::HardTanh(lo, hi) => x.max(lo).min(hi),
             // Torch7's threshold: linear where beta x > 20 (no overflow).
             Op::SoftPlus(b) => {
                 if b * x > 20.0 {
