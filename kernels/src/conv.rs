@@ -728,17 +728,20 @@ impl ConvPlan {
                     let dst = &mut cols[row * ld + off..][..oh_n * ow_n];
                     let (lo, hi) =
                         valid_range(ow_n, kw * c.dilation_w, c.pad_left, c.stride_w, c.in_w);
-                    for oh in 0..oh_n {
+                    let base = kw * c.dilation_w;
+                    // Output rows reading inside the input form one range
+                    // (ih grows with oh); the others are zero.
+                    let ih_of =
+                        |oh: usize| (oh * c.stride_h + kh * c.dilation_h).wrapping_sub(c.pad_top);
+                    let oh_lo = (0..oh_n).find(|&oh| ih_of(oh) < c.in_h).unwrap_or(oh_n);
+                    let oh_hi = (oh_lo..oh_n)
+                        .find(|&oh| ih_of(oh) >= c.in_h)
+                        .unwrap_or(oh_n);
+                    dst[..oh_lo * ow_n].fill(0.0);
+                    dst[oh_hi * ow_n..].fill(0.0);
+                    for oh in oh_lo..oh_hi {
                         let d = &mut dst[oh * ow_n..][..ow_n];
-                        let ih = (oh * c.stride_h + kh * c.dilation_h).wrapping_sub(c.pad_top);
-                        if ih >= c.in_h {
-                            d.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[ih * c.in_w..][..c.in_w];
-                        d[..lo].fill(0.0);
-                        d[hi..].fill(0.0);
-                        let base = kw * c.dilation_w;
+                        let src = &plane[ih_of(oh) * c.in_w..][..c.in_w];
                         if hi <= lo {
                             // No column of this row reads inside the image.
                         } else if c.stride_w == 1 {
@@ -750,6 +753,9 @@ impl ConvPlan {
                             }
                         }
                     }
+                    // Edge columns by strided stores (per-row one-float
+                    // slices would become memset calls).
+                    zero_columns(dst, ow_n, oh_lo..oh_hi, (lo, hi));
                     row += 1;
                 }
             }
