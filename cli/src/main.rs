@@ -9,7 +9,8 @@
 //!   checkpoint on the test set.
 //! - `bigdl plot --summary DIR [--output FILE]`: a PNG of the curves.
 //! - `bigdl predict --model FILE --input X.npy --output Y.npy`: run a saved
-//!   or ONNX model; `bigdl info --model FILE`: its layer tree;
+//!   ONNX or Caffe (`--model net.prototxt --weights net.caffemodel`) model;
+//!   `bigdl info --model FILE`: its layer tree;
 //!   `bigdl convert --model FILE --output F.bdl [--onnx]`: to the native
 //!   format (or ONNX).
 //! - `bigdl bench gemm [--m M --n N --k K] [--trans nn|nt|tn|tt] [--threads T]
@@ -45,6 +46,9 @@ enum Command {
         /// A model file to describe instead.
         #[arg(long)]
         model: Option<std::path::PathBuf>,
+        /// The Caffe weights for a prototxt given as --model.
+        #[arg(long, requires = "model")]
+        weights: Option<std::path::PathBuf>,
     },
     /// Run a saved model on the samples of a .npy file.
     Predict(predict::PredictArgs),
@@ -68,8 +72,11 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Info { model: None } => info(),
-        Command::Info { model: Some(m) } => predict::info(&m),
+        Command::Info { model: None, .. } => info(),
+        Command::Info {
+            model: Some(m),
+            weights,
+        } => predict::info(&m, weights.as_deref()),
         Command::Predict(a) => predict::predict(a),
         Command::Convert(a) => predict::convert(a),
         Command::Data(a) => data::run(a),

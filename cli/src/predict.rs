@@ -11,9 +11,13 @@ use clap::Args;
 /// Options of `bigdl predict`.
 #[derive(Args)]
 pub struct PredictArgs {
-    /// A model in the native format (`bigdl train --save`).
+    /// A model: native (`bigdl train --save`), ONNX, or a Caffe prototxt
+    /// with --weights.
     #[arg(long)]
     model: PathBuf,
+    /// The Caffe weights (.caffemodel) for a prototxt given as --model.
+    #[arg(long)]
+    weights: Option<PathBuf>,
     /// Input samples, one per row of the first dimension (.npy, float32).
     #[arg(long)]
     input: PathBuf,
@@ -25,9 +29,16 @@ pub struct PredictArgs {
     batch_size: usize,
 }
 
-/// Loads a model file, detecting the format from its content: the native
-/// format, or ONNX.
-pub fn load_model(path: &Path) -> anyhow::Result<Box<dyn Module>> {
+/// Loads a model, detecting the format from its content: the native format
+/// or ONNX, or with `weights` a Caffe prototxt + caffemodel.
+pub fn load_model(path: &Path, weights: Option<&Path>) -> anyhow::Result<Box<dyn Module>> {
+    if let Some(w) = weights {
+        let proto = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = std::fs::read(w).with_context(|| format!("cannot read {}", w.display()))?;
+        return bigdl_nn::io::caffe::import(&proto, &bytes)
+            .with_context(|| format!("{} + {}", path.display(), w.display()));
+    }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if bigdl_nn::io::is_native(&bytes) {
         return bigdl_nn::io::decode(&bytes).with_context(|| path.display().to_string());
@@ -36,7 +47,7 @@ pub fn load_model(path: &Path) -> anyhow::Result<Box<dyn Module>> {
         Ok(m) => Ok(m),
         Err(e) => bail!(
             "{}: neither a bigdl model nor an ONNX model this build can import ({e}); \
-             Caffe and Torch7 importers are not built yet",
+             Caffe models need --weights; the Torch7 importer is not built yet",
             path.display()
         ),
     }
@@ -45,9 +56,12 @@ pub fn load_model(path: &Path) -> anyhow::Result<Box<dyn Module>> {
 /// Options of `bigdl convert`.
 #[derive(Args)]
 pub struct ConvertArgs {
-    /// The model to convert (native or ONNX).
+    /// The model to convert (native, ONNX, or a Caffe prototxt with --weights).
     #[arg(long)]
     model: PathBuf,
+    /// The Caffe weights (.caffemodel) for a prototxt given as --model.
+    #[arg(long)]
+    weights: Option<PathBuf>,
     /// The file to write.
     #[arg(long)]
     output: PathBuf,
@@ -59,7 +73,7 @@ pub struct ConvertArgs {
 }
 
 pub fn convert(a: ConvertArgs) -> anyhow::Result<()> {
-    let mut m = load_model(&a.model)?;
+    let mut m = load_model(&a.model, a.weights.as_deref())?;
     if let Some(shape) = &a.onnx {
         let dims: Vec<usize> = shape
             .split(',')
@@ -80,7 +94,7 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
     if a.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let mut model = load_model(&a.model)?;
+    let mut model = load_model(&a.model, a.weights.as_deref())?;
     model.evaluate();
     let x = Tensor::<f32>::read_npy(&a.input)?;
     if x.dim() == 0 {
@@ -116,8 +130,8 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
 }
 
 /// Prints a model's layer tree with parameter counts.
-pub fn info(path: &Path) -> anyhow::Result<()> {
-    let mut model = load_model(path)?;
+pub fn info(path: &Path, weights: Option<&Path>) -> anyhow::Result<()> {
+    let mut model = load_model(path, weights)?;
     let total: usize = model.parameters().iter().map(|(w, _)| w.numel()).sum();
     let spec = model.spec().context("the model has no description")?;
     println!("{}: {} parameters", path.display(), total);

@@ -242,3 +242,46 @@ fn convert_and_predict_an_onnx_model() {
     assert!(String::from_utf8_lossy(&info.stdout).contains("SpatialConvolution"));
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn convert_a_caffe_model() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../nn/tests/caffe");
+    let tmp = std::env::temp_dir().join(format!("bigdl-cli-caffe-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let native = tmp.join("tiny.bdl").to_string_lossy().into_owned();
+    let out = bigdl(&[
+        "convert",
+        "--model",
+        &format!("{dir}/tiny.prototxt"),
+        "--weights",
+        &format!("{dir}/tiny.caffemodel"),
+        "--output",
+        &native,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let y = tmp.join("y.npy").to_string_lossy().into_owned();
+    let out = bigdl(&[
+        "predict",
+        "--model",
+        &native,
+        "--input",
+        &format!("{dir}/tiny.x.npy"),
+        "--output",
+        &y,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = bigdl_tensor::Tensor::<f32>::read_npy(format!("{dir}/tiny.y.npy")).unwrap();
+    let got = bigdl_tensor::Tensor::<f32>::read_npy(&y).unwrap();
+    for (a, b) in got.to_vec().iter().zip(want.to_vec()) {
+        assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "{a} vs {b}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}

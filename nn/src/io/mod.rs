@@ -9,6 +9,7 @@
 //! `u64`, then per item a tag: 0 and a `BDLT` tensor, or 1 and a `u64`). Every
 //! length is checked against the bytes present before it is used.
 
+pub mod caffe;
 pub mod onnx;
 mod onnx_export;
 mod protobuf;
