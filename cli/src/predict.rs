@@ -11,8 +11,8 @@ use clap::Args;
 /// Options of `bigdl predict`.
 #[derive(Args)]
 pub struct PredictArgs {
-    /// A model: native (`bigdl train --save`), ONNX, or a Caffe prototxt
-    /// with --weights.
+    /// A model: native (`bigdl train --save`), ONNX, Torch7 (.t7), or a
+    /// Caffe prototxt with --weights.
     #[arg(long)]
     model: PathBuf,
     /// The Caffe weights (.caffemodel) for a prototxt given as --model.
@@ -43,11 +43,22 @@ pub fn load_model(path: &Path, weights: Option<&Path>) -> anyhow::Result<Box<dyn
     if bigdl_nn::io::is_native(&bytes) {
         return bigdl_nn::io::decode(&bytes).with_context(|| path.display().to_string());
     }
+    // A Torch7 file starts with the type tag of its root object as a
+    // little-endian int32: a table (3), a torch object (4) or a Lua function
+    // (6..8, which the importer rejects).
+    if bytes.len() >= 4
+        && matches!(
+            i32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")),
+            3 | 4 | 6..=8
+        )
+    {
+        return bigdl_nn::io::torch7::import(&bytes).with_context(|| path.display().to_string());
+    }
     match bigdl_nn::io::onnx::import(&bytes, &[]) {
         Ok(m) => Ok(m),
         Err(e) => bail!(
             "{}: neither a bigdl model nor an ONNX model this build can import ({e}); \
-             Caffe models need --weights; the Torch7 importer is not built yet",
+             Caffe models need --weights",
             path.display()
         ),
     }

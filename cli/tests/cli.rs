@@ -285,3 +285,32 @@ fn convert_a_caffe_model() {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn predict_with_a_torch7_model() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../nn/tests/torch7");
+    let y = std::env::temp_dir().join(format!("bigdl-cli-t7-{}.npy", std::process::id()));
+    let ys = y.to_string_lossy().into_owned();
+    let out = bigdl(&[
+        "predict",
+        "--model",
+        &format!("{dir}/net.t7"),
+        "--input",
+        &format!("{dir}/net.x.npy"),
+        "--output",
+        &ys,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = bigdl_tensor::Tensor::<f32>::read_npy(format!("{dir}/net.y.npy")).unwrap();
+    let got = bigdl_tensor::Tensor::<f32>::read_npy(&y).unwrap();
+    for (a, b) in got.to_vec().iter().zip(want.to_vec()) {
+        assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "{a} vs {b}");
+    }
+    let _ = std::fs::remove_file(&y);
+    let bad = bigdl(&["info", "--model", &format!("{dir}/function.t7")]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("never run"));
+}

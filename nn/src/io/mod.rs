@@ -15,6 +15,7 @@ mod onnx_export;
 mod protobuf;
 mod spec;
 pub(crate) mod state;
+pub mod torch7;
 
 pub use onnx_export::export as export_onnx;
 pub use spec::{Attr, Spec};
