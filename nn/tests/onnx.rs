@@ -141,17 +141,19 @@ fn damaged_onnx_files_are_errors() {
 
 /// A CNN exported from PyTorch (`tests/onnx_models/make.py`: conv, batch
 /// norm, grouped conv, residual add, max and average pooling, flatten,
-/// linear, log-softmax) gives PyTorch's outputs.
+/// linear, log-softmax) gives PyTorch's and ONNX Runtime's outputs.
 #[test]
 fn pytorch_exported_cnn_matches_pytorch() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx_models");
     let model = std::fs::read(dir.join("cnn.onnx")).unwrap();
     let mut m = import(&model, &[]).unwrap();
     let x = Tensor::<f32>::read_npy(dir.join("cnn.x.npy")).unwrap();
-    let want = Tensor::<f32>::read_npy(dir.join("cnn.y.npy")).unwrap();
     let y = m.forward(&x.into()).unwrap().into_tensor("t").unwrap();
-    assert_eq!(y.sizes(), want.sizes());
-    for (a, b) in y.to_vec().iter().zip(want.to_vec()) {
-        assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "{a} vs {b}");
+    for reference in ["cnn.y.npy", "cnn.ort.npy"] {
+        let want = Tensor::<f32>::read_npy(dir.join(reference)).unwrap();
+        assert_eq!(y.sizes(), want.sizes());
+        for (a, b) in y.to_vec().iter().zip(want.to_vec()) {
+            assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "{reference}: {a} vs {b}");
+        }
     }
 }

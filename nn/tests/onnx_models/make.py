@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Exports small PyTorch models to ONNX (opset 13) with an input and
-PyTorch's output, for nn/tests/onnx.rs. Usage: python3 nn/tests/onnx_models/make.py
-(needs torch, onnx). Seeded: re-running gives the same files."""
+"""Exports small PyTorch models to ONNX (opset 13) with an input, PyTorch's
+output and ONNX Runtime's output, for nn/tests/onnx.rs.
+Usage: python3 nn/tests/onnx_models/make.py (needs torch, onnx, onnxruntime).
+Seeded: re-running gives the same files."""
 import os
 
 import numpy as np
@@ -41,4 +42,8 @@ torch.onnx.export(net, (x,), os.path.join(OUT, "cnn.onnx"), opset_version=13, dy
                   input_names=["x"], output_names=["y"])
 np.save(os.path.join(OUT, "cnn.x.npy"), x.numpy())
 np.save(os.path.join(OUT, "cnn.y.npy"), net(x).detach().numpy())
+import onnxruntime
+
+sess = onnxruntime.InferenceSession(os.path.join(OUT, "cnn.onnx"), providers=["CPUExecutionProvider"])
+np.save(os.path.join(OUT, "cnn.ort.npy"), sess.run(None, {"x": x.numpy()})[0])
 print("wrote", OUT)
