@@ -153,7 +153,10 @@ fn pytorch_exported_cnn_matches_pytorch() {
         let want = Tensor::<f32>::read_npy(dir.join(reference)).unwrap();
         assert_eq!(y.sizes(), want.sizes());
         for (a, b) in y.to_vec().iter().zip(want.to_vec()) {
-            assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "{reference}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+                "{reference}: {a} vs {b}"
+            );
         }
     }
 }
