@@ -17,11 +17,21 @@ pub enum Wire {
     #[default]
     F32,
     /// bfloat16, rounded to nearest even ([`crate::bf16`]): half the bytes.
-    /// Applies to reduce-scatter and all-gather; broadcast stays exact.
+    /// Applies to reduce-scatter, all-gather and all-reduce of buffers of
+    /// [`BF16_MIN_LEN`] numbers or more (gradients, weights); smaller ones
+    /// (losses, scores) and broadcasts stay exact.
     Bf16,
 }
 
+/// The shortest buffer that [`Wire::Bf16`] compresses.
+pub const BF16_MIN_LEN: usize = 1024;
+
 impl Wire {
+    /// The format for a buffer of `len` numbers.
+    fn for_len(self, len: usize) -> Wire {
+        if len < BF16_MIN_LEN { Wire::F32 } else { self }
+    }
+
     fn bytes(self) -> usize {
         match self {
             Wire::F32 => 4,
@@ -168,13 +178,14 @@ impl<T: Transport> Communicator for Collectives<T> {
         let (r, n) = (self.rank(), self.size());
         let mine = shard_range(buf.len(), n, r);
         self.check_len("reduce_scatter", "the shard", my_shard.len(), mine.len())?;
+        let wire = self.wire.for_len(buf.len());
         let sends = self
             .peers()
-            .map(|q| (q, self.wire.encode(&buf[shard_range(buf.len(), n, q)])))
+            .map(|q| (q, wire.encode(&buf[shard_range(buf.len(), n, q)])))
             .collect();
         let recvs: Vec<(usize, usize)> = self
             .peers()
-            .map(|q| (q, mine.len() * self.wire.bytes()))
+            .map(|q| (q, mine.len() * wire.bytes()))
             .collect();
         let got = self.exchange("reduce_scatter", sends, &recvs)?;
         // Rank order, from +0.0: the sum a single process would form.
@@ -187,7 +198,7 @@ impl<T: Transport> Communicator for Collectives<T> {
                     .zip(&buf[mine.clone()])
                     .for_each(|(s, &x)| *s += x);
             } else if let Some(bytes) = got.next() {
-                self.wire.decode(bytes, |i, x| my_shard[i] += x);
+                wire.decode(bytes, |i, x| my_shard[i] += x);
             }
         }
         Ok(())
@@ -197,21 +208,22 @@ impl<T: Transport> Communicator for Collectives<T> {
         let (r, n) = (self.rank(), self.size());
         let mine = shard_range(buf.len(), n, r);
         self.check_len("all_gather", "the shard", my_shard.len(), mine.len())?;
-        let msg = self.wire.encode(my_shard);
+        let wire = self.wire.for_len(buf.len());
+        let msg = wire.encode(my_shard);
         let sends = self.peers().map(|q| (q, msg.clone())).collect();
         let recvs: Vec<(usize, usize)> = self
             .peers()
-            .map(|q| (q, shard_range(buf.len(), n, q).len() * self.wire.bytes()))
+            .map(|q| (q, shard_range(buf.len(), n, q).len() * wire.bytes()))
             .collect();
         let got = self.exchange("all_gather", sends, &recvs)?;
         let len = buf.len();
         for ((q, _), bytes) in recvs.iter().zip(&got) {
             let dst = &mut buf[shard_range(len, n, *q)];
-            self.wire.decode(bytes, |i, x| dst[i] = x);
+            wire.decode(bytes, |i, x| dst[i] = x);
         }
         // Every rank holds the same numbers, this rank's shard included.
         let dst = &mut buf[mine];
-        self.wire.decode(&msg, |i, x| dst[i] = x);
+        wire.decode(&msg, |i, x| dst[i] = x);
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// What can go wrong in a collective.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Error {
     /// Peers did not deliver within the deadline (dead, stalled, or not
     /// calling the same collective).

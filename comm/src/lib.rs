@@ -38,7 +38,7 @@ pub mod mpi;
 
 use std::ops::Range;
 
-pub use collectives::{Collectives, DEFAULT_TIMEOUT, Transport, Wire};
+pub use collectives::{BF16_MIN_LEN, Collectives, DEFAULT_TIMEOUT, Transport, Wire};
 pub use error::{Error, Result};
 
 /// Synchronous collectives over flat `f32` buffers, as data-parallel

@@ -59,6 +59,9 @@ pub enum NnError {
     /// A kernel refused the call.
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    /// A collective of distributed training failed.
+    #[error(transparent)]
+    Comm(#[from] bigdl_comm::Error),
 }
 
 /// Result alias for nn operations.

@@ -115,6 +115,8 @@ pub struct DataLoader {
     shuffle: Option<u64>,
     transform: Transform,
     prefetch: usize,
+    /// This process's part of every batch: (rank, ranks).
+    part: (usize, usize),
 }
 
 impl DataLoader {
@@ -127,6 +129,7 @@ impl DataLoader {
             shuffle: None,
             transform: Transform::normalize(&[], &[]),
             prefetch: 4,
+            part: (0, 1),
         }
     }
 
@@ -134,6 +137,23 @@ impl DataLoader {
     pub fn shuffle(mut self, seed: u64) -> DataLoader {
         self.shuffle = Some(seed);
         self
+    }
+
+    /// Yields only part `rank` of `ranks` of every batch (the samples
+    /// [`bigdl_comm::shard_range`] gives it), for distributed training: the
+    /// batches, their order and the per-image transforms stay those of the
+    /// whole data set, so the ranks together see exactly its batches.
+    pub fn part(mut self, rank: usize, ranks: usize) -> DataLoader {
+        self.part = (rank.min(ranks.max(1) - 1), ranks.max(1));
+        self
+    }
+
+    /// The number of samples in batch `b` of an epoch over all parts.
+    pub fn global_batch_len(&self, b: usize) -> usize {
+        self.set
+            .len()
+            .saturating_sub(b * self.batch_size)
+            .min(self.batch_size)
     }
 
     /// Sets the per-image transform.
@@ -168,6 +188,7 @@ impl DataLoader {
     /// Batch `b` of an epoch whose order is `order`.
     fn build(&self, order: &[usize], epoch: u64, b: usize) -> Result<MiniBatch> {
         let ids = &order[b * self.batch_size..((b + 1) * self.batch_size).min(order.len())];
+        let ids = &ids[bigdl_comm::shard_range(ids.len(), self.part.1, self.part.0)];
         let n = self.set.image_len();
         let mut x = vec![0.0f32; ids.len() * n];
         let mut y = Vec::with_capacity(ids.len());

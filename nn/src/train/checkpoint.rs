@@ -58,7 +58,7 @@ pub fn save(
     dir: &Path,
     pos: Position,
     weights: &Tensor<f32>,
-    optim: &dyn OptimMethod,
+    optim: &OptimState,
     models: &mut [&mut dyn Module],
 ) -> Result<PathBuf> {
     let mut p = Vec::new();
@@ -66,7 +66,7 @@ pub fn save(
         p.extend(v.to_le_bytes());
     }
     weights.encode(&mut p);
-    let st = optim.state();
+    let st = optim;
     p.extend(st.steps.to_le_bytes());
     p.extend((st.buffers.len() as u64).to_le_bytes());
     for b in &st.buffers {

@@ -2,9 +2,11 @@
 //! core), triggers, validation, checkpoints and summaries.
 
 pub mod checkpoint;
+mod distri;
 mod summary;
 
 pub use checkpoint::Position;
+pub use distri::DistriOptimizer;
 pub use summary::Summary;
 
 use std::path::PathBuf;
@@ -19,7 +21,8 @@ use crate::criterion::Criterion;
 use crate::data::{DataLoader, MiniBatch};
 use crate::error::{Result, invalid};
 use crate::module::{FlatParameters, Module, compact, replicate};
-use crate::optim::{OptimMethod, Schedule};
+use crate::optim::{OptimMethod, OptimState, Schedule};
+use bigdl_comm::shard_range;
 
 /// When something happens (BigDL's `Trigger`).
 #[derive(Clone, Debug, PartialEq)]
@@ -238,6 +241,88 @@ pub enum Clip {
     L2Norm(f32),
 }
 
+/// How one process's gradient becomes the step: alone ([`Alone`]) or with
+/// peers ([`DistriOptimizer`]).
+trait Reducer {
+    /// Turns this process's share of the batch-mean gradient (in
+    /// `flat.grad`) and loss into the step: clipping, the optimizer, the new
+    /// weights in `flat.weight`. Returns the batch's loss.
+    fn update(
+        &mut self,
+        flat: &FlatParameters,
+        optim: &mut dyn OptimMethod,
+        clip: Option<Clip>,
+        loss: f32,
+    ) -> Result<f32>;
+    /// Sums `v` over the processes.
+    fn sum(&mut self, v: &mut [f64]) -> Result<()>;
+    /// Whether this process writes checkpoints and summaries.
+    fn leader(&self) -> bool;
+    /// The exact full weights and optimizer state for a checkpoint (every
+    /// process calls it); `None` when the local ones are complete.
+    fn gather(
+        &mut self,
+        flat: &FlatParameters,
+        optim: &dyn OptimMethod,
+    ) -> Result<Option<(Tensor<f32>, OptimState)>>;
+    /// Takes the full weights and optimizer state (fresh, or loaded from the
+    /// checkpoint of `resumed` iterations) as this process's start.
+    fn adopt(
+        &mut self,
+        flat: &FlatParameters,
+        optim: &mut dyn OptimMethod,
+        resumed: Option<u64>,
+    ) -> Result<()>;
+}
+
+/// Applies `clip` to a whole gradient.
+fn clip_local(clip: Option<Clip>, g: &mut [f32]) {
+    match clip {
+        Some(Clip::Value(lo, hi)) => crate::optim::clip_by_value(g, lo, hi),
+        Some(Clip::L2Norm(n)) => {
+            crate::optim::clip_by_l2_norm(g, n);
+        }
+        None => {}
+    }
+}
+
+/// One process, the whole gradient.
+struct Alone;
+
+impl Reducer for Alone {
+    fn update(
+        &mut self,
+        flat: &FlatParameters,
+        optim: &mut dyn OptimMethod,
+        clip: Option<Clip>,
+        loss: f32,
+    ) -> Result<f32> {
+        clip_local(clip, &mut flat.grad.as_slice_mut()?);
+        optim.step(&mut flat.weight.as_slice_mut()?, &flat.grad.as_slice()?)?;
+        Ok(loss)
+    }
+
+    fn sum(&mut self, _: &mut [f64]) -> Result<()> {
+        Ok(())
+    }
+
+    fn leader(&self) -> bool {
+        true
+    }
+
+    fn gather(
+        &mut self,
+        _: &FlatParameters,
+        _: &dyn OptimMethod,
+    ) -> Result<Option<(Tensor<f32>, OptimState)>> {
+        Ok(None)
+    }
+
+    fn adopt(&mut self, _: &FlatParameters, _: &mut dyn OptimMethod, _: Option<u64>) -> Result<()> {
+        Ok(())
+    }
+}
+
 impl LocalOptimizer {
     /// Trains `model` with `criterion` and `optim` on `train` until `end`
     /// (default: one epoch), data-parallel over the pool's threads. The
@@ -348,19 +433,25 @@ impl LocalOptimizer {
         &self.flat
     }
 
-    /// One iteration on `batch`: forward and backward on every replica's
-    /// slice, gradients summed, one optimizer step. Returns the batch's mean
-    /// loss.
-    fn step(&mut self, batch: &MiniBatch, lr: f32) -> Result<f32> {
+    /// One iteration on this process's `batch` of a global batch of
+    /// `global` samples: forward and backward on every replica's slice,
+    /// gradients summed weighted by slice size, then `red` makes the step.
+    /// Returns the global batch's mean loss.
+    fn step(
+        &mut self,
+        batch: &MiniBatch,
+        global: usize,
+        lr: f32,
+        red: &mut dyn Reducer,
+    ) -> Result<f32> {
         let b = batch.len();
-        if b == 0 {
+        if global == 0 {
             return Err(invalid("LocalOptimizer", "an empty batch"));
         }
         let parts = self.replicas.len().min(b);
-        let per = b.div_ceil(parts);
         let slices: Vec<(usize, usize)> = (0..parts)
-            .map(|i| (i * per, per.min(b.saturating_sub(i * per))))
-            .filter(|&(_, n)| n > 0)
+            .map(|i| shard_range(b, parts, i))
+            .map(|r| (r.start, r.len()))
             .collect();
         let run = |(rep, &(start, n)): (&mut Replica, &(usize, usize))| -> Result<f32> {
             let x: Activity = batch.input.narrow(0, start, n)?.into();
@@ -380,43 +471,40 @@ impl LocalOptimizer {
                     .map(run)
                     .collect::<Result<Vec<f32>>>()
             })?
+        } else if let Some(s) = slices.first() {
+            vec![run((&mut self.replicas[0], s))?]
         } else {
-            vec![run((&mut self.replicas[0], &slices[0]))?]
+            Vec::new()
         };
-        // The batch's mean gradient: replica means weighted by slice size.
+        // This process's share of the mean gradient: replica means
+        // weighted by slice size over the global batch.
         {
             let mut g = self.flat.grad.as_slice_mut()?;
             g.fill(0.0);
             for (rep, &(_, n)) in self.replicas.iter().zip(&slices) {
-                let w = n as f32 / b as f32;
+                let w = n as f32 / global as f32;
                 let rg = rep.grad.as_slice()?;
                 g.iter_mut().zip(rg.iter()).for_each(|(a, &v)| *a += w * v);
             }
         }
-        match self.clip {
-            Some(Clip::Value(lo, hi)) => {
-                crate::optim::clip_by_value(&mut self.flat.grad.as_slice_mut()?, lo, hi)
-            }
-            Some(Clip::L2Norm(n)) => {
-                crate::optim::clip_by_l2_norm(&mut self.flat.grad.as_slice_mut()?, n);
-            }
-            None => {}
-        }
-        self.optim.set_learning_rate(lr);
-        self.optim.step(
-            &mut self.flat.weight.as_slice_mut()?,
-            &self.flat.grad.as_slice()?,
-        )?;
-        Ok(losses
+        let loss = losses
             .iter()
             .zip(&slices)
-            .map(|(&l, &(_, n))| l * n as f32 / b as f32)
-            .sum())
+            .map(|(&l, &(_, n))| l * n as f32 / global as f32)
+            .sum();
+        self.optim.set_learning_rate(lr);
+        red.update(&self.flat, self.optim.as_mut(), self.clip, loss)
     }
 
     /// Scores the validation set with every method (evaluation mode; the
     /// batches split over the replicas as in training).
     pub fn evaluate(&mut self) -> Result<Vec<(String, f64)>> {
+        self.evaluate_with(&mut Alone)
+    }
+
+    /// [`LocalOptimizer::evaluate`] on this process's part of the
+    /// validation set, the sums combined by `red`.
+    fn evaluate_with(&mut self, red: &mut dyn Reducer) -> Result<Vec<(String, f64)>> {
         let Some((data, methods, _)) = &mut self.validation else {
             return Ok(Vec::new());
         };
@@ -429,15 +517,17 @@ impl LocalOptimizer {
             for batch in data.epoch(0, 0) {
                 let batch = batch?;
                 let b = batch.len();
-                let parts = replicas.len().min(b).max(1);
-                let per = b.div_ceil(parts);
+                if b == 0 {
+                    continue;
+                }
+                let parts = replicas.len().min(b);
                 let outs: Vec<Tensor<f32>> = pool::pool().install(|| {
                     replicas[..parts]
                         .par_iter_mut()
                         .enumerate()
                         .map(|(i, r)| {
-                            let (start, n) = (i * per, per.min(b.saturating_sub(i * per)));
-                            let x: Activity = batch.input.narrow(0, start, n)?.into();
+                            let s = shard_range(b, parts, i);
+                            let x: Activity = batch.input.narrow(0, s.start, s.len())?.into();
                             r.model.forward(&x)?.into_tensor("LocalOptimizer")
                         })
                         .collect::<Result<Vec<_>>>()
@@ -456,6 +546,9 @@ impl LocalOptimizer {
             r.model.training();
         }
         result?;
+        let mut flat: Vec<f64> = sums.iter().flat_map(|&(v, n)| [v, n as f64]).collect();
+        red.sum(&mut flat)?;
+        let sums: Vec<(f64, usize)> = flat.chunks(2).map(|c| (c[0], c[1] as usize)).collect();
         Ok(methods
             .iter()
             .zip(sums)
@@ -467,6 +560,16 @@ impl LocalOptimizer {
     /// iteration and `log` with messages (resume, checkpoints, validation).
     pub fn optimize(
         &mut self,
+        progress: &mut dyn FnMut(&Progress),
+        log: &mut dyn FnMut(String),
+    ) -> Result<Report> {
+        self.run(&mut Alone, progress, log)
+    }
+
+    /// The training loop, alone or with peers (`red`).
+    fn run(
+        &mut self,
+        red: &mut dyn Reducer,
         progress: &mut dyn FnMut(&Progress),
         log: &mut dyn FnMut(String),
     ) -> Result<Report> {
@@ -499,6 +602,8 @@ impl LocalOptimizer {
                 report.resumed_from = Some(path);
             }
         }
+        let resumed = report.resumed_from.as_ref().map(|_| state.iteration);
+        red.adopt(&self.flat, self.optim.as_mut(), resumed)?;
         let per_epoch = self.train.batches_per_epoch();
         let (mut images, started) = (0usize, Instant::now());
         'outer: while !self.end.fires(&state) {
@@ -507,9 +612,10 @@ impl LocalOptimizer {
                 let batch = batch?;
                 let t0 = Instant::now();
                 let lr = self.schedule.rate(self.base_lr, state.iteration);
-                let loss = self.step(&batch, lr)?;
-                let ips = batch.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                images += batch.len();
+                let global = self.train.global_batch_len(b);
+                let loss = self.step(&batch, global, lr, red)?;
+                let ips = global as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                images += global;
                 b += 1;
                 state.iteration += 1;
                 state.loss = loss;
@@ -533,7 +639,7 @@ impl LocalOptimizer {
                     s.train(state.iteration, state.epoch, loss, lr, ips)?;
                 }
                 let done = self.end.fires(&state);
-                self.after_iteration(&state, b, done, &mut report, log)?;
+                self.after_iteration(&state, b, done, &mut report, red, log)?;
                 if done {
                     break 'outer;
                 }
@@ -556,6 +662,7 @@ impl LocalOptimizer {
         batch: usize,
         done: bool,
         report: &mut Report,
+        red: &mut dyn Reducer,
         log: &mut dyn FnMut(String),
     ) -> Result<()> {
         let validate = match &self.validation {
@@ -563,7 +670,7 @@ impl LocalOptimizer {
             None => false,
         };
         if validate {
-            let scores = self.evaluate()?;
+            let scores = self.evaluate_with(red)?;
             for (name, v) in &scores {
                 log(format!(
                     "epoch {} iteration {}: {name} {v:.4}",
@@ -583,6 +690,14 @@ impl LocalOptimizer {
             && (done || when.fires(state))
         {
             let dir = dir.clone();
+            let full = red.gather(&self.flat, self.optim.as_ref())?;
+            if !red.leader() {
+                return Ok(());
+            }
+            let (weights, optim) = match &full {
+                Some((w, st)) => (w, st),
+                None => (&self.flat.weight, self.optim.state()),
+            };
             let per_epoch = self.train.batches_per_epoch();
             let pos = Position {
                 epoch: state.epoch,
@@ -594,13 +709,7 @@ impl LocalOptimizer {
                 .iter_mut()
                 .map(|r| r.model.as_mut() as &mut dyn Module)
                 .collect();
-            let path = checkpoint::save(
-                &dir,
-                pos,
-                &self.flat.weight,
-                self.optim.as_ref(),
-                &mut models,
-            )?;
+            let path = checkpoint::save(&dir, pos, weights, optim, &mut models)?;
             log(format!("checkpoint {}", path.display()));
         }
         Ok(())
