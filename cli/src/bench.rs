@@ -13,6 +13,20 @@ use clap::{Args, Subcommand};
 pub enum BenchCommand {
     /// Single-precision GEMM, in GFLOP/s (median of timed repetitions).
     Gemm(GemmArgs),
+    /// All-reduce bandwidth under `mpirun -n N`: ours (f32 and bf16 wire)
+    /// next to the MPI library's own `MPI_Allreduce`, in the same run.
+    Allreduce(AllreduceArgs),
+}
+
+/// Options of `bigdl bench allreduce`.
+#[derive(Args)]
+pub struct AllreduceArgs {
+    /// Buffer sizes in bytes (f32 elements x 4), with K/M suffixes.
+    #[arg(long, value_delimiter = ',', default_value = "1M,4M,16M,64M,256M")]
+    size: Vec<String>,
+    /// Minimum measuring time per size and algorithm, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    min_ms: u64,
 }
 
 /// Options of `bigdl bench gemm`.
@@ -44,6 +58,7 @@ pub struct GemmArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Gemm(args) => gemm(&args),
+        BenchCommand::Allreduce(args) => allreduce(&args),
     }
 }
 
@@ -127,4 +142,105 @@ fn time_gemm(g: &Gemm, backend: Backend, min: Duration) -> anyhow::Result<(f64, 
     }
     times.sort_by(f64::total_cmp);
     Ok((times[times.len() / 2], times[0]))
+}
+
+fn parse_bytes(s: &str) -> anyhow::Result<usize> {
+    let t = s.trim().to_ascii_uppercase();
+    let (num, mul) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 1 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (&t[..], 1),
+    };
+    let n: usize = num
+        .parse()
+        .with_context(|| format!("--size {s:?}: expected bytes such as 4M"))?;
+    match n.checked_mul(mul) {
+        Some(b) if (4..=(1 << 31)).contains(&b) => Ok(b),
+        _ => bail!("--size {s:?}: between 4 bytes and 2G"),
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn allreduce(_: &AllreduceArgs) -> anyhow::Result<()> {
+    bail!("this bigdl was built without MPI (cargo feature `mpi` of bigdl-cli)")
+}
+
+/// Median seconds per call of `f`, repeated for at least `min`; every rank
+/// runs the same number of calls (rank 0 decides, by broadcast).
+#[cfg(feature = "mpi")]
+fn time_collective(
+    comm: &bigdl_comm::Collectives<bigdl_comm::mpi::MpiTransport>,
+    min: Duration,
+    f: &mut dyn FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    use bigdl_comm::Communicator;
+    f()?; // warm-up
+    let mut times = Vec::new();
+    let started = Instant::now();
+    loop {
+        let t0 = Instant::now();
+        f()?;
+        times.push(t0.elapsed().as_secs_f64());
+        let mut go = [f32::from(u8::from(
+            started.elapsed() < min && times.len() < 1000,
+        ))];
+        comm.broadcast(&mut go, 0)?;
+        if go[0] == 0.0 {
+            break;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+#[cfg(feature = "mpi")]
+fn allreduce(args: &AllreduceArgs) -> anyhow::Result<()> {
+    use bigdl_comm::{Communicator, Wire, mpi};
+    let sizes = args
+        .size
+        .iter()
+        .map(|s| parse_bytes(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut comm = mpi::world()?;
+    let (rank, n) = (comm.rank(), comm.size());
+    let min = Duration::from_millis(args.min_ms);
+    if rank == 0 {
+        println!(
+            "all-reduce, {n} ranks, {} (busbw = algbw x 2(n-1)/n; median per size)",
+            mpi::MpiTransport::library_version()
+                .lines()
+                .next()
+                .unwrap_or("")
+        );
+        println!(
+            "{:>10} {:>14} {:>14} {:>14} {:>9} {:>9}",
+            "bytes", "MPI GB/s", "bigdl GB/s", "bigdl bf16", "ratio", "bf16 rt"
+        );
+    }
+    let bus = 2.0 * (n as f64 - 1.0) / n as f64;
+    for bytes in sizes {
+        let mut buf: Vec<f32> = (0..bytes / 4).map(|i| (i % 13) as f32).collect();
+        let t_mpi = time_collective(&comm, min, &mut || {
+            comm.transport().mpi_all_reduce(&mut buf);
+            Ok(())
+        })?;
+        let t_ours = time_collective(&comm, min, &mut || Ok(comm.all_reduce(&mut buf)?))?;
+        comm = comm.with_wire(Wire::Bf16);
+        let t_bf16 = time_collective(&comm, min, &mut || Ok(comm.all_reduce(&mut buf)?))?;
+        comm = comm.with_wire(Wire::F32);
+        let bw = |t: f64| bytes as f64 / t / 1e9 * bus;
+        if rank == 0 {
+            println!(
+                "{bytes:>10} {:>14.3} {:>14.3} {:>14.3} {:>8.2}x {:>8.2}x",
+                bw(t_mpi),
+                bw(t_ours),
+                bw(t_bf16),
+                t_mpi / t_ours,
+                t_mpi / t_bf16
+            );
+            std::io::stdout().flush()?;
+        }
+    }
+    Ok(())
 }

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use bigdl_comm::{Communicator, Wire, local};
 use bigdl_kernels::pool;
 use bigdl_nn::data::{DataLoader, ImageSet, Split, Transform, read_cifar10, read_mnist};
-use bigdl_nn::train::{LocalOptimizer, Parallelism, Progress, Trigger, ValidationMethod};
+use bigdl_nn::train::{
+    DistriOptimizer, LocalOptimizer, Parallelism, Progress, Report, Trigger, ValidationMethod,
+};
 use bigdl_nn::{
     Adadelta, Adagrad, Adam, Adamax, ClassNLLCriterion, Criterion, Module, OptimMethod, RmsProp,
     Schedule, Sgd, manual_seed, models,
@@ -47,6 +50,15 @@ pub enum OptimName {
     Adadelta,
     /// RMSprop.
     Rmsprop,
+}
+
+/// How numbers travel between ranks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WireName {
+    /// Exact f32.
+    F32,
+    /// bfloat16 (half the bytes) for gradients and weights.
+    Bf16,
 }
 
 /// Options of `bigdl train`.
@@ -113,6 +125,42 @@ pub struct TrainArgs {
     /// Seed of the initial weights and of the data order.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Train with several ranks: `none`; `mpi` (one rank per process of
+    /// `mpirun -n N bigdl train ...`); or `local:N` (N ranks as threads of
+    /// this process). --batch-size is the global batch, split by rank.
+    #[arg(long, default_value = "none")]
+    comm: String,
+    /// How gradients and weights travel between ranks.
+    #[arg(long, value_enum, default_value = "f32")]
+    wire: WireName,
+}
+
+/// Where `--comm` trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Comm {
+    None,
+    Mpi,
+    Local(usize),
+}
+
+fn parse_comm(s: &str) -> anyhow::Result<Comm> {
+    match s {
+        "none" => Ok(Comm::None),
+        "mpi" => Ok(Comm::Mpi),
+        _ => match s.strip_prefix("local:").map(str::parse::<usize>) {
+            Some(Ok(n)) if n >= 1 => Ok(Comm::Local(n)),
+            _ => bail!("--comm must be none, mpi or local:N with N >= 1, not {s:?}"),
+        },
+    }
+}
+
+/// Processes of this MPI job on this node (OpenMPI and MPICH set it).
+fn local_ranks() -> usize {
+    ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(1usize)
+        .max(1)
 }
 
 fn start_pool(threads: Option<usize>) -> anyhow::Result<()> {
@@ -277,8 +325,81 @@ impl Bar {
     }
 }
 
+/// What every rank trains on.
+struct Job {
+    set: DataSet,
+    train: Arc<ImageSet>,
+    test: Arc<ImageSet>,
+    t_train: Transform,
+    t_test: Transform,
+}
+
+impl Job {
+    fn loaders(&self, a: &TrainArgs) -> anyhow::Result<(DataLoader, DataLoader, Schedule)> {
+        let train = DataLoader::new(self.train.clone(), a.batch_size)
+            .shuffle(a.seed)
+            .transform(self.t_train.clone());
+        let test = DataLoader::new(self.test.clone(), 1000.max(a.batch_size))
+            .transform(self.t_test.clone());
+        let schedule = parse_schedule(&a.schedule, train.batches_per_epoch() as u64, a.epochs)?;
+        Ok((train, test, schedule))
+    }
+}
+
+fn criterion() -> Box<dyn Criterion> {
+    Box::new(ClassNLLCriterion::new())
+}
+
+fn methods() -> Vec<ValidationMethod> {
+    vec![
+        ValidationMethod::Top1,
+        ValidationMethod::Loss(Box::new(ClassNLLCriterion::new())),
+    ]
+}
+
+fn end_trigger(a: &TrainArgs) -> Trigger {
+    match a.max_iterations {
+        Some(n) => Trigger::MaxIteration(n),
+        None => Trigger::MaxEpoch(a.epochs),
+    }
+}
+
+/// The same settings on either optimizer.
+macro_rules! configure {
+    ($opt:expr, $a:expr, $test:expr, $schedule:expr) => {{
+        let mut opt = $opt.end_when(end_trigger($a)).schedule($schedule).validate(
+            $test,
+            methods(),
+            Trigger::EveryEpoch,
+        );
+        if let Some(dir) = &$a.checkpoint {
+            opt = opt.checkpoint(dir.clone(), Trigger::EveryEpoch, $a.resume);
+        }
+        if let Some(dir) = &$a.summary {
+            opt = opt.summary(dir)?;
+        }
+        opt
+    }};
+}
+
+fn bar() -> Bar {
+    Bar {
+        tty: std::io::stderr().is_terminal(),
+        last_tenth: usize::MAX,
+    }
+}
+
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
-    start_pool(a.threads)?;
+    let comm = parse_comm(&a.comm)?;
+    let threads = match (a.threads, comm) {
+        (Some(t), _) => Some(t),
+        // Ranks on one node share its cores.
+        (None, Comm::Mpi) => Some(
+            (std::thread::available_parallelism().map_or(1, |n| n.get()) / local_ranks()).max(1),
+        ),
+        (None, _) => None,
+    };
+    start_pool(threads)?;
     if a.epochs == 0 || a.batch_size == 0 {
         bail!("--epochs and --batch-size must be at least 1");
     }
@@ -288,7 +409,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     if let Some(dir) = &a.checkpoint {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the checkpoint directory {}", dir.display()))?;
-        let probe = dir.join(".bigdl-write-test");
+        let probe = dir.join(format!(".bigdl-write-test-{}", std::process::id()));
         std::fs::write(&probe, b"").with_context(|| {
             format!("the checkpoint directory {} is not writable", dir.display())
         })?;
@@ -300,48 +421,73 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     }
     let (train, t_train) = load(set, a.data_dir.clone(), Split::Train, a.augment)?;
     let (test, t_test) = load(set, a.data_dir.clone(), Split::Test, false)?;
+    let job = Job {
+        set,
+        train,
+        test,
+        t_train,
+        t_test,
+    };
+    let wire = match a.wire {
+        WireName::F32 => Wire::F32,
+        WireName::Bf16 => Wire::Bf16,
+    };
+    match comm {
+        Comm::None => train_local(&a, &job),
+        Comm::Local(n) => {
+            let per_rank = (pool::num_threads() / n).max(1);
+            let results = local::run(n, |c| train_ranked(&a, &job, c.with_wire(wire), per_rank));
+            results
+                .into_iter()
+                .collect::<anyhow::Result<Vec<()>>>()
+                .map(|_| ())
+        }
+        Comm::Mpi => train_mpi(&a, &job, wire),
+    }
+}
+
+#[cfg(feature = "mpi")]
+fn train_mpi(a: &TrainArgs, job: &Job, wire: Wire) -> anyhow::Result<()> {
+    let comm = bigdl_comm::mpi::world()?.with_wire(wire);
+    let rank = comm.rank();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train_ranked(a, job, &comm, pool::num_threads())
+    }));
+    match result {
+        Ok(Ok(())) => Ok(()),
+        // Peers may wait on this rank: end the whole job, with the reason.
+        Ok(Err(e)) => {
+            eprintln!("bigdl train: rank {rank}: {e:#}");
+            comm.transport().abort(1)
+        }
+        Err(_) => {
+            eprintln!("bigdl train: rank {rank}: panicked");
+            comm.transport().abort(101)
+        }
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn train_mpi(_: &TrainArgs, _: &Job, _: Wire) -> anyhow::Result<()> {
+    bail!("this bigdl was built without MPI (cargo feature `mpi` of bigdl-cli)")
+}
+
+/// One process, no communicator.
+fn train_local(a: &TrainArgs, job: &Job) -> anyhow::Result<()> {
+    let (train_loader, test_loader, schedule) = job.loaders(a)?;
     manual_seed(a.seed);
     let model = build_model(a.model)?;
-    let train_loader = DataLoader::new(train.clone(), a.batch_size)
-        .shuffle(a.seed)
-        .transform(t_train);
-    let test_loader = DataLoader::new(test.clone(), 1000.max(a.batch_size)).transform(t_test);
-    let schedule = parse_schedule(
-        &a.schedule,
-        train_loader.batches_per_epoch() as u64,
-        a.epochs,
-    )?;
-    let criterion = || -> Box<dyn Criterion> { Box::new(ClassNLLCriterion::new()) };
-    let mut opt = LocalOptimizer::new(model, &criterion, build_optim(&a), train_loader)?;
+    let mut opt = LocalOptimizer::new(model, &criterion, build_optim(a), train_loader)?;
     if a.intra_op {
         opt.set_parallelism(Parallelism::IntraOp, &criterion)?;
     }
-    let mut opt = opt
-        .end_when(match a.max_iterations {
-            Some(n) => Trigger::MaxIteration(n),
-            None => Trigger::MaxEpoch(a.epochs),
-        })
-        .schedule(schedule)
-        .validate(
-            test_loader,
-            vec![
-                ValidationMethod::Top1,
-                ValidationMethod::Loss(Box::new(ClassNLLCriterion::new())),
-            ],
-            Trigger::EveryEpoch,
-        );
-    if let Some(dir) = &a.checkpoint {
-        opt = opt.checkpoint(dir.clone(), Trigger::EveryEpoch, a.resume);
-    }
-    if let Some(dir) = &a.summary {
-        opt = opt.summary(dir)?;
-    }
+    let mut opt = configure!(opt, a, test_loader, schedule);
     eprintln!(
         "training {:?} on {:?}: {} images, {} test images, batch {}, {} threads ({})",
         a.model,
-        set,
-        train.len(),
-        test.len(),
+        job.set,
+        job.train.len(),
+        job.test.len(),
         a.batch_size,
         pool::num_threads(),
         if a.intra_op {
@@ -350,17 +496,76 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             "one replica per thread"
         }
     );
-    let mut bar = Bar {
-        tty: std::io::stderr().is_terminal(),
-        last_tenth: usize::MAX,
-    };
+    let mut bar = bar();
     let started = Instant::now();
     let report = opt.optimize(&mut |p| bar.show(p), &mut |msg| eprintln!("{msg}"))?;
-    let secs = started.elapsed().as_secs_f64();
     if let Some(path) = &a.save {
         bigdl_nn::io::save(opt.model(), path)?;
         eprintln!("saved the model to {}", path.display());
     }
+    print_report(job, &report, started);
+    Ok(())
+}
+
+/// One rank of a distributed run (rank 0 reports and saves).
+fn train_ranked<C: Communicator>(
+    a: &TrainArgs,
+    job: &Job,
+    comm: C,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    if a.intra_op {
+        bail!("--intra-op is for one process; ranks run one replica per thread");
+    }
+    let (rank, size) = (comm.rank(), comm.size());
+    let (train_loader, test_loader, schedule) = job.loaders(a)?;
+    manual_seed(a.seed);
+    let model = build_model(a.model)?;
+    let opt = DistriOptimizer::new(
+        model,
+        &criterion,
+        build_optim(a),
+        train_loader,
+        comm,
+        replicas,
+    )?;
+    let mut opt = configure!(opt, a, test_loader, schedule);
+    if rank == 0 {
+        eprintln!(
+            "training {:?} on {:?}: {} images, {} test images, global batch {}, {size} ranks x {replicas} replicas",
+            a.model,
+            job.set,
+            job.train.len(),
+            job.test.len(),
+            a.batch_size,
+        );
+    }
+    let mut bar = bar();
+    let started = Instant::now();
+    let report = opt.optimize(
+        &mut |p| {
+            if rank == 0 {
+                bar.show(p)
+            }
+        },
+        &mut |msg| {
+            if rank == 0 {
+                eprintln!("{msg}")
+            }
+        },
+    )?;
+    if rank == 0 {
+        if let Some(path) = &a.save {
+            bigdl_nn::io::save(opt.model(), path)?;
+            eprintln!("saved the model to {}", path.display());
+        }
+        print_report(job, &report, started);
+    }
+    Ok(())
+}
+
+fn print_report(job: &Job, report: &Report, started: Instant) {
+    let secs = started.elapsed().as_secs_f64();
     let top1 = report
         .validation
         .iter()
@@ -369,14 +574,13 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     println!(
         "test accuracy: {:.2}% ({} of {} images), {} epochs, {} iterations in {:.1} s ({:.0} training images/s)",
         top1 * 100.0,
-        (top1 * test.len() as f64).round(),
-        test.len(),
+        (top1 * job.test.len() as f64).round(),
+        job.test.len(),
         report.state.epoch,
         report.state.iteration,
         secs,
         report.images_per_second
     );
-    Ok(())
 }
 
 /// Options of `bigdl eval`.

@@ -1,5 +1,6 @@
 //! The collectives, written once over a [`Transport`].
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -39,28 +40,45 @@ impl Wire {
         }
     }
 
-    fn encode(self, xs: &[f32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(xs.len() * self.bytes());
+    /// Writes `xs` into `out` (`xs.len() * bytes()` long).
+    fn encode(self, xs: &[f32], out: &mut [u8]) {
         match self {
-            Wire::F32 => xs
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Wire::Bf16 => bf16::encode_into(xs, &mut out),
+            Wire::F32 => out
+                .chunks_exact_mut(4)
+                .zip(xs)
+                .for_each(|(o, x)| o.copy_from_slice(&x.to_le_bytes())),
+            Wire::Bf16 => out
+                .chunks_exact_mut(2)
+                .zip(xs)
+                .for_each(|(o, &x)| o.copy_from_slice(&bf16::encode(x).to_le_bytes())),
         }
-        out
     }
 
-    /// `f(i, value)` for every number in `bytes`.
-    fn decode(self, bytes: &[u8], mut f: impl FnMut(usize, f32)) {
+    /// `dst[i] = x_i` for the numbers in `bytes`.
+    fn decode(self, bytes: &[u8], dst: &mut [f32]) {
         match self {
-            Wire::F32 => bytes
-                .chunks_exact(4)
-                .enumerate()
-                .for_each(|(i, c)| f(i, f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-            Wire::Bf16 => bytes
-                .chunks_exact(2)
-                .enumerate()
-                .for_each(|(i, c)| f(i, bf16::decode(u16::from_le_bytes([c[0], c[1]])))),
+            Wire::F32 => dst
+                .iter_mut()
+                .zip(bytes.chunks_exact(4))
+                .for_each(|(d, c)| *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            Wire::Bf16 => dst
+                .iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(d, c)| *d = bf16::decode(u16::from_le_bytes([c[0], c[1]]))),
+        }
+    }
+
+    /// `dst[i] += x_i` for the numbers in `bytes`.
+    fn decode_add(self, bytes: &[u8], dst: &mut [f32]) {
+        match self {
+            Wire::F32 => dst
+                .iter_mut()
+                .zip(bytes.chunks_exact(4))
+                .for_each(|(d, c)| *d += f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            Wire::Bf16 => dst
+                .iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(d, c)| *d += bf16::decode(u16::from_le_bytes([c[0], c[1]]))),
         }
     }
 }
@@ -72,9 +90,12 @@ pub trait Transport {
     /// The number of ranks.
     fn size(&self) -> usize;
     /// One round of messages, all under `tag`: sends `sends[i].1` to rank
-    /// `sends[i].0` and receives one message of exactly `recvs[i].1` bytes
-    /// from rank `recvs[i].0`, returned in `recvs` order. All ranks call it
-    /// at once, so sends must not wait for the receiver. Fails with
+    /// `sends[i].0` and receives one message from each rank `recvs[i].0`
+    /// into `recvs[i].1`, which it fills exactly (its length is the
+    /// expected message length). Returns the filled receive buffers in
+    /// `recvs` order, and the send buffers it is done with (for reuse; it
+    /// may keep them). All ranks call it at once, so sends must not wait
+    /// for the receiver. Fails with
     /// [`Error::Timeout`] naming the ranks that have not delivered when
     /// `timeout` has passed, [`Error::PeerGone`] when a peer has left, and
     /// [`Error::Protocol`] for a message of the wrong tag or length; `op`
@@ -84,10 +105,14 @@ pub trait Transport {
         op: &str,
         tag: u64,
         sends: Vec<(usize, Vec<u8>)>,
-        recvs: &[(usize, usize)],
+        recvs: Vec<(usize, Vec<u8>)>,
         timeout: Duration,
-    ) -> Result<Vec<Vec<u8>>>;
+    ) -> Result<Exchanged>;
 }
+
+/// What [`Transport::exchange`] returns: the received messages in order,
+/// and spare buffers.
+pub type Exchanged = (Vec<Vec<u8>>, Vec<Vec<u8>>);
 
 /// BigDL's sharded collectives over a [`Transport`]: a [`Communicator`].
 #[derive(Debug)]
@@ -96,6 +121,11 @@ pub struct Collectives<T> {
     wire: Wire,
     timeout: Duration,
     seq: AtomicU64,
+    /// Message buffers kept between calls: large fresh allocations would
+    /// fault in their pages on every collective.
+    scratch: Mutex<Vec<Vec<u8>>>,
+    /// The shard of an all-reduce, kept for the same reason.
+    shard: Mutex<Vec<f32>>,
 }
 
 impl<T: Transport> Collectives<T> {
@@ -112,6 +142,8 @@ impl<T: Transport> Collectives<T> {
             wire: Wire::F32,
             timeout,
             seq: AtomicU64::new(0),
+            scratch: Mutex::new(Vec::new()),
+            shard: Mutex::new(Vec::new()),
         }
     }
 
@@ -137,16 +169,57 @@ impl<T: Transport> Collectives<T> {
         &self.transport
     }
 
+    /// A buffer of `len` bytes (contents unspecified).
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut v = self
+            .scratch
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default();
+        if v.len() < len {
+            v.resize(len, 0);
+        }
+        v.truncate(len);
+        v
+    }
+
+    fn recycle(&self, bufs: impl IntoIterator<Item = Vec<u8>>) {
+        if let Ok(mut s) = self.scratch.lock() {
+            s.extend(bufs);
+            // Enough for every peer's send and receive.
+            s.truncate(2 * self.size() + 2);
+        }
+    }
+
+    /// `sends` (peer, numbers) encoded with `wire`; receives `recvs` (peer,
+    /// count) in `wire`; returns the received bytes.
     fn exchange(
         &self,
         op: &str,
-        sends: Vec<(usize, Vec<u8>)>,
+        wire: Wire,
+        sends: &[(usize, &[f32])],
         recvs: &[(usize, usize)],
     ) -> Result<Vec<Vec<u8>>> {
         let tag = self.seq.fetch_add(1, Ordering::Relaxed);
         let op = format!("{op} #{tag}");
-        self.transport
-            .exchange(&op, tag, sends, recvs, self.timeout)
+        let sends = sends
+            .iter()
+            .map(|&(q, xs)| {
+                let mut b = self.buffer(xs.len() * wire.bytes());
+                wire.encode(xs, &mut b);
+                (q, b)
+            })
+            .collect();
+        let recvs = recvs
+            .iter()
+            .map(|&(q, n)| (q, self.buffer(n * wire.bytes())))
+            .collect();
+        let (got, spare) = self
+            .transport
+            .exchange(&op, tag, sends, recvs, self.timeout)?;
+        self.recycle(spare);
+        Ok(got)
     }
 
     fn check_len(&self, op: &str, what: &str, got: usize, want: usize) -> Result<()> {
@@ -179,52 +252,72 @@ impl<T: Transport> Communicator for Collectives<T> {
         let mine = shard_range(buf.len(), n, r);
         self.check_len("reduce_scatter", "the shard", my_shard.len(), mine.len())?;
         let wire = self.wire.for_len(buf.len());
-        let sends = self
+        let sends: Vec<(usize, &[f32])> = self
             .peers()
-            .map(|q| (q, wire.encode(&buf[shard_range(buf.len(), n, q)])))
+            .map(|q| (q, &buf[shard_range(buf.len(), n, q)]))
             .collect();
-        let recvs: Vec<(usize, usize)> = self
-            .peers()
-            .map(|q| (q, mine.len() * wire.bytes()))
-            .collect();
-        let got = self.exchange("reduce_scatter", sends, &recvs)?;
+        let recvs: Vec<(usize, usize)> = self.peers().map(|q| (q, mine.len())).collect();
+        let got = self.exchange("reduce_scatter", wire, &sends, &recvs)?;
         // Rank order, from +0.0: the sum a single process would form.
         my_shard.fill(0.0);
-        let mut got = got.iter();
+        let mut msgs = got.iter();
         for q in 0..n {
             if q == r {
                 my_shard
                     .iter_mut()
                     .zip(&buf[mine.clone()])
                     .for_each(|(s, &x)| *s += x);
-            } else if let Some(bytes) = got.next() {
-                wire.decode(bytes, |i, x| my_shard[i] += x);
+            } else if let Some(bytes) = msgs.next() {
+                wire.decode_add(bytes, my_shard);
             }
         }
+        self.recycle(got);
         Ok(())
     }
 
     fn all_gather(&self, my_shard: &[f32], buf: &mut [f32]) -> Result<()> {
         let (r, n) = (self.rank(), self.size());
-        let mine = shard_range(buf.len(), n, r);
+        let len = buf.len();
+        let mine = shard_range(len, n, r);
         self.check_len("all_gather", "the shard", my_shard.len(), mine.len())?;
-        let wire = self.wire.for_len(buf.len());
-        let msg = wire.encode(my_shard);
-        let sends = self.peers().map(|q| (q, msg.clone())).collect();
+        let wire = self.wire.for_len(len);
+        let sends: Vec<(usize, &[f32])> = self.peers().map(|q| (q, my_shard)).collect();
         let recvs: Vec<(usize, usize)> = self
             .peers()
-            .map(|q| (q, shard_range(buf.len(), n, q).len() * wire.bytes()))
+            .map(|q| (q, shard_range(len, n, q).len()))
             .collect();
-        let got = self.exchange("all_gather", sends, &recvs)?;
-        let len = buf.len();
+        let got = self.exchange("all_gather", wire, &sends, &recvs)?;
         for ((q, _), bytes) in recvs.iter().zip(&got) {
-            let dst = &mut buf[shard_range(len, n, *q)];
-            wire.decode(bytes, |i, x| dst[i] = x);
+            wire.decode(bytes, &mut buf[shard_range(len, n, *q)]);
         }
+        self.recycle(got);
         // Every rank holds the same numbers, this rank's shard included.
         let dst = &mut buf[mine];
-        wire.decode(&msg, |i, x| dst[i] = x);
+        match wire {
+            Wire::F32 => dst.copy_from_slice(my_shard),
+            Wire::Bf16 => dst
+                .iter_mut()
+                .zip(my_shard)
+                .for_each(|(d, &x)| *d = bf16::decode(bf16::encode(x))),
+        }
         Ok(())
+    }
+
+    fn all_reduce(&self, buf: &mut [f32]) -> Result<()> {
+        let r = shard_range(buf.len(), self.size(), self.rank());
+        let mut shard = self
+            .shard
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        shard.resize(r.len(), 0.0);
+        let result = self
+            .reduce_scatter(buf, &mut shard)
+            .and_then(|()| self.all_gather(&shard, buf));
+        if let Ok(mut s) = self.shard.lock() {
+            *s = shard;
+        }
+        result
     }
 
     fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()> {
@@ -234,22 +327,23 @@ impl<T: Transport> Communicator for Collectives<T> {
                 "broadcast from rank {root} in a world of {n}"
             )));
         }
-        let (sends, recvs) = if r == root {
-            let msg = Wire::F32.encode(buf);
-            (self.peers().map(|q| (q, msg.clone())).collect(), vec![])
+        let (sends, recvs): (Vec<(usize, &[f32])>, _) = if r == root {
+            (self.peers().map(|q| (q, &buf[..])).collect(), vec![])
         } else {
-            (vec![], vec![(root, buf.len() * 4)])
+            (vec![], vec![(root, buf.len())])
         };
-        let got = self.exchange("broadcast", sends, &recvs)?;
+        let got = self.exchange("broadcast", Wire::F32, &sends, &recvs)?;
         if let Some(bytes) = got.first() {
-            Wire::F32.decode(bytes, |i, x| buf[i] = x);
+            Wire::F32.decode(bytes, buf);
         }
+        self.recycle(got);
         Ok(())
     }
 
     fn barrier(&self) -> Result<()> {
-        let sends = self.peers().map(|q| (q, Vec::new())).collect();
+        let sends: Vec<(usize, &[f32])> = self.peers().map(|q| (q, &[][..])).collect();
         let recvs: Vec<(usize, usize)> = self.peers().map(|q| (q, 0)).collect();
-        self.exchange("barrier", sends, &recvs).map(|_| ())
+        self.exchange("barrier", Wire::F32, &sends, &recvs)
+            .map(|_| ())
     }
 }

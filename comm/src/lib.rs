@@ -70,6 +70,30 @@ pub trait Communicator {
     fn barrier(&self) -> Result<()>;
 }
 
+impl<C: Communicator + ?Sized> Communicator for &C {
+    fn rank(&self) -> usize {
+        (**self).rank()
+    }
+    fn size(&self) -> usize {
+        (**self).size()
+    }
+    fn reduce_scatter(&self, buf: &[f32], my_shard: &mut [f32]) -> Result<()> {
+        (**self).reduce_scatter(buf, my_shard)
+    }
+    fn all_gather(&self, my_shard: &[f32], buf: &mut [f32]) -> Result<()> {
+        (**self).all_gather(my_shard, buf)
+    }
+    fn all_reduce(&self, buf: &mut [f32]) -> Result<()> {
+        (**self).all_reduce(buf)
+    }
+    fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()> {
+        (**self).broadcast(buf, root)
+    }
+    fn barrier(&self) -> Result<()> {
+        (**self).barrier()
+    }
+}
+
 /// The elements of shard `p` when `len` elements are cut into `parts`
 /// shards (BigDL's partition): shard `p` starts at
 /// `p * floor(len / parts) + min(p, len % parts)`, so the first

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, unbounded};
 
-use crate::collectives::{Collectives, Transport};
+use crate::collectives::{Collectives, Exchanged, Transport};
 use crate::error::{Error, Result};
 
 type Msg = (u64, Vec<u8>);
@@ -80,9 +80,9 @@ impl Transport for LocalTransport {
         op: &str,
         tag: u64,
         sends: Vec<(usize, Vec<u8>)>,
-        recvs: &[(usize, usize)],
+        recvs: Vec<(usize, Vec<u8>)>,
         timeout: Duration,
-    ) -> Result<Vec<Vec<u8>>> {
+    ) -> Result<Exchanged> {
         let gone = |peer| Error::PeerGone {
             rank: self.rank,
             op: op.to_string(),
@@ -99,8 +99,10 @@ impl Transport for LocalTransport {
             return Err(gone(q));
         }
         let deadline = Instant::now() + timeout;
+        let peers: Vec<usize> = recvs.iter().map(|(q, _)| *q).collect();
         let mut got = Vec::with_capacity(recvs.len());
-        for (i, &(q, len)) in recvs.iter().enumerate() {
+        let mut spare = Vec::with_capacity(recvs.len());
+        for (i, (q, buf)) in recvs.into_iter().enumerate() {
             let rx = self.rx.get(q).ok_or_else(|| gone(q))?;
             let (t, msg) = match rx.recv_deadline(deadline) {
                 Ok(m) => m,
@@ -108,7 +110,7 @@ impl Transport for LocalTransport {
                 Err(RecvTimeoutError::Timeout) => {
                     // Name every peer still missing, not just the first.
                     let mut missing = vec![q];
-                    for &(p, _) in &recvs[i + 1..] {
+                    for &p in &peers[i + 1..] {
                         if matches!(self.rx[p].try_recv(), Err(TryRecvError::Empty)) {
                             missing.push(p);
                         }
@@ -121,18 +123,20 @@ impl Transport for LocalTransport {
                     });
                 }
             };
-            if t != tag || msg.len() != len {
+            if t != tag || msg.len() != buf.len() {
                 return Err(Error::Protocol {
                     rank: self.rank,
                     op: op.to_string(),
                     what: format!(
-                        "rank {q} sent message #{t} of {} bytes, expected #{tag} of {len}",
-                        msg.len()
+                        "rank {q} sent message #{t} of {} bytes, expected #{tag} of {}",
+                        msg.len(),
+                        buf.len()
                     ),
                 });
             }
             got.push(msg);
+            spare.push(buf);
         }
-        Ok(got)
+        Ok((got, spare))
     }
 }

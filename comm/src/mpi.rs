@@ -20,7 +20,7 @@ use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
-use crate::collectives::{Collectives, Transport};
+use crate::collectives::{Collectives, Exchanged, Transport};
 use crate::error::{Error, Result};
 
 /// `MPI_COMM_WORLD` and the MPI environment (finalized when dropped).
@@ -87,14 +87,14 @@ impl Transport for MpiTransport {
         op: &str,
         tag: u64,
         sends: Vec<(usize, Vec<u8>)>,
-        recvs: &[(usize, usize)],
+        recvs: Vec<(usize, Vec<u8>)>,
         timeout: Duration,
-    ) -> Result<Vec<Vec<u8>>> {
+    ) -> Result<Exchanged> {
         let rank = self.rank();
         let too_big = sends
             .iter()
             .map(|(_, m)| m.len())
-            .chain(recvs.iter().map(|&(_, l)| l))
+            .chain(recvs.iter().map(|(_, b)| b.len()))
             .any(|l| l > i32::MAX as usize);
         if too_big {
             return Err(Error::Invalid(format!(
@@ -103,12 +103,17 @@ impl Transport for MpiTransport {
         }
         // MPI guarantees tags up to 32767.
         let tag = (tag % 32768) as i32;
-        let mut bufs: Vec<Vec<u8>> = recvs.iter().map(|&(_, len)| vec![0u8; len]).collect();
+        let (peers, mut bufs): (Vec<usize>, Vec<Vec<u8>>) = recvs.into_iter().unzip();
+        let recvs: Vec<(usize, usize)> = peers
+            .iter()
+            .zip(&bufs)
+            .map(|(&q, b)| (q, b.len()))
+            .collect();
         let deadline = Instant::now() + timeout;
         let outcome = mpi::request::scope(|scope| {
             let mut recv_reqs: Vec<_> = bufs
                 .iter_mut()
-                .zip(recvs)
+                .zip(&recvs)
                 .map(|(b, &(q, _))| {
                     let p = self.world.process_at_rank(q as i32);
                     Some(p.immediate_receive_into_with_tag(scope, &mut b[..], tag))
@@ -124,7 +129,7 @@ impl Transport for MpiTransport {
             let mut short = None;
             let mut spins = 0u32;
             loop {
-                for (slot, &(q, len)) in recv_reqs.iter_mut().zip(recvs) {
+                for (slot, &(q, len)) in recv_reqs.iter_mut().zip(&recvs) {
                     if let Some(r) = slot.take() {
                         match r.test() {
                             Ok(status) => {
@@ -146,7 +151,7 @@ impl Transport for MpiTransport {
                 }
                 let waiting: Vec<usize> = recv_reqs
                     .iter()
-                    .zip(recvs)
+                    .zip(&recvs)
                     .filter(|(s, _)| s.is_some())
                     .map(|(_, &(q, _))| q)
                     .chain(
@@ -185,7 +190,7 @@ impl Transport for MpiTransport {
             }
         });
         match outcome {
-            Ok(None) => Ok(bufs),
+            Ok(None) => Ok((bufs, sends.into_iter().map(|(_, m)| m).collect())),
             Ok(Some((q, got, len))) => Err(Error::Protocol {
                 rank,
                 op: op.to_string(),

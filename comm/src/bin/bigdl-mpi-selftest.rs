@@ -53,9 +53,9 @@ fn main() -> ExitCode {
             }
             // Small integers are exact in bf16 too.
             let comm = comm.with_wire(Wire::Bf16);
-            let mut v: Vec<f32> = (0..1001).map(|i| (i % 7 + r) as f32).collect();
+            let mut v: Vec<f32> = (0..5001).map(|i| (i % 7 + r) as f32).collect();
             comm.all_reduce(&mut v).unwrap();
-            let want: Vec<f32> = (0..1001)
+            let want: Vec<f32> = (0..5001)
                 .map(|i| (n * (i % 7) + n * (n - 1) / 2) as f32)
                 .collect();
             assert_eq!(v, want, "bf16 all_reduce");
