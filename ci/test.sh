@@ -5,7 +5,8 @@
 #   1. cargo fmt --check
 #   2. clippy -D warnings, default features and all features (mkl + openblas)
 #   3. rustdoc -D warnings
-#   4. tests: workspace (native backend; MNIST fetched first for the training
+#   4. tests: workspace (native backend, MPI on: the comm and cli tests run
+#      real `mpirun -n 2/3/4` jobs; MNIST fetched first for the training
 #      tests), then the kernels with every backend
 #      compiled in, then the kernels again capped at each lower ISA level
 set -euo pipefail
