@@ -32,6 +32,9 @@ target/debug/bigdl data mnist --dir data/mnist
 step "tests: workspace, default features"
 BIGDL_MNIST_DIR="$PWD/data/mnist" cargo test --workspace
 
+step "fuzz: every model loader on mutated files, 15 s each (nn/tests/fuzz.rs)"
+BIGDL_FUZZ_SECS=15 cargo test -p bigdl-nn --test fuzz
+
 for isa in scalar avx2; do
     step "tests: kernels, BIGDL_MAX_ISA=$isa"
     BIGDL_MAX_ISA=$isa cargo test -p bigdl-kernels --all-features

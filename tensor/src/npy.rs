@@ -151,7 +151,8 @@ impl<T: Element> Tensor<T> {
             .map_err(|_| format("header is not text"))?;
         let header = parse_header(text)?;
         let code = type_code::<T>();
-        let swap = match header.descr.split_at(header.descr.len().min(1)) {
+        let order = header.descr.chars().next().map_or(0, char::len_utf8);
+        let swap = match header.descr.split_at(order) {
             ("<" | "=", c) if c == code => false,
             (">", c) if c == code => true,
             _ => {

@@ -308,6 +308,16 @@ fn set_blobs(layer: &str, m: &mut dyn Module, blobs: &[&Blob]) -> Result<()> {
                 ),
             ));
         }
+        if b.data.len() != w.numel() {
+            return Err(unsupported(
+                layer,
+                format!(
+                    "a blob of shape {:?} with {} numbers",
+                    b.shape,
+                    b.data.len()
+                ),
+            ));
+        }
         w.as_slice_mut()?.copy_from_slice(&b.data);
     }
     Ok(())
@@ -416,6 +426,26 @@ pub fn import(prototxt: &str, weights: &[u8]) -> Result<Box<dyn Module>> {
                     .first()
                     .ok_or_else(|| unsupported(&name, "no weights in the caffemodel".into()))?;
                 let bias = p.bool("bias_term", true);
+                // The layer the prototxt describes must be the blob's size
+                // before anything is allocated for it.
+                let (a, b) = if ty == "Convolution" {
+                    (Some(out), w.shape.get(1).copied())
+                } else {
+                    (w.shape.first().copied(), Some(out / groups.max(1)))
+                };
+                let want = [a, b, Some(k.0), Some(k.1)]
+                    .iter()
+                    .try_fold(1usize, |acc, &x| acc.checked_mul(x?));
+                if want != Some(w.data.len()) {
+                    return Err(unsupported(
+                        &name,
+                        format!(
+                            "{out} outputs, kernel {k:?} and a weight blob of shape {:?} ({} numbers)",
+                            w.shape,
+                            w.data.len()
+                        ),
+                    ));
+                }
                 let mut m: Box<dyn Module> = if ty == "Convolution" {
                     let cin = w.shape.get(1).copied().unwrap_or(0) * groups;
                     let c = SpatialConvolution::with_groups(cin, out, k, groups)?
@@ -446,6 +476,15 @@ pub fn import(prototxt: &str, weights: &[u8]) -> Result<Box<dyn Module>> {
                     .first()
                     .ok_or_else(|| unsupported(&name, "no weights in the caffemodel".into()))?;
                 let inp = w.data.len() / out.max(1);
+                if inp == 0 || inp * out != w.data.len() {
+                    return Err(unsupported(
+                        &name,
+                        format!(
+                            "{out} outputs and a weight blob of {} numbers",
+                            w.data.len()
+                        ),
+                    ));
+                }
                 // Caffe flattens from axis 1; its (legacy) weight may be 4-D.
                 let mut lin = Linear::new(inp, out)?;
                 if !p.bool("bias_term", true) {

@@ -136,11 +136,22 @@ pub fn decode(bytes: &[u8]) -> Result<Box<dyn Module>> {
     if used != desc.len() {
         return Err(bad(here, "trailing bytes after the description"));
     }
-    let mut model = build(&spec)?;
-    let flat = compact(model.as_mut())?;
     let mut at = 24 + desc.len();
     let (w, n) = Tensor::<f32>::decode(&bytes[at..]).map_err(|e| bad(here, e.to_string()))?;
     at += n;
+    // The description may not make us allocate more than the file holds.
+    let floats = spec_floats(&spec);
+    if floats > 4 * w.numel() as u128 + (1 << 20) {
+        return Err(bad(
+            here,
+            format!(
+                "the description asks for about {floats} numbers, the file holds {} weights",
+                w.numel()
+            ),
+        ));
+    }
+    let mut model = build(&spec)?;
+    let flat = compact(model.as_mut())?;
     if w.numel() != flat.weight.numel() {
         return Err(bad(
             here,
@@ -165,6 +176,40 @@ pub fn decode(bytes: &[u8]) -> Result<Box<dyn Module>> {
     }
     state::apply_state(&mut [model.as_mut()], state);
     Ok(model)
+}
+
+/// An upper bound on the numbers (parameters, gradients, statistics) that
+/// building `s` allocates, from its attributes alone, before any allocation:
+/// weights and gradients count twice. Saturates instead of overflowing.
+fn spec_floats(s: &Spec) -> u128 {
+    let u = |n: &str| s.get_usize(n).map_or(0, |v| v as u128);
+    let prod = |n: &str| {
+        s.get_usizes(n).map_or(0, |v| {
+            v.iter().fold(1u128, |a, &x| a.saturating_mul(x as u128))
+        })
+    };
+    let own = match s.kind.as_str() {
+        "Linear" => u("in").saturating_mul(u("out")).saturating_add(u("out")),
+        "SpatialConvolution" | "SpatialFullConvolution" => u("in")
+            .saturating_mul(u("out"))
+            .saturating_mul(prod("kernel"))
+            .saturating_add(u("out")),
+        "CMul" | "CAdd" | "Scale" => prod("size").saturating_mul(2),
+        "PReLU" => u("planes"),
+        "BatchNormalization" => u("channels").saturating_mul(2),
+        "LookupTable" => u("n").saturating_mul(u("dim")),
+        "RnnCell" | "LSTM" | "GRU" => {
+            let (i, h) = (u("input"), u("hidden"));
+            i.saturating_add(h)
+                .saturating_add(2)
+                .saturating_mul(h)
+                .saturating_mul(4)
+        }
+        _ => 0,
+    };
+    s.children.iter().fold(own.saturating_mul(2), |a, c| {
+        a.saturating_add(spec_floats(c))
+    })
 }
 
 fn pair(s: &Spec, name: &str) -> Result<(usize, usize)> {

@@ -344,6 +344,14 @@ fn tensor_values(r: &Reader<'_>, k: usize) -> Result<(Vec<usize>, Vec<f32>)> {
     let Heap::Storage(data) = &r.heap[*s] else {
         return Err(bad("a tensor whose storage is not a storage"));
     };
+    // No more numbers than the storage holds (stride-0 expansions could
+    // otherwise ask for any amount of memory).
+    if n > data.len() {
+        return Err(bad(format!(
+            "a tensor of sizes {sizes:?} holds more numbers than its storage of {}",
+            data.len()
+        )));
+    }
     // The largest element index must lie inside the storage.
     let last = sizes.iter().zip(strides).try_fold(*offset, |a, (&d, &st)| {
         a.checked_add((d - 1).checked_mul(st)?)
@@ -439,6 +447,9 @@ fn build(r: &Reader<'_>, o: &Obj) -> Result<Box<dyn Module>> {
             let [out, inp] = v[0].0[..] else {
                 return Err(bad(format!("nn.Linear weight of shape {:?}", v[0].0)));
             };
+            if out == 0 || inp == 0 {
+                return Err(bad(format!("nn.Linear weight of shape {:?}", v[0].0)));
+            }
             let mut l = Linear::new(inp, out)?;
             if v.len() == 1 {
                 l = l.without_bias();
@@ -453,6 +464,16 @@ fn build(r: &Reader<'_>, o: &Obj) -> Result<Box<dyn Module>> {
             let pad = f.usize_or("padding", 0)?;
             let (pw, ph) = (f.usize_or("padW", pad)?, f.usize_or("padH", pad)?);
             let v = weight_bias(&f)?;
+            // The layer's size must be the file's weight, before allocating.
+            let want = [cin, cout, kh, kw]
+                .iter()
+                .try_fold(1usize, |a, &x| a.checked_mul(x));
+            if want != Some(v[0].1.len()) {
+                return Err(bad(format!(
+                    "{c} {cin} -> {cout}, {kh}x{kw} with a weight of {} numbers",
+                    v[0].1.len()
+                )));
+            }
             let mut conv = SpatialConvolution::new(cin, cout, (kh, kw))?
                 .stride(dh, dw)
                 .pad(ph, pw);
