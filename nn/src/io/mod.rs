@@ -344,7 +344,7 @@ pub fn build(s: &Spec) -> Result<Box<dyn Module>> {
             Box::new(Transpose::new(&pairs))
         }
         "Narrow" => Box::new(Narrow::new(u("dim")?, u("offset")?, u("length")?)),
-        "Select" => Box::new(Select::new(u("dim")?, u("index")?)),
+        "Select" => Box::new(Select::signed(u("dim")?, s.get_i64("index")?)),
         "Contiguous" => Box::new(Contiguous::new()),
         "Flatten" => Box::new(Flatten::new()),
         "SpatialZeroPadding" => match s.get_usizes("dims")?[..] {

@@ -12,6 +12,7 @@ use crate::error::{NnError, Result};
 use crate::graph::{GraphBuilder, Node};
 use crate::layers::*;
 use crate::module::{Module, StateMut};
+use crate::sequential::Sequential;
 use crate::table::{CAddTable, CMulTable, Identity, JoinTable};
 
 /// A tensor from the file (values converted to f32; integer tensors also
@@ -371,6 +372,74 @@ fn sym_pads(node: &NodeP) -> Result<(usize, usize)> {
     }
 }
 
+/// ONNX padding as `[top, left, bottom, right]`, from `pads` or `auto_pad`
+/// (`SAME_UPPER` / `SAME_LOWER` where the padding does not depend on the
+/// input size, i.e. with stride 1).
+fn pads4(
+    node: &NodeP,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    dilation: (usize, usize),
+) -> Result<[usize; 4]> {
+    let auto = node.string("auto_pad", "NOTSET")?;
+    match auto.as_str() {
+        "NOTSET" => match node.ints("pads")?.as_deref() {
+            None => Ok([0; 4]),
+            Some(&[t, l, b, r]) if [t, l, b, r].iter().all(|&p| (0..1 << 20).contains(&p)) => {
+                Ok([t as usize, l as usize, b as usize, r as usize])
+            }
+            Some(p) => Err(node.unsupported(&format!("padding {p:?} (not 2-D)"))),
+        },
+        "VALID" => Ok([0; 4]),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            if stride != (1, 1) {
+                return Err(node.unsupported(&format!(
+                    "auto_pad {auto} with strides {stride:?} (its padding depends on the input size)"
+                )));
+            }
+            let total = |k: usize, d: usize| d * k.saturating_sub(1);
+            let (th, tw) = (total(kernel.0, dilation.0), total(kernel.1, dilation.1));
+            let (h, w) = ((th / 2, th - th / 2), (tw / 2, tw - tw / 2));
+            // SAME_UPPER puts the odd one at the end.
+            Ok(if auto == "SAME_UPPER" {
+                [h.0, w.0, h.1, w.1]
+            } else {
+                [h.1, w.1, h.0, w.0]
+            })
+        }
+        a => Err(node.unsupported(&format!("auto_pad {a}"))),
+    }
+}
+
+/// A layer with padding `[top, left, bottom, right]`: the symmetric part
+/// inside the layer (`make(pad_h, pad_w)`), the rest as an explicit padding
+/// of `value` in front of it.
+fn padded(
+    [t, l, b, r]: [usize; 4],
+    value: f32,
+    make: impl FnOnce(usize, usize) -> Result<Box<dyn Module>>,
+) -> Result<Box<dyn Module>> {
+    let (ph, pw) = (t.min(b), l.min(r));
+    let layer = make(ph, pw)?;
+    if t == b && l == r {
+        return Ok(layer);
+    }
+    let mut seq = Sequential::new();
+    if value == 0.0 {
+        seq.push(Box::new(SpatialZeroPadding::new(
+            l - pw,
+            r - pw,
+            t - ph,
+            b - ph,
+        )));
+    } else {
+        seq.push(Box::new(Padding::new(0, l - pw, r - pw, value)));
+        seq.push(Box::new(Padding::new(1, t - ph, b - ph, value)));
+    }
+    seq.push(layer);
+    Ok(Box::new(seq))
+}
+
 fn pair(node: &NodeP, name: &str, default: usize) -> Result<(usize, usize)> {
     match node.ints(name)?.as_deref() {
         None => Ok((default, default)),
@@ -409,6 +478,25 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
         }
     }
     for node in &model.nodes {
+        if matches!(node.op.as_str(), "LSTM" | "GRU" | "RNN") {
+            let x = node
+                .inputs
+                .first()
+                .and_then(|s| srcs.get(s))
+                .copied()
+                .ok_or_else(|| node.unsupported("an input X that is not a data node"))?;
+            let constant = |i: usize| {
+                node.inputs
+                    .get(i)
+                    .filter(|s| !s.is_empty())
+                    .and_then(|s| consts.get(s))
+            };
+            for (name, out, rank) in recurrent(&mut g, node, x, &constant)? {
+                srcs.insert(name.clone(), out);
+                ranks.insert(name, rank);
+            }
+            continue;
+        }
         let get_const = |i: usize| -> Option<&OnnxTensor> {
             node.inputs
                 .get(i)
@@ -668,20 +756,22 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                     )));
                 };
                 let groups = node.int("group", 1)?.max(1) as usize;
-                let (ph, pw) = sym_pads(node)?;
                 let (sh, sw) = pair(node, "strides", 1)?;
                 let (dh, dw) = pair(node, "dilations", 1)?;
-                let mut c = SpatialConvolution::with_groups(cg * groups, oc, (kh, kw), groups)?
-                    .stride(sh, sw)
-                    .pad(ph, pw)
-                    .dilation(dh, dw);
-                let mut vals = vec![w.data.clone()];
-                match get_const(2) {
-                    Some(b) => vals.push(b.data.clone()),
-                    None => c = c.without_bias(),
-                }
-                set_params(&mut c, &vals)?;
-                Box::new(c)
+                let pads = pads4(node, (kh, kw), (sh, sw), (dh, dw))?;
+                padded(pads, 0.0, |ph, pw| {
+                    let mut c = SpatialConvolution::with_groups(cg * groups, oc, (kh, kw), groups)?
+                        .stride(sh, sw)
+                        .pad(ph, pw)
+                        .dilation(dh, dw);
+                    let mut vals = vec![w.data.clone()];
+                    match get_const(2) {
+                        Some(b) => vals.push(b.data.clone()),
+                        None => c = c.without_bias(),
+                    }
+                    set_params(&mut c, &vals)?;
+                    Ok(Box::new(c))
+                })?
             }
             "Gemm" => {
                 if node.int("transA", 0)? != 0 {
@@ -745,17 +835,27 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                     return Err(node.unsupported("dilation"));
                 }
                 let k = pair(node, "kernel_shape", 0)?;
-                let (ph, pw) = sym_pads(node)?;
                 let s = pair(node, "strides", 1)?;
+                let pads = pads4(node, k, s, (1, 1))?;
                 let ceil = node.int("ceil_mode", 0)? != 0;
+                let include = node.int("count_include_pad", 0)? != 0;
+                let symmetric = pads[0] == pads[2] && pads[1] == pads[3];
                 if node.op == "MaxPool" {
-                    let p = SpatialMaxPooling::new(k, s).pad(ph, pw);
-                    Box::new(if ceil { p.ceil() } else { p })
+                    padded(pads, f32::NEG_INFINITY, |ph, pw| {
+                        let p = SpatialMaxPooling::new(k, s).pad(ph, pw);
+                        Ok(Box::new(if ceil { p.ceil() } else { p }))
+                    })?
+                } else if symmetric || include {
+                    padded(pads, 0.0, |ph, pw| {
+                        let p = SpatialAveragePooling::new(k, s)
+                            .pad(ph, pw)
+                            .count_include_pad(include);
+                        Ok(Box::new(if ceil { p.ceil() } else { p }))
+                    })?
                 } else {
-                    let p = SpatialAveragePooling::new(k, s)
-                        .pad(ph, pw)
-                        .count_include_pad(node.int("count_include_pad", 0)? != 0);
-                    Box::new(if ceil { p.ceil() } else { p })
+                    return Err(
+                        node.unsupported("asymmetric padding that the average does not count")
+                    );
                 }
             }
             "GlobalAveragePool" => Box::new(SpatialAveragePooling::global()),
@@ -825,6 +925,157 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
     let mut graph = g.build(&inputs, &outputs)?;
     graph.evaluate();
     Ok(Box::new(graph))
+}
+
+/// An ONNX `LSTM`, `GRU` or `RNN` node as [`Recurrent`] (or
+/// [`BiRecurrent`]) between the layout changes ONNX needs: returns its `Y`
+/// and `Y_h` outputs (those the node names) with their ranks. Supported:
+/// forward and bidirectional, both layouts, default activations, biases;
+/// not: `sequence_lens`, initial states, peepholes, `clip`, `Y_c`, the
+/// reverse direction alone, and GRU with `linear_before_reset = 0` (ONNX's
+/// default; PyTorch exports 1).
+fn recurrent<'a>(
+    g: &mut GraphBuilder,
+    node: &NodeP,
+    x: Node,
+    constant: &dyn Fn(usize) -> Option<&'a OnnxTensor>,
+) -> Result<Vec<(String, Node, usize)>> {
+    let (kind, gates, perm): (CellKind, usize, &[usize]) = match node.op.as_str() {
+        // Ours: i, f, g, o; ONNX: i, o, f, c.
+        "LSTM" => (CellKind::Lstm, 4, &[0, 2, 3, 1]),
+        // Ours: r, z, n; ONNX: z, r, h.
+        "GRU" => (CellKind::Gru, 3, &[1, 0, 2]),
+        _ => (CellKind::Rnn, 1, &[0]),
+    };
+    for (i, what) in [
+        (4, "sequence_lens"),
+        (5, "initial_h"),
+        (6, "initial_c"),
+        (7, "P"),
+    ] {
+        if node.inputs.get(i).is_some_and(|s| !s.is_empty()) {
+            return Err(node.unsupported(what));
+        }
+    }
+    if node.outputs.get(2).is_some_and(|s| !s.is_empty()) {
+        return Err(node.unsupported("the Y_c output"));
+    }
+    for a in ["activations", "activation_alpha", "activation_beta", "clip"] {
+        if node.attrs.contains_key(a) {
+            return Err(node.unsupported(a));
+        }
+    }
+    if node.int("input_forget", 0)? != 0 {
+        return Err(node.unsupported("input_forget"));
+    }
+    if kind == CellKind::Gru && node.int("linear_before_reset", 0)? != 1 {
+        return Err(node
+            .unsupported("linear_before_reset = 0 (only PyTorch's GRU, linear_before_reset = 1)"));
+    }
+    let dirs = match node.string("direction", "forward")?.as_str() {
+        "forward" => 1,
+        "bidirectional" => 2,
+        d => return Err(node.unsupported(&format!("direction {d}"))),
+    };
+    let batch_first = match node.int("layout", 0)? {
+        0 => false,
+        1 => true,
+        l => return Err(node.unsupported(&format!("layout {l}"))),
+    };
+    let w = constant(1).ok_or_else(|| node.unsupported("a W that is not a constant"))?;
+    let r = constant(2).ok_or_else(|| node.unsupported("an R that is not a constant"))?;
+    let [wd, gh, d] = w.dims[..] else {
+        return Err(node.unsupported(&format!("W of shape {:?}", w.dims)));
+    };
+    let h = gh / gates;
+    if wd != dirs || h == 0 || gh != gates * h || node.int("hidden_size", h as i64)? != h as i64 {
+        return Err(node.unsupported(&format!("W of shape {:?}", w.dims)));
+    }
+    if r.dims != [dirs, gh, h] {
+        return Err(node.unsupported(&format!("R of shape {:?}", r.dims)));
+    }
+    let b = constant(3);
+    if let Some(b) = b
+        && b.dims != [dirs, 2 * gh]
+    {
+        return Err(node.unsupported(&format!("B of shape {:?}", b.dims)));
+    }
+    // Gate blocks of `rows` rows of `cols` reordered from ONNX's to ours.
+    let reorder = |src: &[f32], cols: usize| -> Vec<f32> {
+        perm.iter()
+            .flat_map(|&k| src[k * h * cols..(k + 1) * h * cols].iter().copied())
+            .collect()
+    };
+    let mut values = Vec::new();
+    for dir in 0..dirs {
+        values.push(reorder(&w.data[dir * gh * d..(dir + 1) * gh * d], d));
+        values.push(reorder(&r.data[dir * gh * h..(dir + 1) * gh * h], h));
+        match b {
+            Some(b) => {
+                let bd = &b.data[dir * 2 * gh..(dir + 1) * 2 * gh];
+                values.push(reorder(&bd[..gh], 1));
+                values.push(reorder(&bd[gh..], 1));
+            }
+            None => values.extend([vec![0.0; gh], vec![0.0; gh]]),
+        }
+    }
+    let cell = || Cell::of_kind(kind, d, h);
+    let mut core: Box<dyn Module> = if dirs == 2 {
+        Box::new(BiRecurrent::new(cell()?, cell()?)?)
+    } else {
+        Box::new(Recurrent::new(cell()?))
+    };
+    set_params(core.as_mut(), &values)?;
+    // [T, N, D] -> [N, T, D]: our recurrences are batch first.
+    let x = if batch_first {
+        x
+    } else {
+        g.boxed(Box::new(Transpose::new(&[(0, 1)])), &[x])?
+    };
+    let y = g.boxed(core, &[x])?; // [N, T, dirs H]
+    let mut outs = Vec::new();
+    // Y: [T, dirs, N, H] ([N, T, dirs, H] batch first).
+    if let Some(name) = node.outputs.first().filter(|s| !s.is_empty()) {
+        let mut parts = Vec::new();
+        for dir in 0..dirs {
+            let mut seq = Sequential::new();
+            if dirs == 2 {
+                seq.push(Box::new(Narrow::new(2, dir * h, h)));
+            }
+            seq.push(Box::new(Unsqueeze::new(2)));
+            if !batch_first {
+                seq.push(Box::new(Transpose::new(&[(0, 1), (1, 2)])));
+            }
+            parts.push(g.boxed(Box::new(seq), &[y])?);
+        }
+        let axis = if batch_first { 2 } else { 1 };
+        let out = match parts[..] {
+            [p] => p,
+            _ => g.boxed(Box::new(JoinTable::new(axis)), &parts)?,
+        };
+        outs.push((name.clone(), out, 4));
+    }
+    // Y_h: [dirs, N, H] ([N, dirs, H] batch first): the forward direction's
+    // last step and the backward direction's first.
+    if let Some(name) = node.outputs.get(1).filter(|s| !s.is_empty()) {
+        let axis = usize::from(batch_first);
+        let mut parts = Vec::new();
+        for dir in 0..dirs {
+            let mut seq = Sequential::new();
+            seq.push(Box::new(Select::signed(1, if dir == 0 { -1 } else { 0 })));
+            if dirs == 2 {
+                seq.push(Box::new(Narrow::new(1, dir * h, h)));
+            }
+            seq.push(Box::new(Unsqueeze::new(axis)));
+            parts.push(g.boxed(Box::new(seq), &[y])?);
+        }
+        let out = match parts[..] {
+            [p] => p,
+            _ => g.boxed(Box::new(JoinTable::new(axis)), &parts)?,
+        };
+        outs.push((name.clone(), out, 3));
+    }
+    Ok(outs)
 }
 
 /// A permutation as a sequence of swaps (applied in order) that produces it.

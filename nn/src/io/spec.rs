@@ -81,6 +81,17 @@ impl Spec {
             .ok_or_else(|| bad(format!("{}: missing attribute {name}", self.kind)))
     }
 
+    /// Integer attribute `name`.
+    pub fn get_i64(&self, name: &str) -> Result<i64> {
+        match self.find(name)? {
+            Attr::Int(v) => Ok(*v),
+            a => Err(bad(format!(
+                "{}: attribute {name} = {a:?} is not an integer",
+                self.kind
+            ))),
+        }
+    }
+
     /// Integer attribute `name` as a size (non-negative, at most 2^40).
     pub fn get_usize(&self, name: &str) -> Result<usize> {
         match self.find(name)? {

@@ -63,6 +63,11 @@ impl Cell {
         })
     }
 
+    /// A cell of `kind`.
+    pub fn of_kind(kind: CellKind, input: usize, hidden: usize) -> Result<Cell> {
+        Cell::new(kind, input, hidden)
+    }
+
     /// A tanh RNN cell from `input` to `hidden` features.
     pub fn rnn(input: usize, hidden: usize) -> Result<Cell> {
         Cell::new(CellKind::Rnn, input, hidden)

@@ -305,13 +305,19 @@ impl Relayout for Narrow {
 }
 
 relayout_module!(
-    /// Entry `index` of dimension `dim` (that dimension removed).
-    Select { dim: usize, index: usize }
+    /// Entry `index` of dimension `dim` (that dimension removed); a negative
+    /// index counts from the end (-1: the last entry), as in BigDL.
+    Select { dim: usize, index: i64 }
 );
 
 impl Select {
     /// Entry `index` of `dim`.
     pub fn new(dim: usize, index: usize) -> Select {
+        Select::signed(dim, index as i64)
+    }
+
+    /// Entry `index` of `dim`, from the end when negative.
+    pub fn signed(dim: usize, index: i64) -> Select {
         Select {
             label: format!("Select({dim}, {index})"),
             dim,
@@ -324,7 +330,7 @@ impl Select {
     fn spec_of(&self) -> Spec {
         Spec::new("Select")
             .int("dim", self.dim)
-            .int("index", self.index)
+            .attr("index", crate::io::Attr::Int(self.index))
     }
 }
 
@@ -333,7 +339,24 @@ impl Relayout for Select {
         &self.label
     }
     fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
-        Ok(x.select(self.dim, self.index)?)
+        let size = x.sizes().get(self.dim).copied().unwrap_or(0) as i64;
+        let i = if self.index < 0 {
+            self.index + size
+        } else {
+            self.index
+        };
+        if !(0..size).contains(&i) {
+            return Err(shape(
+                &self.label,
+                format!(
+                    "dimension {} of more than {} entries",
+                    self.dim,
+                    self.index.unsigned_abs()
+                ),
+                x.sizes(),
+            ));
+        }
+        Ok(x.select(self.dim, i as usize)?)
     }
 }
 

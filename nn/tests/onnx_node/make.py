@@ -37,7 +37,10 @@ WANTED = re.compile(
     r"sub(_bcast|_example)?|div(_bcast|_example)?|sum_(example|one_input|two_inputs)|"
     r"reshape_(reduced_dims|extended_dims|negative_dim|one_dim|reordered_all_dims|reordered_last_dims)|"
     r"squeeze|unsqueeze_axis_[0-3]|constant_pad|"
-    r"convtranspose(_pads|_dilations)?"
+    r"convtranspose(_pads|_dilations)?|"
+    r"lstm_(defaults|with_initial_bias|batchwise)|"
+    r"conv_with_strides_and_asymmetric_padding|maxpool_2d_same_(upper|lower)|"
+    r"simple_rnn_(defaults|with_initial_bias|batchwise|bidirectional)"
     r")$"
 )
 
@@ -63,7 +66,58 @@ def main():
                 name = case.model.graph.output[j].name
                 with open(os.path.join(sd, f"output_{j}.pb"), "wb") as f:
                     f.write(numpy_helper.from_array(y, name).SerializeToString())
-    print(f"{len(cases)} node tests written to {OUT}", file=sys.stderr)
+    n = recurrent_cases()
+    print(f"{len(cases)} node tests and {n} recurrent ones written to {OUT}", file=sys.stderr)
+
+
+def recurrent_cases():
+    """LSTM, GRU and RNN nodes with random weights (ONNX's own recurrent
+    tests use equal weights for every gate, so they cannot catch a wrong
+    gate order), outputs from onnx's reference evaluator."""
+    import numpy as np
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(7)
+    specs = [
+        ("LSTM", 4, "forward", 0, {}),
+        ("LSTM", 4, "bidirectional", 1, {}),
+        ("GRU", 3, "forward", 0, {"linear_before_reset": 1}),
+        ("GRU", 3, "bidirectional", 1, {"linear_before_reset": 1}),
+        ("RNN", 1, "bidirectional", 0, {}),
+    ]
+    for op, gates, direction, layout, extra in specs:
+        t, n, d, h = 5, 3, 4, 6
+        dirs = 2 if direction == "bidirectional" else 1
+        x = rng.standard_normal((n, t, d) if layout else (t, n, d)).astype(np.float32)
+        w = (0.5 * rng.standard_normal((dirs, gates * h, d))).astype(np.float32)
+        r = (0.5 * rng.standard_normal((dirs, gates * h, h))).astype(np.float32)
+        b = (0.5 * rng.standard_normal((dirs, 2 * gates * h))).astype(np.float32)
+        node = helper.make_node(
+            op, ["X", "W", "R", "B"], ["Y", "Y_h"], hidden_size=h,
+            direction=direction, layout=layout, **extra,
+        )
+        graph = helper.make_graph(
+            [node], "g",
+            [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape)
+             for k, v in (("X", x), ("W", w), ("R", r), ("B", b))],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None),
+             helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None)],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+        ys = ReferenceEvaluator(model).run(None, {"X": x, "W": w, "R": r, "B": b})
+        name = f"test_bigdl_{op.lower()}_{direction}_layout{layout}"
+        sd = os.path.join(OUT, name, "test_data_set_0")
+        os.makedirs(sd)
+        with open(os.path.join(OUT, name, "model.onnx"), "wb") as f:
+            f.write(model.SerializeToString())
+        for j, (k, v) in enumerate((("X", x), ("W", w), ("R", r), ("B", b))):
+            with open(os.path.join(sd, f"input_{j}.pb"), "wb") as f:
+                f.write(numpy_helper.from_array(v, k).SerializeToString())
+        for j, (k, v) in enumerate(zip(("Y", "Y_h"), ys)):
+            with open(os.path.join(sd, f"output_{j}.pb"), "wb") as f:
+                f.write(numpy_helper.from_array(np.asarray(v, np.float32), k).SerializeToString())
+    return len(specs)
 
 
 if __name__ == "__main__":
