@@ -16,6 +16,26 @@ pub enum BenchCommand {
     /// All-reduce bandwidth under `mpirun -n N`: ours (f32 and bf16 wire)
     /// next to the MPI library's own `MPI_Allreduce`, in the same run.
     Allreduce(AllreduceArgs),
+    /// Inference speed of a model file (any format `bigdl predict` reads) on
+    /// random input: load time, median batch latency, images/s.
+    Model(ModelArgs),
+}
+
+/// Options of `bigdl bench model`.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// The model file.
+    #[arg(long)]
+    model: std::path::PathBuf,
+    /// The Caffe weights for a prototxt given as --model.
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
+    /// The input shape, batch first (e.g. 32,3,224,224).
+    #[arg(long, value_delimiter = ',')]
+    shape: Vec<usize>,
+    /// Minimum measuring time, in milliseconds (at least 3 batches).
+    #[arg(long, default_value_t = 5000)]
+    min_ms: u64,
 }
 
 /// Options of `bigdl bench allreduce`.
@@ -59,6 +79,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Gemm(args) => gemm(&args),
         BenchCommand::Allreduce(args) => allreduce(&args),
+        BenchCommand::Model(args) => model(&args),
     }
 }
 
@@ -242,5 +263,40 @@ fn allreduce(args: &AllreduceArgs) -> anyhow::Result<()> {
             std::io::stdout().flush()?;
         }
     }
+    Ok(())
+}
+
+fn model(args: &ModelArgs) -> anyhow::Result<()> {
+    use bigdl_nn::Activity;
+    use bigdl_tensor::Tensor;
+    if args.shape.is_empty() || args.shape.contains(&0) {
+        bail!("--shape: the input shape, batch first, e.g. 32,3,224,224");
+    }
+    let t0 = Instant::now();
+    let mut m = crate::predict::load_model(&args.model, args.weights.as_deref())?;
+    let load = t0.elapsed();
+    m.evaluate();
+    let mut g = bigdl_tensor::Generator::new(1);
+    let x: Activity = Tensor::<f32>::uniform(&args.shape, -1.0, 1.0, &mut g)?.into();
+    m.forward(&x)?; // warm-up: scratch buffers, page faults
+    let mut times = Vec::new();
+    let started = Instant::now();
+    while times.len() < 3 || started.elapsed() < Duration::from_millis(args.min_ms) {
+        let t = Instant::now();
+        m.forward(&x)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    println!(
+        "{}: load {:.1} ms; batch {}: median {:.2} ms over {} runs, {:.1} images/s ({} threads)",
+        args.model.display(),
+        load.as_secs_f64() * 1e3,
+        args.shape[0],
+        med * 1e3,
+        times.len(),
+        args.shape[0] as f64 / med,
+        pool::num_threads()
+    );
     Ok(())
 }

@@ -70,6 +70,11 @@ enum Command {
 }
 
 fn main() {
+    // Fresh tensors every layer: keep freed memory in the heap instead of
+    // faulting in cleared pages each time (BIGDL_MALLOC=system opts out).
+    if std::env::var("BIGDL_MALLOC").as_deref() != Ok("system") {
+        bigdl_kernels::memory::keep_freed_memory();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { model: None, .. } => info(),

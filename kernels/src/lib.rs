@@ -38,6 +38,7 @@ pub mod cpu;
 pub mod elementwise;
 pub mod error;
 pub mod gemm;
+pub mod memory;
 pub mod norm;
 pub mod pool;
 pub mod pool2d;

@@ -372,6 +372,101 @@ fn sym_pads(node: &NodeP) -> Result<(usize, usize)> {
     }
 }
 
+/// Folds every inference-mode `BatchNormalization` that is the only
+/// consumer of a `Conv` into that convolution's weight and bias (scale
+/// `gamma / sqrt(var + eps)` per output channel): one pass over the
+/// activations fewer, as inference runtimes do. Leaves the graph unchanged
+/// where any operand is not a constant of the expected size.
+fn fold_batch_norms(model: &mut Model, consts: &mut HashMap<String, OnnxTensor>) {
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for n in &model.nodes {
+        for i in &n.inputs {
+            *uses.entry(i.as_str()).or_default() += 1;
+        }
+    }
+    for o in &model.outputs {
+        *uses.entry(o.as_str()).or_default() += 1;
+    }
+    let mut folded: Vec<(usize, usize, OnnxTensor, OnnxTensor)> = Vec::new();
+    for (ci, conv) in model.nodes.iter().enumerate() {
+        if conv.op != "Conv"
+            || conv.outputs.len() != 1
+            || uses.get(conv.outputs[0].as_str()) != Some(&1)
+        {
+            continue;
+        }
+        let Some(bi) = model
+            .nodes
+            .iter()
+            .position(|n| n.op == "BatchNormalization" && n.inputs.first() == conv.outputs.first())
+        else {
+            continue;
+        };
+        let bn = &model.nodes[bi];
+        if bn.outputs.len() != 1 || !matches!(bn.int("training_mode", 0), Ok(0)) {
+            continue;
+        }
+        let get = |n: &NodeP, i: usize| n.inputs.get(i).and_then(|s| consts.get(s));
+        let (Some(w), Some(gamma), Some(beta), Some(mean), Some(var), Ok(eps)) = (
+            get(conv, 1),
+            get(bn, 1),
+            get(bn, 2),
+            get(bn, 3),
+            get(bn, 4),
+            bn.float("epsilon", 1e-5),
+        ) else {
+            continue;
+        };
+        let oc = w.dims.first().copied().unwrap_or(0);
+        let bias = get(conv, 2);
+        let sized = |t: &OnnxTensor| t.data.len() == oc;
+        if oc == 0
+            || w.data.len() % oc != 0
+            || ![gamma, beta, mean, var].iter().all(|t| sized(t))
+            || bias.is_some_and(|b| !sized(b))
+        {
+            continue;
+        }
+        let per = w.data.len() / oc;
+        let scale: Vec<f32> = (0..oc)
+            .map(|o| gamma.data[o] / (var.data[o] + eps).sqrt())
+            .collect();
+        let mut nw = w.clone();
+        nw.name = format!("{}/bn_folded", w.name);
+        for (o, chunk) in nw.data.chunks_mut(per).enumerate() {
+            chunk.iter_mut().for_each(|x| *x *= scale[o]);
+        }
+        let nb = OnnxTensor {
+            name: format!("{}/bn_folded_bias", conv.outputs[0]),
+            dims: vec![oc],
+            data: (0..oc)
+                .map(|o| {
+                    let b = bias.map_or(0.0, |b| b.data[o]);
+                    (b - mean.data[o]) * scale[o] + beta.data[o]
+                })
+                .collect(),
+            ints: None,
+        };
+        folded.push((ci, bi, nw, nb));
+    }
+    let mut drop = vec![false; model.nodes.len()];
+    for (ci, bi, nw, nb) in folded {
+        let out = model.nodes[bi].outputs[0].clone();
+        let conv = &mut model.nodes[ci];
+        conv.inputs.truncate(1);
+        conv.inputs.extend([nw.name.clone(), nb.name.clone()]);
+        conv.outputs = vec![out];
+        consts.insert(nw.name.clone(), nw);
+        consts.insert(nb.name.clone(), nb);
+        drop[bi] = true;
+    }
+    let mut k = 0;
+    model.nodes.retain(|_| {
+        k += 1;
+        !drop[k - 1]
+    });
+}
+
 /// ONNX padding as `[top, left, bottom, right]`, from `pads` or `auto_pad`
 /// (`SAME_UPPER` / `SAME_LOWER` where the padding does not depend on the
 /// input size, i.e. with stride 1).
@@ -463,6 +558,8 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
     for t in model.initializers.iter().chain(bound) {
         consts.insert(t.name.clone(), t.clone());
     }
+    let mut model = model;
+    fold_batch_norms(&mut model, &mut consts);
     let mut g = GraphBuilder::new();
     let mut srcs: HashMap<String, Node> = HashMap::new();
     let mut ranks: HashMap<String, usize> = HashMap::new();

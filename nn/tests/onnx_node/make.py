@@ -66,8 +66,52 @@ def main():
                 name = case.model.graph.output[j].name
                 with open(os.path.join(sd, f"output_{j}.pb"), "wb") as f:
                     f.write(numpy_helper.from_array(y, name).SerializeToString())
-    n = recurrent_cases()
-    print(f"{len(cases)} node tests and {n} recurrent ones written to {OUT}", file=sys.stderr)
+    n = recurrent_cases() + conv_bn_case()
+    print(f"{len(cases)} node tests and {n} of our own written to {OUT}", file=sys.stderr)
+
+
+def write_case(name, model, inputs, outputs):
+    sd = os.path.join(OUT, name, "test_data_set_0")
+    os.makedirs(sd)
+    with open(os.path.join(OUT, name, "model.onnx"), "wb") as f:
+        f.write(model.SerializeToString())
+    for prefix, tensors in (("input", inputs), ("output", outputs)):
+        for j, (k, v) in enumerate(tensors):
+            with open(os.path.join(sd, f"{prefix}_{j}.pb"), "wb") as f:
+                f.write(numpy_helper.from_array(v, k).SerializeToString())
+
+
+def conv_bn_case():
+    """Conv followed by an inference-mode BatchNormalization (which the
+    importer folds into the convolution), against onnx's reference."""
+    import numpy as np
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    consts = {
+        "W": rng.standard_normal((5, 3, 3, 3)).astype(np.float32),
+        "B": rng.standard_normal(5).astype(np.float32),
+        "gamma": rng.uniform(0.5, 1.5, 5).astype(np.float32),
+        "beta": rng.standard_normal(5).astype(np.float32),
+        "mean": rng.standard_normal(5).astype(np.float32),
+        "var": rng.uniform(0.5, 2.0, 5).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["X", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["Y"],
+                         epsilon=1e-3),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    (y,) = ReferenceEvaluator(model).run(None, {"X": x})
+    write_case("test_bigdl_conv_batchnorm", model, [("X", x)], [("Y", y)])
+    return 1
 
 
 def recurrent_cases():
