@@ -214,13 +214,29 @@ pub(crate) fn init_generator() -> Generator {
     })
 }
 
+thread_local! {
+    static LOADING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with layers created zero-initialised: model loaders overwrite
+/// every weight, so drawing random ones first would only cost time.
+pub(crate) fn loading<R>(f: impl FnOnce() -> R) -> R {
+    let before = LOADING.with(|l| l.replace(true));
+    let r = f();
+    LOADING.with(|l| l.set(before));
+    r
+}
+
 /// `U(-bound, bound)` of `sizes`, Torch7's default initialisation with
-/// `bound = 1 / sqrt(fan_in)`.
+/// `bound = 1 / sqrt(fan_in)` (zeros inside [`loading`]).
 pub(crate) fn uniform_init(
     sizes: &[usize],
     fan_in: usize,
     g: &mut Generator,
 ) -> Result<Tensor<f32>> {
+    if LOADING.with(|l| l.get()) {
+        return Ok(Tensor::zeros(sizes)?);
+    }
     let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
     Ok(Tensor::uniform(sizes, -bound, bound, g)?)
 }

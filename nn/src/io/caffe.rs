@@ -352,6 +352,10 @@ fn current_type(t: &str) -> &str {
 /// (caffemodel bytes). The result takes the network's input blob(s) (a table
 /// when several) and returns its unconsumed top blob(s), in evaluation mode.
 pub fn import(prototxt: &str, weights: &[u8]) -> Result<Box<dyn Module>> {
+    crate::module::loading(|| import_net(prototxt, weights))
+}
+
+fn import_net(prototxt: &str, weights: &[u8]) -> Result<Box<dyn Module>> {
     let net = parse_text(prototxt)?;
     let blobs = parse_weights(weights)?;
     let mut g = GraphBuilder::new();

@@ -109,6 +109,10 @@ pub fn is_native(bytes: &[u8]) -> bool {
 
 /// Decodes a model from the bytes of a native model file.
 pub fn decode(bytes: &[u8]) -> Result<Box<dyn Module>> {
+    crate::module::loading(|| decode_model(bytes))
+}
+
+fn decode_model(bytes: &[u8]) -> Result<Box<dyn Module>> {
     let here = Path::new("model");
     if bytes.len() < 24 || !is_native(bytes) {
         return Err(bad(here, "not a bigdl model file"));

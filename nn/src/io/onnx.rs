@@ -335,7 +335,7 @@ fn parse_model(bytes: &[u8]) -> Result<Model> {
 }
 
 /// Copies `values` into the module's parameters, in order, checking sizes.
-fn set_params(m: &mut dyn Module, values: &[Vec<f32>]) -> Result<()> {
+fn set_params<V: AsRef<[f32]>>(m: &mut dyn Module, values: &[V]) -> Result<()> {
     let params = m.parameters();
     if params.len() != values.len() {
         return Err(bad(format!(
@@ -346,6 +346,7 @@ fn set_params(m: &mut dyn Module, values: &[Vec<f32>]) -> Result<()> {
         )));
     }
     for ((w, _), v) in params.iter().zip(values) {
+        let v = v.as_ref();
         if w.numel() != v.len() {
             return Err(bad(format!(
                 "{}: a parameter of {} values, {} given",
@@ -547,6 +548,10 @@ fn pair(node: &NodeP, name: &str, default: usize) -> Result<(usize, usize)> {
 /// importer should treat as constants (weights given as inputs). The model is
 /// returned in evaluation mode.
 pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
+    crate::module::loading(|| import_graph(bytes, bound))
+}
+
+fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
     let model = parse_model(bytes)?;
     if model.opset != 0 && model.opset < 13 {
         return Err(bad(format!(
@@ -554,11 +559,14 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
             model.opset
         )));
     }
-    let mut consts: HashMap<String, OnnxTensor> = HashMap::new();
-    for t in model.initializers.iter().chain(bound) {
-        consts.insert(t.name.clone(), t.clone());
-    }
     let mut model = model;
+    let mut consts: HashMap<String, OnnxTensor> = HashMap::new();
+    for t in std::mem::take(&mut model.initializers)
+        .into_iter()
+        .chain(bound.iter().cloned())
+    {
+        consts.insert(t.name.clone(), t);
+    }
     fold_batch_norms(&mut model, &mut consts);
     let mut g = GraphBuilder::new();
     let mut srcs: HashMap<String, Node> = HashMap::new();
@@ -799,9 +807,9 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                     .pad(ph, pw)
                     .adj(ah, aw)
                     .dilation(dh, dw);
-                let mut vals = vec![w.data.clone()];
+                let mut vals: Vec<&[f32]> = vec![&w.data];
                 match get_const(2) {
-                    Some(b) => vals.push(b.data.clone()),
+                    Some(b) => vals.push(&b.data),
                     None => c = c.without_bias(),
                 }
                 set_params(&mut c, &vals)?;
@@ -861,9 +869,9 @@ pub fn import(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                         .stride(sh, sw)
                         .pad(ph, pw)
                         .dilation(dh, dw);
-                    let mut vals = vec![w.data.clone()];
+                    let mut vals: Vec<&[f32]> = vec![&w.data];
                     match get_const(2) {
-                        Some(b) => vals.push(b.data.clone()),
+                        Some(b) => vals.push(&b.data),
                         None => c = c.without_bias(),
                     }
                     set_params(&mut c, &vals)?;

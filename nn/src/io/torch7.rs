@@ -559,6 +559,10 @@ fn build(r: &Reader<'_>, o: &Obj) -> Result<Box<dyn Module>> {
 /// outputs keep Torch7's layout (batch first); note that Torch7 modules that
 /// index labels or dimensions from 1 (nn.Concat) are translated to 0-based.
 pub fn import(bytes: &[u8]) -> Result<Box<dyn Module>> {
+    crate::module::loading(|| import_file(bytes))
+}
+
+fn import_file(bytes: &[u8]) -> Result<Box<dyn Module>> {
     let mut r = Reader {
         b: bytes,
         at: 0,
