@@ -74,6 +74,6 @@ pub use optim::{
 };
 pub use sequential::Sequential;
 pub use table::{
-    CAddTable, CMulTable, Concat, ConcatTable, Identity, JoinTable, ParallelTable, SelectTable,
+    CAddTable, CMaxTable, CMulTable, Concat, ConcatTable, Identity, JoinTable, ParallelTable, SelectTable,
     SplitTable,
 };

@@ -607,6 +607,66 @@ impl Module for CMulTable {
     }
 }
 
+/// Element-wise maximum of the tensors of a table (same shapes); the
+/// gradient goes to the first tensor holding the maximum (BigDL's
+/// `CMaxTable`, Caffe's `Eltwise MAX`).
+#[derive(Clone, Debug, Default)]
+pub struct CMaxTable;
+
+impl CMaxTable {
+    /// The layer.
+    pub fn new() -> CMaxTable {
+        CMaxTable
+    }
+}
+
+impl Module for CMaxTable {
+    fn name(&self) -> &str {
+        "CMaxTable"
+    }
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        let xs = tensors(self.name(), input)?;
+        let mut out = xs[0].contiguous().to_vec();
+        for x in &xs[1..] {
+            same_sizes(self.name(), xs[0], x)?;
+            let x = x.contiguous();
+            out.iter_mut()
+                .zip(x.as_slice()?.iter())
+                .for_each(|(o, &v)| *o = o.max(v));
+        }
+        Ok(Tensor::from_vec(out, xs[0].sizes())?.into())
+    }
+    fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let xs = tensors(self.name(), input)?;
+        let gy = grad_output.tensor(self.name())?;
+        same_sizes(self.name(), xs[0], gy)?;
+        let vals: Vec<Vec<f32>> = xs.iter().map(|x| x.contiguous().to_vec()).collect();
+        let gy = gy.contiguous().to_vec();
+        let mut grads = vec![vec![0.0f32; gy.len()]; xs.len()];
+        for (e, &g) in gy.iter().enumerate() {
+            let mut best = 0;
+            for k in 1..vals.len() {
+                if vals[k][e] > vals[best][e] {
+                    best = k;
+                }
+            }
+            grads[best][e] = g;
+        }
+        grads
+            .into_iter()
+            .map(|g| Ok(Tensor::from_vec(g, xs[0].sizes())?.into()))
+            .collect::<Result<Vec<Activity>>>()
+            .map(Activity::Table)
+    }
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("CMaxTable"))
+    }
+
+    fn clone_module(&self) -> Box<dyn Module> {
+        Box::new(self.clone())
+    }
+}
+
 /// Joins the tensors of a table along `dim` (0-based).
 #[derive(Clone, Debug)]
 pub struct JoinTable {

@@ -4,7 +4,7 @@
 
 use bigdl_nn::layers::*;
 use bigdl_nn::{
-    AbsCriterion, Activity, BCECriterion, CAddTable, CMulTable, ClassNLLCriterion, Concat,
+    AbsCriterion, Activity, BCECriterion, CAddTable, CMaxTable, CMulTable, ClassNLLCriterion, Concat,
     ConcatTable, CosineEmbeddingCriterion, Criterion, CrossEntropyCriterion, GraphBuilder,
     Identity, JoinTable, MSECriterion, MarginCriterion, Module, MultiCriterion, NnError,
     ParallelCriterion, ParallelTable, SelectTable, Sequential, SmoothL1Criterion, SplitTable,
@@ -566,6 +566,7 @@ fn tables_and_containers() {
     let three = || table(vec![rand(&[2, 3], 5), rand(&[2, 3], 6), rand(&[2, 3], 7)]);
     check_act(&mut CAddTable::new(), three(), 1e-2);
     check_act(&mut CMulTable::new(), three(), 1e-2);
+    check_act(&mut CMaxTable::new(), three(), 1e-2);
     check_act(
         &mut JoinTable::new(1),
         table(vec![rand(&[2, 3], 8), rand(&[2, 1], 9)]),

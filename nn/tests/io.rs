@@ -194,6 +194,7 @@ fn every_layer_round_trips() {
         ),
         (Box::new(CAddTable::new()), table()),
         (Box::new(CMulTable::new()), table()),
+        (Box::new(CMaxTable::new()), table()),
         (Box::new(JoinTable::new(1)), table()),
         (Box::new(SplitTable::new(1)), vec()),
         (Box::new(SelectTable::new(1)), table()),

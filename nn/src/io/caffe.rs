@@ -10,7 +10,7 @@ use crate::error::{NnError, Result};
 use crate::graph::{GraphBuilder, Node};
 use crate::layers::*;
 use crate::module::{Module, StateMut};
-use crate::table::{CAddTable, CMulTable, Identity, JoinTable};
+use crate::table::{CAddTable, CMaxTable, CMulTable, Identity, JoinTable, ParallelTable};
 
 /// A message in protobuf text format: fields in order, repeated ones
 /// repeated.
@@ -655,12 +655,31 @@ fn import_net(prototxt: &str, weights: &[u8]) -> Result<Box<dyn Module>> {
                     .scalars("coeff")
                     .map(|c| c.parse().unwrap_or(f32::NAN))
                     .collect();
-                if coeffs.iter().any(|&c| c != 1.0) {
-                    return Err(unsupported(&name, format!("coefficients {coeffs:?}")));
+                let op = p.str("operation").unwrap_or("SUM");
+                let sum = matches!(op, "SUM" | "1");
+                if coeffs.iter().any(|&c| c != 1.0) && !sum {
+                    return Err(unsupported(&name, format!("coefficients for {op}")));
                 }
-                match p.str("operation").unwrap_or("SUM") {
+                if !coeffs.is_empty() && coeffs.len() != bottoms.len() {
+                    return Err(unsupported(
+                        &name,
+                        format!("{} coefficients for {} inputs", coeffs.len(), bottoms.len()),
+                    ));
+                }
+                match op {
+                    "SUM" | "1" if coeffs.iter().any(|&c| c != 1.0) => {
+                        // Each input scaled by its coefficient, then summed.
+                        let scaled = coeffs.iter().fold(ParallelTable::new(), |t, &c| {
+                            t.add_boxed(Box::new(MulConstant::new(c)))
+                        });
+                        let mut s = crate::sequential::Sequential::new();
+                        s.push(Box::new(scaled));
+                        s.push(Box::new(CAddTable::new()));
+                        Box::new(s)
+                    }
                     "SUM" | "1" => Box::new(CAddTable::new()),
                     "PROD" | "0" => Box::new(CMulTable::new()),
+                    "MAX" | "2" => Box::new(CMaxTable::new()),
                     op => return Err(unsupported(&name, format!("operation {op}"))),
                 }
             }

@@ -428,6 +428,7 @@ pub fn build(s: &Spec) -> Result<Box<dyn Module>> {
         "Identity" => Box::new(Identity::new()),
         "CAddTable" => Box::new(CAddTable::new()),
         "CMulTable" => Box::new(CMulTable::new()),
+        "CMaxTable" => Box::new(crate::table::CMaxTable::new()),
         "JoinTable" => Box::new(JoinTable::new(u("dim")?)),
         "SplitTable" => Box::new(SplitTable::new(u("dim")?)),
         "SelectTable" => Box::new(SelectTable::new(u("index")?)),

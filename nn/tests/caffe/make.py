@@ -56,7 +56,8 @@ def r(*shape, lo=-1.0, hi=1.0):
 
 
 # --- A current-format network: conv, BN + Scale, in-place ReLU, ceil-mode
-# max pooling, a split into two branches joined by Eltwise SUM, LRN, padded
+# max pooling, a split into two branches joined by Eltwise SUM (with
+# coefficients) and MAX, LRN, padded
 # average pooling, InnerProduct, Softmax.
 x = r(2, 3, 8, 8)
 w1, b1 = r(4, 3, 3, 3), r(4)
@@ -77,8 +78,10 @@ layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
 layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
         convolution_param { num_output: 4 kernel_size: 1 group: 2 } }
 layer { name: "sum" type: "Eltwise" bottom: "pool1" bottom: "conv2" top: "sum"
-        eltwise_param { operation: SUM } }
-layer { name: "norm" type: "LRN" bottom: "sum" top: "norm"
+        eltwise_param { operation: SUM coeff: 0.5 coeff: -1.5 } }
+layer { name: "max" type: "Eltwise" bottom: "sum" bottom: "pool1" top: "max"
+        eltwise_param { operation: MAX } }
+layer { name: "norm" type: "LRN" bottom: "max" top: "norm"
         lrn_param { local_size: 3 alpha: 0.1 beta: 0.75 k: 2 } }
 layer { name: "pool2" type: "Pooling" bottom: "norm" top: "pool2"
         pooling_param { pool: AVE kernel_size: 2 stride: 2 pad: 1 } }   # 4 -> 3
@@ -94,8 +97,9 @@ y = F.conv2d(t(x), t(w1), t(b1), padding=1)
 y = (y - t(mean)[None, :, None, None]) / torch.sqrt(t(var)[None, :, None, None] + 1e-5)
 y = F.relu(y * t(gamma)[None, :, None, None] + t(beta)[None, :, None, None])
 p1 = F.max_pool2d(y, 3, 2, ceil_mode=True)
-s = p1 + F.conv2d(p1, t(w2), t(b2), groups=2)
-n = F.local_response_norm(s, 3, alpha=0.1, beta=0.75, k=2.0)
+s = 0.5 * p1 - 1.5 * F.conv2d(p1, t(w2), t(b2), groups=2)
+m = torch.maximum(s, p1)
+n = F.local_response_norm(m, 3, alpha=0.1, beta=0.75, k=2.0)
 p2 = F.avg_pool2d(n, 2, 2, padding=1, ceil_mode=True, count_include_pad=True)
 prob = F.softmax(F.linear(p2.flatten(1), t(wfc), t(bfc)), dim=1)
 open(os.path.join(OUT, "tiny.prototxt"), "w").write(proto)
