@@ -74,6 +74,6 @@ pub use optim::{
 };
 pub use sequential::Sequential;
 pub use table::{
-    CAddTable, CMaxTable, CMulTable, Concat, ConcatTable, Identity, JoinTable, ParallelTable, SelectTable,
-    SplitTable,
+    CAddTable, CMaxTable, CMulTable, Concat, ConcatTable, Identity, JoinTable, ParallelTable,
+    SelectTable, SplitTable,
 };

@@ -33,6 +33,11 @@ fn legacy_v1_network_matches_pytorch() {
 }
 
 #[test]
+fn slice_max_concat_reshape_match_pytorch() {
+    check("slice");
+}
+
+#[test]
 fn bad_inputs_are_errors() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/caffe");
     let proto = std::fs::read_to_string(dir.join("tiny.prototxt")).unwrap();

@@ -4,8 +4,8 @@
 
 use bigdl_nn::layers::*;
 use bigdl_nn::{
-    AbsCriterion, Activity, BCECriterion, CAddTable, CMaxTable, CMulTable, ClassNLLCriterion, Concat,
-    ConcatTable, CosineEmbeddingCriterion, Criterion, CrossEntropyCriterion, GraphBuilder,
+    AbsCriterion, Activity, BCECriterion, CAddTable, CMaxTable, CMulTable, ClassNLLCriterion,
+    Concat, ConcatTable, CosineEmbeddingCriterion, Criterion, CrossEntropyCriterion, GraphBuilder,
     Identity, JoinTable, MSECriterion, MarginCriterion, Module, MultiCriterion, NnError,
     ParallelCriterion, ParallelTable, SelectTable, Sequential, SmoothL1Criterion, SplitTable,
     TimeDistributedCriterion, manual_seed,

@@ -121,6 +121,8 @@ fn every_layer_round_trips() {
         (Box::new(Unsqueeze::new(1)), vec()),
         (Box::new(Transpose::new(&[(0, 1)])), vec()),
         (Box::new(Narrow::new(1, 2, 3)), vec()),
+        (Box::new(Narrow::signed(1, 2, -2)), vec()),
+        (Box::new(Select::signed(1, -1)), vec()),
         (Box::new(Select::new(1, 7)), vec()),
         (Box::new(Contiguous::new()), vec()),
         (Box::new(SpatialZeroPadding::new(1, 0, 2, 1)), img()),

@@ -410,7 +410,70 @@ fn import_net(prototxt: &str, weights: &[u8]) -> Result<Box<dyn Module>> {
             }
             continue;
         }
+        if ty == "Slice" {
+            // Top i is the part between slice points i - 1 and i of the axis.
+            let p = param("slice_param");
+            let axis = p.usize("axis")?.or(p.usize("slice_dim")?).unwrap_or(1);
+            let points = p.usizes("slice_point")?;
+            if points.len() + 1 != top_names.len() {
+                return Err(unsupported(
+                    &name,
+                    format!(
+                        "{} slice points for {} tops (equal parts would need the input's size)",
+                        points.len(),
+                        top_names.len()
+                    ),
+                ));
+            }
+            if points.first() == Some(&0) || points.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(unsupported(&name, format!("slice points {points:?}")));
+            }
+            let mut start = 0;
+            for (i, t) in top_names.iter().enumerate() {
+                let len = points.get(i).map_or(-1, |&end| (end - start) as i64);
+                let n = g.boxed(Box::new(Narrow::signed(axis, start, len)), &[data[0]])?;
+                tops.insert(t.clone(), n);
+                consumed.insert(t.clone(), false);
+                order.push(t.clone());
+                start = points.get(i).copied().unwrap_or(start);
+            }
+            continue;
+        }
         let m: Box<dyn Module> = match ty {
+            "Reshape" => {
+                let p = param("reshape_param");
+                if p.str("axis").is_some_and(|a| a != "0")
+                    || p.str("num_axes").is_some_and(|a| a != "-1")
+                {
+                    return Err(unsupported(&name, "axis or num_axes".into()));
+                }
+                let dims: Vec<i64> = p
+                    .msg("shape")
+                    .map(|m| {
+                        m.scalars("dim")
+                            .map(|d| d.parse::<i64>().map_err(|_| bad(format!("dim {d:?}"))))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .transpose()?
+                    .unwrap_or_default();
+                let rest = dims.get(1..).unwrap_or(&[]);
+                let frees = dims.iter().filter(|&&d| d == -1).count();
+                match dims.first() {
+                    Some(0) if rest == [-1] => Box::new(Flatten::new()),
+                    Some(0) if !rest.is_empty() && rest.iter().all(|&d| d > 0) => Box::new(
+                        Reshape::batched(&rest.iter().map(|&d| d as usize).collect::<Vec<_>>()),
+                    ),
+                    Some(_) if frees <= 1 && dims.iter().all(|&d| d > 0 || d == -1) => {
+                        Box::new(View::new(
+                            &dims
+                                .iter()
+                                .map(|&d| (d > 0).then_some(d as usize))
+                                .collect::<Vec<_>>(),
+                        ))
+                    }
+                    _ => return Err(unsupported(&name, format!("shape {dims:?}"))),
+                }
+            }
             "Convolution" | "Deconvolution" => {
                 let p = param("convolution_param");
                 let out = p

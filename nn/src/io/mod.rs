@@ -347,7 +347,11 @@ pub fn build(s: &Spec) -> Result<Box<dyn Module>> {
                 .collect();
             Box::new(Transpose::new(&pairs))
         }
-        "Narrow" => Box::new(Narrow::new(u("dim")?, u("offset")?, u("length")?)),
+        "Narrow" => Box::new(Narrow::signed(
+            u("dim")?,
+            u("offset")?,
+            s.get_i64("length")?,
+        )),
         "Select" => Box::new(Select::signed(u("dim")?, s.get_i64("index")?)),
         "Contiguous" => Box::new(Contiguous::new()),
         "Flatten" => Box::new(Flatten::new()),

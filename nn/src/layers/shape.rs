@@ -270,13 +270,20 @@ impl Relayout for Transpose {
 }
 
 relayout_module!(
-    /// `length` entries of dimension `dim` from `offset`.
-    Narrow { dim: usize, offset: usize, length: usize }
+    /// `length` entries of dimension `dim` from `offset`; a negative length
+    /// counts from the end, as in BigDL (-1: up to the last entry).
+    Narrow { dim: usize, offset: usize, length: i64 }
 );
 
 impl Narrow {
     /// Entries `offset..offset + length` of `dim`.
     pub fn new(dim: usize, offset: usize, length: usize) -> Narrow {
+        Narrow::signed(dim, offset, length as i64)
+    }
+
+    /// Entries from `offset`: `length` of them, or up to `size + length + 1`
+    /// when negative (-1: to the end).
+    pub fn signed(dim: usize, offset: usize, length: i64) -> Narrow {
         Narrow {
             label: format!("Narrow({dim}, {offset}, {length})"),
             dim,
@@ -291,7 +298,7 @@ impl Narrow {
         Spec::new("Narrow")
             .int("dim", self.dim)
             .int("offset", self.offset)
-            .int("length", self.length)
+            .attr("length", crate::io::Attr::Int(self.length))
     }
 }
 
@@ -300,7 +307,20 @@ impl Relayout for Narrow {
         &self.label
     }
     fn apply(&self, x: &Tensor<f32>) -> Result<Tensor<f32>> {
-        Ok(x.narrow(self.dim, self.offset, self.length)?)
+        let size = x.sizes().get(self.dim).copied().unwrap_or(0) as i64;
+        let len = if self.length < 0 {
+            size + self.length + 1 - self.offset as i64
+        } else {
+            self.length
+        };
+        if len < 0 {
+            return Err(shape(
+                &self.label,
+                format!("dimension {} of at least {} entries", self.dim, self.offset),
+                x.sizes(),
+            ));
+        }
+        Ok(x.narrow(self.dim, self.offset, len as usize)?)
     }
 }
 

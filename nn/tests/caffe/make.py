@@ -126,4 +126,27 @@ open(os.path.join(OUT, "legacy.prototxt"), "w").write(proto_v1)
 open(os.path.join(OUT, "legacy.caffemodel"), "wb").write(model_v1)
 np.save(os.path.join(OUT, "legacy.x.npy"), x2)
 np.save(os.path.join(OUT, "legacy.y.npy"), y2.numpy())
+
+# --- Slice (with slice points), Eltwise MAX, Concat and Reshape (batch
+# copied with 0, a dimension inferred with -1).
+x3 = r(2, 6, 4, 4)
+wb, bb = r(2, 3, 1, 1), r(2)
+proto_slice = """
+name: "slice"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 6 dim: 4 dim: 4 } } }
+layer { name: "slice" type: "Slice" bottom: "data" top: "a" top: "b" top: "c"
+        slice_param { axis: 1 slice_point: 2 slice_point: 5 } }
+layer { name: "conv" type: "Convolution" bottom: "b" top: "cb" convolution_param { num_output: 2 kernel_size: 1 } }
+layer { name: "max" type: "Eltwise" bottom: "a" bottom: "cb" top: "max" eltwise_param { operation: MAX } }
+layer { name: "cat" type: "Concat" bottom: "max" bottom: "c" top: "cat" }
+layer { name: "r1" type: "Reshape" bottom: "cat" top: "r1" reshape_param { shape { dim: 0 dim: 3 dim: 16 } } }
+layer { name: "r2" type: "Reshape" bottom: "r1" top: "r2" reshape_param { shape { dim: 0 dim: -1 } } }
+"""
+xt = t(x3)
+a, b, c = xt[:, :2], xt[:, 2:5], xt[:, 5:]
+y3 = torch.cat([torch.maximum(a, F.conv2d(b, t(wb), t(bb))), c], 1).reshape(2, -1)
+open(os.path.join(OUT, "slice.prototxt"), "w").write(proto_slice)
+open(os.path.join(OUT, "slice.caffemodel"), "wb").write(layer("conv", [wb, bb]))
+np.save(os.path.join(OUT, "slice.x.npy"), x3)
+np.save(os.path.join(OUT, "slice.y.npy"), y3.numpy())
 print("wrote", OUT)
