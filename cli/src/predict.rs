@@ -43,15 +43,8 @@ pub fn load_model(path: &Path, weights: Option<&Path>) -> anyhow::Result<Box<dyn
     if bigdl_nn::io::is_native(&bytes) {
         return bigdl_nn::io::decode(&bytes).with_context(|| path.display().to_string());
     }
-    // A Torch7 file starts with the type tag of its root object as a
-    // little-endian int32: a table (3), a torch object (4) or a Lua function
-    // (6..8, which the importer rejects).
-    if bytes.len() >= 4
-        && matches!(
-            i32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")),
-            3 | 4 | 6..=8
-        )
-    {
+    // A Torch7 file starts with the type tag of its root object.
+    if bigdl_nn::io::torch7::is_t7(&bytes) {
         return bigdl_nn::io::torch7::import(&bytes).with_context(|| path.display().to_string());
     }
     match bigdl_nn::io::onnx::import(&bytes, &[]) {

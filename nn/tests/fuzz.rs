@@ -239,9 +239,8 @@ fn caffemodel() {
 
 #[test]
 fn torch7() {
-    fuzz("torch7", &[fixture("torch7/net.t7")], &|b| {
-        io::torch7::import(b).is_ok()
-    });
+    let seeds = [fixture("torch7/net.t7"), fixture("torch7/net_ascii.t7")];
+    fuzz("torch7", &seeds, &|b| io::torch7::import(b).is_ok());
 }
 
 #[test]

@@ -13,7 +13,22 @@ fn dir() -> std::path::PathBuf {
 
 #[test]
 fn t7_model_matches_pytorch() {
-    let bytes = std::fs::read(dir().join("net.t7")).unwrap();
+    check("net.t7");
+}
+
+/// The same model written by `torch.save(f, net, 'ascii')`'s format.
+#[test]
+fn ascii_t7_model_matches_pytorch() {
+    let bytes = std::fs::read(dir().join("net_ascii.t7")).unwrap();
+    assert!(bigdl_nn::io::torch7::is_ascii(&bytes));
+    check("net_ascii.t7");
+    for n in (0..bytes.len()).step_by(97) {
+        assert!(import(&bytes[..n]).is_err(), "truncated to {n}");
+    }
+}
+
+fn check(file: &str) {
+    let bytes = std::fs::read(dir().join(file)).unwrap();
     let mut m = import(&bytes).unwrap();
     let x = Tensor::<f32>::read_npy(dir().join("net.x.npy")).unwrap();
     let want = Tensor::<f32>::read_npy(dir().join("net.y.npy")).unwrap();

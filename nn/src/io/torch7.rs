@@ -1,5 +1,5 @@
 //! Importing Torch7 models from `.t7` files (binary format, 8-byte longs, as
-//! `torch.save` writes on 64-bit machines). Only an allow-list of `nn`
+//! `torch.save` writes on 64-bit machines, and the ASCII variant). Only an allow-list of `nn`
 //! classes is accepted; serialized Lua functions are rejected, never run.
 //! Every length is checked against the bytes left before allocating.
 
@@ -51,9 +51,57 @@ struct Reader<'a> {
     at: usize,
     heap: Vec<Heap>,
     ids: HashMap<i32, usize>,
+    /// The ASCII variant (`torch.save(f, x, 'ascii')`): numbers as text,
+    /// whitespace-separated; strings and byte storages raw.
+    ascii: bool,
 }
 
 impl Reader<'_> {
+    /// The next whitespace-separated word (ASCII files).
+    fn token(&mut self) -> Result<&str> {
+        while self.b.get(self.at).is_some_and(u8::is_ascii_whitespace) {
+            self.at += 1;
+        }
+        let start = self.at;
+        while self
+            .b
+            .get(self.at)
+            .is_some_and(|c| !c.is_ascii_whitespace())
+        {
+            self.at += 1;
+        }
+        if start == self.at {
+            return Err(bad(format!("truncated at byte {start}")));
+        }
+        std::str::from_utf8(&self.b[start..self.at])
+            .map_err(|_| bad(format!("a number that is not text at byte {start}")))
+    }
+    fn text_int(&mut self) -> Result<i64> {
+        let t = self.token()?;
+        t.parse()
+            .map_err(|_| bad(format!("{t:?} is not an integer")))
+    }
+    fn text_num(&mut self) -> Result<f64> {
+        let t = self.token()?;
+        match t {
+            "nan" | "-nan" => Ok(f64::NAN),
+            _ => t.parse().map_err(|_| bad(format!("{t:?} is not a number"))),
+        }
+    }
+    /// The newline an ASCII file writes after each item, before raw bytes.
+    fn skip_newline(&mut self) {
+        if self.ascii && self.b.get(self.at) == Some(&b'\n') {
+            self.at += 1;
+        }
+    }
+    fn number(&mut self) -> Result<f64> {
+        if self.ascii {
+            return self.text_num();
+        }
+        Ok(f64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
     fn take(&mut self, n: usize) -> Result<&[u8]> {
         let end = self
             .at
@@ -65,11 +113,18 @@ impl Reader<'_> {
         Ok(s)
     }
     fn int(&mut self) -> Result<i32> {
+        if self.ascii {
+            let v = self.text_int()?;
+            return i32::try_from(v).map_err(|_| bad(format!("integer {v}")));
+        }
         Ok(i32::from_le_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
     fn long(&mut self) -> Result<i64> {
+        if self.ascii {
+            return self.text_int();
+        }
         Ok(i64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
@@ -81,6 +136,7 @@ impl Reader<'_> {
     fn string(&mut self) -> Result<String> {
         let n = self.int()?;
         let n = usize::try_from(n).map_err(|_| bad(format!("string length {n}")))?;
+        self.skip_newline();
         Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
     }
 
@@ -91,9 +147,7 @@ impl Reader<'_> {
         let ty = self.int()?;
         Ok(match ty {
             0 => Obj::Nil,
-            1 => Obj::Number(f64::from_le_bytes(
-                self.take(8)?.try_into().expect("8 bytes"),
-            )),
+            1 => Obj::Number(self.number()?),
             2 => Obj::Str(self.string()?),
             5 => Obj::Bool(self.int()? == 1),
             3 | 4 => {
@@ -125,8 +179,9 @@ impl Reader<'_> {
     fn table(&mut self, depth: usize) -> Result<Heap> {
         let n = self.int()?;
         let n = usize::try_from(n).map_err(|_| bad(format!("table size {n}")))?;
-        // Each entry takes at least 8 bytes (two type tags).
-        if n.saturating_mul(8) > self.b.len() - self.at {
+        // Each entry takes at least 8 bytes (two type tags; 4 as text).
+        let least = if self.ascii { 4 } else { 8 };
+        if n.saturating_mul(least) > self.b.len() - self.at {
             return Err(bad(format!("a table of {n} entries exceeds the file")));
         }
         let mut v = Vec::with_capacity(n);
@@ -178,6 +233,17 @@ impl Reader<'_> {
                 "Short" => 2,
                 k => return Err(bad(format!("torch.{k}Storage is not supported"))),
             };
+            if self.ascii && width > 1 {
+                // At least a digit and a separator per number.
+                if n.saturating_mul(2) > self.b.len() - self.at + 1 {
+                    return Err(bad(format!("a storage of {n} numbers exceeds the file")));
+                }
+                let data = (0..n)
+                    .map(|_| self.text_num().map(|v| v as f32))
+                    .collect::<Result<Vec<f32>>>()?;
+                return Ok(Heap::Storage(data));
+            }
+            self.skip_newline();
             let raw = self.take(
                 n.checked_mul(width)
                     .ok_or_else(|| bad("storage size overflows"))?,
@@ -555,7 +621,26 @@ fn build(r: &Reader<'_>, o: &Obj) -> Result<Box<dyn Module>> {
     })
 }
 
-/// Imports a Torch7 model from the bytes of a binary `.t7` file. Inputs and
+/// Whether `bytes` look like a Torch7 file in the ASCII variant: a
+/// one-digit type tag and a newline (a binary file starts with a
+/// little-endian int32 tag).
+pub fn is_ascii(bytes: &[u8]) -> bool {
+    matches!(bytes, [b'0'..=b'8', b'\n' | b'\r' | b' ', ..])
+}
+
+/// Whether `bytes` start like a Torch7 file (binary or ASCII): the type tag
+/// of its root object, a table (3), a torch object (4) or a Lua function
+/// (6..8, which [`import`] rejects).
+pub fn is_t7(bytes: &[u8]) -> bool {
+    let binary = bytes.len() >= 4
+        && matches!(
+            i32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")),
+            3 | 4 | 6..=8
+        );
+    binary || (is_ascii(bytes) && matches!(bytes[0], b'3' | b'4' | b'6'..=b'8'))
+}
+
+/// Imports a Torch7 model from the bytes of a `.t7` file (binary or ASCII). Inputs and
 /// outputs keep Torch7's layout (batch first); note that Torch7 modules that
 /// index labels or dimensions from 1 (nn.Concat) are translated to 0-based.
 pub fn import(bytes: &[u8]) -> Result<Box<dyn Module>> {
@@ -568,8 +653,14 @@ fn import_file(bytes: &[u8]) -> Result<Box<dyn Module>> {
         at: 0,
         heap: Vec::new(),
         ids: HashMap::new(),
+        ascii: is_ascii(bytes),
     };
     let root = r.obj(0)?;
+    if r.ascii {
+        while bytes.get(r.at).is_some_and(u8::is_ascii_whitespace) {
+            r.at += 1;
+        }
+    }
     if r.at != bytes.len() {
         return Err(bad(format!("{} trailing bytes", bytes.len() - r.at)));
     }

@@ -20,20 +20,39 @@ class W:
     """A minimal torch7 serializer: nil, numbers, booleans, strings, tables,
     nn objects, FloatTensors with their FloatStorage."""
 
-    def __init__(self):
+    def __init__(self, ascii=False):
         self.out = bytearray()
         self.next_id = 1
+        # torch.save(f, x, 'ascii'): numbers as text ("%d", "%.17g", floats
+        # "%.9g"), one write call per line; strings and bytes raw, then a
+        # newline.
+        self.ascii = ascii
 
     def int(self, v):
-        self.out += struct.pack("<i", v)
+        self.out += f"{v}\n".encode() if self.ascii else struct.pack("<i", v)
 
     def long(self, v):
-        self.out += struct.pack("<q", v)
+        self.out += f"{v}\n".encode() if self.ascii else struct.pack("<q", v)
+
+    def double(self, v):
+        self.out += ("%.17g\n" % v).encode() if self.ascii else struct.pack("<d", v)
+
+    def floats(self, a):
+        if self.ascii:
+            self.out += (" ".join("%.9g" % x for x in a.ravel()) + "\n").encode()
+        else:
+            self.out += a.tobytes()
+
+    def longs(self, vs):
+        if self.ascii:
+            self.out += (" ".join(str(v) for v in vs) + "\n").encode()
+        else:
+            self.out += b"".join(struct.pack("<q", v) for v in vs)
 
     def string(self, s):
         b = s.encode() if isinstance(s, str) else s
         self.int(len(b))
-        self.out += b
+        self.out += b + (b"\n" if self.ascii else b"")
 
     def obj(self, v):
         if v is None:
@@ -43,7 +62,7 @@ class W:
             self.int(1 if v else 0)
         elif isinstance(v, (int, float)):
             self.int(1)
-            self.out += struct.pack("<d", float(v))
+            self.double(float(v))
         elif isinstance(v, str):
             self.int(2)
             self.string(v)
@@ -89,7 +108,7 @@ class W:
         self.string("V 1")
         self.string("torch.FloatStorage")
         self.long(a.size)
-        self.out += a.tobytes()
+        self.floats(a)
 
 
 class Module:
@@ -149,7 +168,7 @@ def write_model(w, m):
             w.string("V 1")
             w.string("torch.LongStorage")
             w.long(1)
-            w.out += struct.pack("<q", 64)
+            w.longs([64])
         elif isinstance(v, list):
             w.int(3)
             w.int(w.fresh())
@@ -164,6 +183,10 @@ def write_model(w, m):
 write_model(w, model)
 path = os.path.join(OUT, "net.t7")
 open(path, "wb").write(bytes(w.out))
+# The same model in the ASCII variant.
+wa = W(ascii=True)
+write_model(wa, model)
+open(os.path.join(OUT, "net_ascii.t7"), "wb").write(bytes(wa.out))
 # The independent reader must agree on the structure.
 loaded = torchfile.load(path)
 assert loaded._typename == b"nn.Sequential", loaded._typename
