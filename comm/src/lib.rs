@@ -17,7 +17,8 @@
 //! - [`local`]: `N` ranks as threads of one process (tests, multi-socket
 //!   machines);
 //! - `mpi` (cargo feature `mpi`): the system MPI, for `mpirun`;
-//! - a block-store backend (Spark's BlockManager) is the scale-out II issue.
+//! - [`block`]: over a key-value [`block::BlockStore`] (in memory for
+//!   tests; Spark's BlockManager through JNI).
 //!
 //! Every exchange has a deadline ([`Collectives::with_timeout`], default
 //! [`DEFAULT_TIMEOUT`], or `BIGDL_COMM_TIMEOUT` seconds): if a peer dies or
@@ -30,6 +31,7 @@
 #![deny(unsafe_code)]
 
 pub mod bf16;
+pub mod block;
 mod collectives;
 mod error;
 pub mod local;

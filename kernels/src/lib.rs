@@ -33,6 +33,7 @@
 //! - `BIGDL_OPENBLAS_LIB=path`: the OpenBLAS shared library to load.
 #![deny(missing_docs)]
 
+pub mod checksum;
 pub mod conv;
 pub mod cpu;
 pub mod elementwise;

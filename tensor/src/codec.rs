@@ -24,28 +24,7 @@ const MAGIC: &[u8; 4] = b"BDLT";
 const VERSION: u16 = 1;
 const MAX_RANK: usize = 32;
 
-/// CRC-32 (IEEE 802.3, reflected, as in zlib and PNG).
-pub fn crc32(bytes: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, e) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *e = c;
-        }
-        t
-    });
-    !bytes.iter().fold(!0u32, |c, &b| {
-        table[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8)
-    })
-}
+pub use bigdl_kernels::checksum::crc32;
 
 fn code(d: DType) -> u8 {
     match d {
