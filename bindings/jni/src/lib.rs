@@ -28,6 +28,8 @@ use jni::JNIEnv;
 use jni::objects::{JByteArray, JByteBuffer, JClass, JIntArray, JString};
 use jni::sys::{jbyteArray, jfloat, jfloatArray, jint, jlong};
 
+pub mod spark;
+
 /// Why a call failed, and so which Java exception it throws.
 #[derive(Debug)]
 pub enum Fail {
@@ -99,6 +101,7 @@ struct Session {
 enum Entry {
     Model(Session),
     Optim(Box<dyn OptimMethod>),
+    Comm(spark::Ranked),
 }
 
 type Table = Mutex<HashMap<jlong, Arc<Mutex<Entry>>>>;
@@ -141,7 +144,7 @@ fn with_model<T>(h: jlong, f: impl FnOnce(&mut Session) -> Result<T, Fail>) -> R
     let mut g = lock(&e)?;
     match &mut *g {
         Entry::Model(s) => f(s),
-        Entry::Optim(_) => Err(arg(format!("handle {h} is an optimizer, not a model"))),
+        _ => Err(arg(format!("handle {h} is not a model"))),
     }
 }
 
@@ -341,18 +344,25 @@ pub extern "system" fn Java_bigdlrs_Native_trainStep<'l>(
                 )
             };
             disjoint(&[("x", xs), ("labels", ls), ("grad", gs)])?;
-            let input: Activity = Tensor::from_vec(xs.to_vec(), &dims)?.into();
-            let target: Activity = Tensor::from_vec(ls.to_vec(), &[dims[0]])?.into();
-            s.model.training();
-            s.model.zero_grad_parameters();
-            let y = s.model.forward(&input)?;
-            let loss = s.criterion.forward(&y, &target)?;
-            let gy = s.criterion.backward(&y, &target)?;
-            s.model.backward(&input, &gy)?;
+            let loss = local_gradient(s, xs, &dims, ls)?;
             gs.copy_from_slice(&s.flat.grad.as_slice()?);
             Ok(loss)
         })
     })
+}
+
+/// Forward and backward of a batch in training mode: the batch-mean
+/// gradient in the session's flat gradient; returns the mean loss.
+fn local_gradient(s: &mut Session, xs: &[f32], dims: &[usize], ls: &[f32]) -> Result<f32, Fail> {
+    let input: Activity = Tensor::from_vec(xs.to_vec(), dims)?.into();
+    let target: Activity = Tensor::from_vec(ls.to_vec(), &[dims[0]])?.into();
+    s.model.training();
+    s.model.zero_grad_parameters();
+    let y = s.model.forward(&input)?;
+    let loss = s.criterion.forward(&y, &target)?;
+    let gy = s.criterion.backward(&y, &target)?;
+    s.model.backward(&input, &gy)?;
+    Ok(loss)
 }
 
 /// `bigdlrs.Native.getWeights(handle, offset, n, out)`: weights
@@ -491,7 +501,7 @@ pub extern "system" fn Java_bigdlrs_Native_optimStep<'l>(
         let e = entry(o)?;
         let mut g = lock(&e)?;
         let Entry::Optim(opt) = &mut *g else {
-            return Err(arg(format!("handle {o} is a model, not an optimizer")));
+            return Err(arg(format!("handle {o} is not an optimizer")));
         };
         // SAFETY: the two slices are checked disjoint and dropped before
         // returning.

@@ -89,4 +89,23 @@ public final class Native {
 
     /** One optimizer step on {@code n} weights in place. */
     public static native void optimStep(long optimizer, ByteBuffer weights, ByteBuffer grads, int n);
+
+    /**
+     * Rank {@code rank} of {@code size} in job {@code job}, exchanging blocks
+     * through {@code store} (an object with {@code put(String, byte[])},
+     * {@code byte[] get(String)}, null when absent, and {@code remove(String)});
+     * each exchange fails after {@code timeoutMs}; {@code bf16} halves the bytes.
+     */
+    public static native long commCreate(Object store, String job, int rank, int size,
+                                         long timeoutMs, boolean bf16);
+
+    /**
+     * One synchronous iteration on this rank's part ({@code x}, {@code labels})
+     * of a global batch of {@code globalBatch} samples: gradients summed over
+     * the ranks (reduce-scatter), the optimizer on this rank's shard of the
+     * weights, the weights gathered back into the model. Returns the global
+     * batch's mean loss.
+     */
+    public static native float distriStep(long model, long comm, long optimizer, ByteBuffer x,
+                                          int[] shape, ByteBuffer labels, int globalBatch);
 }

@@ -93,6 +93,73 @@ public final class SmokeTest {
                 check(e.getMessage().startsWith("bigdl: "), e.getMessage());
             }
         }
+        distributed(x, labels, n);
         System.out.println("bigdl java smoke test: ok");
+    }
+
+    /** Two ranks as threads over a MapStore train like one model. */
+    private static void distributed(ByteBuffer x, ByteBuffer labels, int n) throws RuntimeException {
+        int half = n / 2;
+        MapStore store = new MapStore();
+        float[][] weights = new float[2][];
+        float[][] losses = new float[2][10];
+        Thread[] ranks = new Thread[2];
+        Throwable[] failure = new Throwable[1];
+        for (int r = 0; r < 2; r++) {
+            final int rank = r;
+            ranks[r] = new Thread(() -> {
+                try (Model m = Model.zoo("lenet5", 10, 1);
+                     Optimizer o = Optimizer.sgd(0.05f, 0.9f, 0f);
+                     Comm c = Comm.create(store, "job", rank, 2, 10_000, false)) {
+                    ByteBuffer xs = x.duplicate().order(x.order());
+                    xs.position(rank * half * 28 * 28 * 4).limit((rank + 1) * half * 28 * 28 * 4);
+                    ByteBuffer ls = labels.duplicate().order(labels.order());
+                    ls.position(rank * half * 4).limit((rank + 1) * half * 4);
+                    ByteBuffer myX = Native.floats(half * 28 * 28).put(xs);
+                    ByteBuffer myL = Native.floats(half).put(ls);
+                    for (int it = 0; it < 10; it++) {
+                        losses[rank][it] = c.step(m, o, myX, new int[] {half, 1, 28, 28}, myL, n);
+                    }
+                    int p = (int) m.numParams();
+                    ByteBuffer w = Native.floats(p);
+                    m.getWeights(0, p, w);
+                    float[] v = new float[p];
+                    w.asFloatBuffer().get(v);
+                    weights[rank] = v;
+                } catch (Throwable t) {
+                    failure[0] = t;
+                }
+            });
+            ranks[r].start();
+        }
+        for (Thread t : ranks) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                throw new RuntimeException(e);
+            }
+        }
+        if (failure[0] != null) {
+            throw new RuntimeException("a rank failed", failure[0]);
+        }
+        check(Arrays.equals(weights[0], weights[1]), "the ranks hold the same weights");
+        check(Arrays.equals(losses[0], losses[1]), "the ranks report the same global loss");
+        // One process on the whole batch takes the same steps (up to the
+        // order of the gradient sums).
+        try (Model m = Model.zoo("lenet5", 10, 1); Optimizer o = Optimizer.sgd(0.05f, 0.9f, 0f)) {
+            int p = (int) m.numParams();
+            ByteBuffer w = Native.floats(p);
+            ByteBuffer g = Native.floats(p);
+            m.getWeights(0, p, w);
+            for (int it = 0; it < 10; it++) {
+                float loss = m.trainStep(x, new int[] {n, 1, 28, 28}, labels, g);
+                check(Math.abs(loss - losses[0][it]) < 1e-4f * Math.abs(loss),
+                      "iteration " + it + ": " + loss + " alone, " + losses[0][it] + " distributed");
+                o.step(w, g, p);
+                m.setWeights(0, p, w);
+            }
+        }
+        check(losses[0][9] < losses[0][0], "distributed loss fell: " + Arrays.toString(losses[0]));
+        check(store.size() == 0, store.size() + " blocks left behind");
     }
 }

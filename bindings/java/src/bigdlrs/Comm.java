@@ -1,0 +1,26 @@
+package bigdlrs;
+
+import java.nio.ByteBuffer;
+
+/** One rank of a distributed job over a {@link BlockStore}. */
+public final class Comm extends Handle {
+    private Comm(long handle) {
+        super(handle);
+    }
+
+    /** Rank {@code rank} of {@code size} in job {@code job}. */
+    public static Comm create(BlockStore store, String job, int rank, int size, long timeoutMs,
+                              boolean bf16) {
+        return new Comm(Native.commCreate(store, job, rank, size, timeoutMs, bf16));
+    }
+
+    /**
+     * One synchronous iteration of {@code model} on this rank's part of a global
+     * batch; returns the global mean loss (see {@link Native#distriStep}).
+     */
+    public float step(Model model, Optimizer optimizer, ByteBuffer x, int[] shape,
+                      ByteBuffer labels, int globalBatch) {
+        return Native.distriStep(model.handle, handle, optimizer.handle, x, shape, labels,
+                                 globalBatch);
+    }
+}
