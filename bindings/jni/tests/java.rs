@@ -18,7 +18,13 @@ fn java_sources(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn java_smoke_test() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../java");
-    // target/<profile>/deps/java-<hash> -> target/<profile>/libbigdl_jni.so
+    // `cargo test` links the tests with the rlib; build the cdylib too
+    // (target/debug/libbigdl_jni.so, next to target/debug/deps/java-*).
+    let build = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "bigdl-jni"])
+        .status()
+        .unwrap();
+    assert!(build.success(), "cargo build -p bigdl-jni");
     let exe = std::env::current_exe().unwrap();
     let lib = exe
         .parent()

@@ -1,0 +1,74 @@
+package bigdlrs.spark.examples;
+
+import bigdlrs.Model;
+import bigdlrs.spark.DistriOptimizer;
+import bigdlrs.spark.Sample;
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.JavaSparkContext;
+
+/**
+ * LeNet-5 on MNIST as an ordinary Spark program: the data set read into RDDs,
+ * trained with bigdl's DistriOptimizer over the executors, scored where the
+ * test partitions live. Usage (spark-submit ... --class
+ * bigdlrs.spark.examples.LeNetMnist bigdl-rs.jar MNIST_DIR [EPOCHS [PARTITIONS]]).
+ */
+public final class LeNetMnist {
+    private LeNetMnist() {}
+
+    static List<Sample> read(Path dir, String prefix) throws IOException {
+        byte[] images = Files.readAllBytes(dir.resolve(prefix + "-images-idx3-ubyte"));
+        byte[] labels = Files.readAllBytes(dir.resolve(prefix + "-labels-idx1-ubyte"));
+        DataInputStream hi = new DataInputStream(new java.io.ByteArrayInputStream(images));
+        DataInputStream hl = new DataInputStream(new java.io.ByteArrayInputStream(labels));
+        if (hi.readInt() != 2051 || hl.readInt() != 2049) {
+            throw new IOException(dir + ": not MNIST idx files");
+        }
+        int n = hi.readInt();
+        int rows = hi.readInt();
+        int cols = hi.readInt();
+        if (hl.readInt() != n || rows != 28 || cols != 28 || images.length != 16 + n * 784
+            || labels.length != 8 + n) {
+            throw new IOException(dir + ": inconsistent MNIST headers");
+        }
+        List<Sample> out = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            float[] f = new float[784];
+            for (int p = 0; p < 784; p++) {
+                // BigDL's LeNet example: the training set's mean and std.
+                f[p] = ((images[16 + i * 784 + p] & 0xff) / 255f - 0.13066048f) / 0.3081078f;
+            }
+            out.add(new Sample(f, labels[8 + i]));
+        }
+        return out;
+    }
+
+    public static void main(String[] args) throws IOException {
+        Path dir = Path.of(args.length > 0 ? args[0] : "data/mnist");
+        int epochs = args.length > 1 ? Integer.parseInt(args[1]) : 2;
+        SparkConf conf = new SparkConf().setAppName("bigdl-rs LeNet-5");
+        try (JavaSparkContext sc = new JavaSparkContext(conf)) {
+            int parts = args.length > 2 ? Integer.parseInt(args[2]) : sc.defaultParallelism();
+            JavaRDD<Sample> train = sc.parallelize(read(dir, "train"), parts).cache();
+            JavaRDD<Sample> test = sc.parallelize(read(dir, "t10k"), parts).cache();
+            long t0 = System.nanoTime();
+            Model lenet = Model.zoo("lenet5", 10, 1);
+            Model trained = new DistriOptimizer(lenet, 1, 28, 28)
+                .batchSize(128)
+                .epochs(epochs)
+                .sgd(0.05f, 0.9f, 5e-4f)
+                .optimize(train);
+            double secs = (System.nanoTime() - t0) / 1e9;
+            double acc = DistriOptimizer.evaluate(trained, test, new int[] {1, 28, 28}, 1000);
+            System.out.printf("test accuracy: %.2f%% after %d epochs on %d partitions in %.1f s "
+                + "(%.0f training images/s)%n", 100 * acc, epochs, parts, secs,
+                epochs * 60000 / secs);
+        }
+    }
+}
