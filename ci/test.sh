@@ -9,6 +9,8 @@
 #      real `mpirun -n 2/3/4` jobs; MNIST fetched first for the training
 #      tests), then the kernels with every backend
 #      compiled in, then the kernels again capped at each lower ISA level
+#   5. Spark (ci/spark-test.sh): LeNet-5 on a local-cluster of two executor
+#      JVMs to 98.5%, and again with one executor killed mid-training
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,3 +44,6 @@ done
 
 step "tests: kernels, all backends (native, mkl, openblas)"
 cargo test -p bigdl-kernels --all-features
+
+step "Spark: LeNet-5 on a local-cluster, clean and with a killed executor"
+BIGDL_MNIST_DIR="$PWD/data/mnist" ci/spark-test.sh

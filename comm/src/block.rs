@@ -3,7 +3,9 @@
 //! into its executor's BlockManager and fetches its peers' blocks.
 //!
 //! Every message is one block, named `{job}/{tag}/{from}-{to}`, put by the
-//! sender and removed by its receiver once read. A block carries a header:
+//! sender (a store may keep it where its reader is: the Spark store pushes
+//! it into the receiving executor's BlockManager) and removed by its
+//! receiver once read. A block carries a header:
 //! magic `BDLB`, the message tag, the payload length (`u64`) and the
 //! payload's CRC-32, all little-endian, then the raw payload: never
 //! serialized objects. Receivers poll for their blocks until the deadline.
@@ -22,8 +24,9 @@ use crate::error::{Error, Result};
 
 /// Where blocks live: anything that can put, fetch and remove named bytes.
 pub trait BlockStore {
-    /// Stores `bytes` under `id` (replacing a block of that name).
-    fn put(&self, id: &str, bytes: Vec<u8>) -> Result<()>;
+    /// Stores `bytes` under `id` (replacing a block of that name) for rank
+    /// `to`, its only reader: a store may keep it where that rank is.
+    fn put(&self, id: &str, to: usize, bytes: Vec<u8>) -> Result<()>;
     /// The block `id`, or `None` if it is not (yet) there. May wait up to
     /// `wait` for it to appear (stores that can be notified do).
     fn get(&self, id: &str, wait: Duration) -> Result<Option<Vec<u8>>>;
@@ -32,8 +35,8 @@ pub trait BlockStore {
 }
 
 impl<S: BlockStore + ?Sized> BlockStore for Arc<S> {
-    fn put(&self, id: &str, bytes: Vec<u8>) -> Result<()> {
-        (**self).put(id, bytes)
+    fn put(&self, id: &str, to: usize, bytes: Vec<u8>) -> Result<()> {
+        (**self).put(id, to, bytes)
     }
     fn get(&self, id: &str, wait: Duration) -> Result<Option<Vec<u8>>> {
         (**self).get(id, wait)
@@ -72,7 +75,7 @@ fn poisoned() -> Error {
 }
 
 impl BlockStore for MemStore {
-    fn put(&self, id: &str, bytes: Vec<u8>) -> Result<()> {
+    fn put(&self, id: &str, _to: usize, bytes: Vec<u8>) -> Result<()> {
         self.blocks
             .lock()
             .map_err(|_| poisoned())?
@@ -178,7 +181,7 @@ impl<S: BlockStore> Transport for BlockTransport<S> {
             block.extend_from_slice(&(msg.len() as u64).to_le_bytes());
             block.extend_from_slice(&crc32(msg).to_le_bytes());
             block.extend_from_slice(msg);
-            self.store.put(&self.id(tag, self.rank, *q), block)?;
+            self.store.put(&self.id(tag, self.rank, *q), *q, block)?;
         }
         let deadline = Instant::now() + timeout;
         let mut got: Vec<Option<Vec<u8>>> = vec![None; recvs.len()];

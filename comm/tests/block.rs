@@ -92,10 +92,10 @@ fn damaged_blocks_are_errors() {
     block.extend(4u64.to_le_bytes());
     block.extend(0u32.to_le_bytes());
     block.extend(1.0f32.to_le_bytes());
-    store.put("job/0/0-1", block).unwrap();
+    store.put("job/0/0-1", 1, block).unwrap();
     let e = c.broadcast(&mut [0.0], 0).unwrap_err();
     assert!(e.to_string().contains("checksum"), "{e}");
-    store.put("job/1/0-1", b"junk".to_vec()).unwrap();
+    store.put("job/1/0-1", 1, b"junk".to_vec()).unwrap();
     let e = c.broadcast(&mut [0.0], 0).unwrap_err();
     assert!(e.to_string().contains("header"), "{e}");
     assert!(BlockTransport::new(store, "job", 2, 2).is_err());

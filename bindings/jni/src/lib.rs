@@ -292,6 +292,31 @@ pub extern "system" fn Java_bigdlrs_Native_save<'l>(
     })
 }
 
+/// `bigdlrs.Native.threads(n)`: sizes this process's worker pool to `n`
+/// threads (an executor's cores) unless `BIGDL_NUM_THREADS` is set or the pool
+/// already runs; returns the pool's size.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_bigdlrs_Native_threads<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    n: jint,
+) -> jint {
+    use bigdl_tensor::kernels::pool;
+    guard(&mut env, 0, |_| {
+        let threads = usize::try_from(n)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| arg(format!("{n} threads")))?;
+        if std::env::var_os("BIGDL_NUM_THREADS").is_none() {
+            let _ = pool::init(pool::PoolConfig {
+                threads,
+                ..pool::PoolConfig::from_env()
+            });
+        }
+        Ok(jint::try_from(pool::num_threads()).unwrap_or(jint::MAX))
+    })
+}
+
 /// `bigdlrs.Native.free(handle)`: forgets a model or optimizer.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_bigdlrs_Native_free<'l>(mut env: JNIEnv<'l>, _: JClass<'l>, h: jlong) {

@@ -3,17 +3,19 @@
 //! Spark's BlockManager), driven one iteration at a time by
 //! [`Java_bigdlrs_Native_distriStep`] from each task of a barrier stage.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bigdl_comm::block::{BlockStore, BlockTransport};
 use bigdl_comm::{Collectives, Communicator, Wire, shard_range};
+use bigdl_nn::OptimState;
+use bigdl_tensor::kernels::checksum::crc32;
 use jni::objects::{GlobalRef, JByteArray, JByteBuffer, JClass, JIntArray, JObject, JString};
-use jni::sys::{jboolean, jfloat, jint, jlong};
+use jni::sys::{jboolean, jbyteArray, jdoubleArray, jfloat, jint, jlong};
 use jni::{JNIEnv, JavaVM};
 
 use super::{Entry, Fail, arg, disjoint, entry, floats, guard, lock, numel, register, shape};
 
-/// A [`BlockStore`] whose blocks a Java object keeps: `put(String, byte[])`,
+/// A [`BlockStore`] whose blocks a Java object keeps: `put(String, int, byte[])`,
 /// `byte[] get(String)` (null when absent) and `remove(String)`.
 pub struct JavaStore {
     vm: JavaVM,
@@ -36,15 +38,16 @@ impl JavaStore {
 }
 
 impl BlockStore for JavaStore {
-    fn put(&self, id: &str, bytes: Vec<u8>) -> bigdl_comm::Result<()> {
+    fn put(&self, id: &str, to: usize, bytes: Vec<u8>) -> bigdl_comm::Result<()> {
         self.call("put", |env| {
             let id = env.new_string(id)?;
             let b = env.byte_array_from_slice(&bytes)?;
+            let to = jint::try_from(to).unwrap_or(jint::MAX);
             env.call_method(
                 &self.store,
                 "put",
-                "(Ljava/lang/String;[B)V",
-                &[(&id).into(), (&b).into()],
+                "(Ljava/lang/String;I[B)V",
+                &[(&id).into(), to.into(), (&b).into()],
             )?;
             Ok(())
         })
@@ -86,8 +89,16 @@ impl BlockStore for JavaStore {
 /// weights (the optimizer's master copy).
 pub struct Ranked {
     comm: Collectives<BlockTransport<JavaStore>>,
+    /// This rank's shard of the weights, the optimizer's master copy (the
+    /// last rank's ends with the slot of the summed loss).
     master: Option<Vec<f32>>,
     shard: Vec<f32>,
+    /// The gradient and the loss on their way out; the weights and the loss
+    /// on their way back.
+    send: Vec<f32>,
+    /// Iterations run, and seconds spent computing gradients and in the rest
+    /// of the step (the collectives and the optimizer on the shard).
+    stats: [f64; 3],
 }
 
 /// `bigdlrs.Native.commCreate(store, job, rank, size, timeoutMs, bf16)`:
@@ -128,6 +139,8 @@ pub extern "system" fn Java_bigdlrs_Native_commCreate<'l>(
             comm,
             master: None,
             shard: Vec::new(),
+            send: Vec::new(),
+            stats: [0.0; 3],
         }))
     })
 }
@@ -177,31 +190,235 @@ pub extern "system" fn Java_bigdlrs_Native_distriStep<'l>(
         };
         disjoint(&[("x", xs), ("labels", ls)])?;
         let share = n as f32 / global as f32;
+        let start = Instant::now();
         let loss = super::local_gradient(s, xs, &dims, ls)? * share;
-        let mut grad = s.flat.grad.as_slice_mut()?;
-        grad.iter_mut().for_each(|g| *g *= share);
+        let computed = Instant::now();
+        // The loss rides at the end of the gradient: one reduce-scatter and
+        // one all-gather per step, no exchange of its own.
+        let grad = s.flat.grad.as_slice()?;
         let len = grad.len();
-        let range = shard_range(len, r.comm.size(), r.comm.rank());
+        r.send.clear();
+        r.send.extend(grad.iter().map(|g| g * share));
+        r.send.push(loss);
+        drop(grad);
+        let range = shard_range(len + 1, r.comm.size(), r.comm.rank());
+        let mine = range.start..range.end.min(len);
         r.shard.resize(range.len(), 0.0);
         r.comm
-            .reduce_scatter(&grad, &mut r.shard)
+            .reduce_scatter(&r.send, &mut r.shard)
             .map_err(comm_fail)?;
-        drop(grad);
-        let mut l = [loss];
-        r.comm.all_reduce(&mut l).map_err(comm_fail)?;
         let weights = &s.flat.weight;
         let master = match &mut r.master {
             Some(m) => m,
-            None => r.master.insert(weights.as_slice()?[range].to_vec()),
+            None => {
+                let mut m = weights.as_slice()?[mine.clone()].to_vec();
+                m.resize(range.len(), 0.0);
+                r.master.insert(m)
+            }
         };
-        o.step(master, &r.shard)?;
-        r.comm
-            .all_gather(master, &mut weights.as_slice_mut()?)
-            .map_err(comm_fail)?;
-        Ok(l[0])
+        if master.len() != range.len() {
+            return Err(arg(format!(
+                "a restored shard of {} weights for rank {} of {} ({} expected): \
+                 the state of another model or world size",
+                master.len(),
+                r.comm.rank(),
+                r.comm.size(),
+                range.len()
+            )));
+        }
+        let k = mine.len();
+        o.step(&mut master[..k], &r.shard[..k])?;
+        master[k..].copy_from_slice(&r.shard[k..]);
+        r.comm.all_gather(master, &mut r.send).map_err(comm_fail)?;
+        weights.as_slice_mut()?.copy_from_slice(&r.send[..len]);
+        let loss = r.send[len];
+        r.stats[0] += 1.0;
+        r.stats[1] += (computed - start).as_secs_f64();
+        r.stats[2] += computed.elapsed().as_secs_f64();
+        Ok(loss)
+    })
+}
+
+/// `bigdlrs.Native.commStats(comm)`: `{iterations, compute seconds,
+/// synchronisation seconds}` of this rank so far: the time of the forward and
+/// backward passes, and the rest of each step (all-reduce of the gradients,
+/// the optimizer on this rank's shard, all-gather of the weights).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_bigdlrs_Native_commStats<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    comm: jlong,
+) -> jdoubleArray {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        let e = entry(comm)?;
+        let g = lock(&e)?;
+        let Entry::Comm(r) = &*g else {
+            return Err(arg("expected a communicator"));
+        };
+        let out = env.new_double_array(3)?;
+        env.set_double_array_region(&out, 0, &r.stats)?;
+        Ok(out.into_raw())
     })
 }
 
 fn comm_fail(e: bigdl_comm::Error) -> Fail {
     Fail::Run(e.to_string())
+}
+
+const STATE_MAGIC: &[u8; 4] = b"BDLR";
+
+/// `bigdlrs.Native.commSave(comm, optimizer)`: this rank's part of a
+/// checkpoint: its master shard of the weights and its optimizer's state.
+/// `BDLR`, the step count, the number of buffers, then each of the master
+/// shard and the buffers as a length and floats (all little-endian), and a
+/// CRC-32 of everything before it.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_bigdlrs_Native_commSave<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    comm: jlong,
+    optim: jlong,
+) -> jbyteArray {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        if comm == optim {
+            return Err(arg("the communicator and optimizer handles must differ"));
+        }
+        let (ce, oe) = (entry(comm)?, entry(optim)?);
+        let (cg, og) = (lock(&ce)?, lock(&oe)?);
+        let (Entry::Comm(r), Entry::Optim(o)) = (&*cg, &*og) else {
+            return Err(arg("expected a communicator and an optimizer"));
+        };
+        let Some(master) = &r.master else {
+            return Err(arg("nothing to save before the first step"));
+        };
+        let out = encode_state(master, o.state());
+        Ok(env.byte_array_from_slice(&out)?.into_raw())
+    })
+}
+
+/// `bigdlrs.Native.commRestore(comm, optimizer, state)`: restores what
+/// [`Java_bigdlrs_Native_commSave`] saved (the same rank of the same world
+/// and model: checked at the next step).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_bigdlrs_Native_commRestore<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    comm: jlong,
+    optim: jlong,
+    state: JByteArray<'l>,
+) {
+    guard(&mut env, (), |env| {
+        if state.is_null() {
+            return Err(arg("the state is null"));
+        }
+        if comm == optim {
+            return Err(arg("the communicator and optimizer handles must differ"));
+        }
+        let bytes = env.convert_byte_array(&state)?;
+        let (master, st) = decode_state(&bytes).map_err(|e| arg(format!("a rank's state: {e}")))?;
+        let (ce, oe) = (entry(comm)?, entry(optim)?);
+        let (mut cg, mut og) = (lock(&ce)?, lock(&oe)?);
+        let (Entry::Comm(r), Entry::Optim(o)) = (&mut *cg, &mut *og) else {
+            return Err(arg("expected a communicator and an optimizer"));
+        };
+        r.master = Some(master);
+        o.set_state(st);
+        Ok(())
+    })
+}
+
+fn encode_state(master: &[f32], st: &OptimState) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(STATE_MAGIC);
+    out.extend_from_slice(&st.steps.to_le_bytes());
+    out.extend_from_slice(&(st.buffers.len() as u64).to_le_bytes());
+    for v in std::iter::once(master).chain(st.buffers.iter().map(Vec::as_slice)) {
+        out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        v.iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    }
+    let crc = crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn decode_state(b: &[u8]) -> Result<(Vec<f32>, OptimState), String> {
+    let body = b
+        .len()
+        .checked_sub(4)
+        .map(|n| &b[..n])
+        .filter(|body| body.len() >= 20 && &body[..4] == STATE_MAGIC)
+        .ok_or("not a bigdl rank state")?;
+    if crc32(body).to_le_bytes() != b[body.len()..] {
+        return Err("checksum mismatch".into());
+    }
+    let mut at = 4;
+    let u64_at = |at: &mut usize| -> Result<u64, String> {
+        let v = body
+            .get(*at..*at + 8)
+            .ok_or("truncated")?
+            .try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| "truncated")?;
+        *at += 8;
+        Ok(v)
+    };
+    let steps = u64_at(&mut at)?;
+    let n = u64_at(&mut at)?;
+    let mut vecs = Vec::new();
+    for _ in 0..=n {
+        let len = usize::try_from(u64_at(&mut at)?).map_err(|_| "a huge length")?;
+        // Bounded by the bytes that are there, never by the header.
+        let end = len
+            .checked_mul(4)
+            .and_then(|l| l.checked_add(at))
+            .filter(|&e| e <= body.len())
+            .ok_or("truncated")?;
+        vecs.push(
+            body[at..end]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+        );
+        at = end;
+    }
+    if at != body.len() {
+        return Err("trailing bytes".into());
+    }
+    let master = vecs.remove(0);
+    Ok((
+        master,
+        OptimState {
+            steps,
+            buffers: vecs,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_state_round_trips_and_rejects_damage() {
+        let st = OptimState {
+            steps: 7,
+            buffers: vec![vec![1.5, -2.0], vec![0.25, 3.0]],
+        };
+        let b = encode_state(&[0.5, 1.0], &st);
+        let (m, back) = decode_state(&b).unwrap();
+        assert_eq!((m, back), (vec![0.5, 1.0], st));
+        for cut in 0..b.len() {
+            assert!(decode_state(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = b.clone();
+        flipped[30] ^= 1;
+        assert_eq!(decode_state(&flipped).unwrap_err(), "checksum mismatch");
+        // A hostile length with a valid checksum: an error, no allocation.
+        let mut huge = b[..b.len() - 4].to_vec();
+        huge[20..28].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32(&huge);
+        huge.extend_from_slice(&crc.to_le_bytes());
+        assert!(decode_state(&huge).is_err());
+    }
 }

@@ -6,8 +6,11 @@ package bigdlrs;
  * {@code bigdlrs.spark.BlockManagerStore} in Spark's BlockManager.
  */
 public interface BlockStore {
-    /** Stores {@code bytes} under {@code id}. */
-    void put(String id, byte[] bytes);
+    /**
+     * Stores {@code bytes} under {@code id} for rank {@code to}, the block's
+     * only reader (a store may keep it where that rank runs).
+     */
+    void put(String id, int to, byte[] bytes);
 
     /** The block {@code id}, or null if it is not (yet) there. */
     byte[] get(String id);

@@ -23,4 +23,19 @@ public final class Comm extends Handle {
         return Native.distriStep(model.handle, handle, optimizer.handle, x, shape, labels,
                                  globalBatch);
     }
+
+    /** {@code {iterations, compute seconds, synchronisation seconds}} so far. */
+    public double[] stats() {
+        return Native.commStats(handle);
+    }
+
+    /** This rank's part of a checkpoint (see {@link Native#commSave}). */
+    public byte[] save(Optimizer optimizer) {
+        return Native.commSave(handle, optimizer.handle);
+    }
+
+    /** Restores {@link #save}'s bytes (see {@link Native#commRestore}). */
+    public void restore(Optimizer optimizer, byte[] state) {
+        Native.commRestore(handle, optimizer.handle, state);
+    }
 }

@@ -7,7 +7,7 @@ public final class MapStore implements BlockStore {
     private final ConcurrentHashMap<String, byte[]> blocks = new ConcurrentHashMap<>();
 
     @Override
-    public void put(String id, byte[] bytes) {
+    public void put(String id, int to, byte[] bytes) {
         blocks.put(id, bytes);
     }
 

@@ -64,6 +64,13 @@ public final class Native {
     /** Forgets a model or an optimizer (a second free throws). */
     public static native void free(long handle);
 
+    /**
+     * Sizes this JVM's native worker pool to {@code n} threads (e.g. an
+     * executor's cores) unless {@code BIGDL_NUM_THREADS} is set or the pool
+     * already runs; returns the pool's size.
+     */
+    public static native int threads(int n);
+
     /** The number of weights. */
     public static native long numParams(long model);
 
@@ -92,7 +99,7 @@ public final class Native {
 
     /**
      * Rank {@code rank} of {@code size} in job {@code job}, exchanging blocks
-     * through {@code store} (an object with {@code put(String, byte[])},
+     * through {@code store} (an object with {@code put(String, int, byte[])},
      * {@code byte[] get(String)}, null when absent, and {@code remove(String)});
      * each exchange fails after {@code timeoutMs}; {@code bf16} halves the bytes.
      */
@@ -108,4 +115,24 @@ public final class Native {
      */
     public static native float distriStep(long model, long comm, long optimizer, ByteBuffer x,
                                           int[] shape, ByteBuffer labels, int globalBatch);
+
+    /**
+     * {@code {iterations, compute seconds, synchronisation seconds}} of a
+     * communicator so far (see {@link #distriStep}): forward and backward, and
+     * the rest of each step (the collectives and the optimizer on the shard).
+     */
+    public static native double[] commStats(long comm);
+
+    /**
+     * This rank's part of a checkpoint after at least one {@link #distriStep}:
+     * its shard of the weights (the optimizer's master copy) and its
+     * optimizer's state, as bytes for {@link #commRestore}.
+     */
+    public static native byte[] commSave(long comm, long optimizer);
+
+    /**
+     * Restores what {@link #commSave} saved into a fresh communicator and
+     * optimizer of the same rank, world size and model.
+     */
+    public static native void commRestore(long comm, long optimizer, byte[] state);
 }

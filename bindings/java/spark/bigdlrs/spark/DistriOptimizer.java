@@ -5,6 +5,8 @@ import bigdlrs.Model;
 import bigdlrs.Native;
 import bigdlrs.Optimizer;
 import java.io.Serializable;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.nio.ByteBuffer;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
@@ -13,6 +15,7 @@ import java.util.List;
 import java.util.Random;
 import java.util.UUID;
 import org.apache.spark.BarrierTaskContext;
+import org.apache.spark.SparkException;
 import org.apache.spark.api.java.JavaRDD;
 import scala.Function1;
 import scala.jdk.javaapi.CollectionConverters;
@@ -25,7 +28,14 @@ import scala.reflect.ClassTag$;
  * rank computes the gradient of its part of the global batch, the ranks sum
  * the gradients with bigdl's sharded all-reduce over the executors'
  * BlockManagers ({@link BlockManagerStore}), each rank updates its shard of
- * the weights and gathers the others'. Rank 0 returns the trained model.
+ * the weights and gathers the others'.
+ *
+ * <p>Training runs in stages of iterations; after each, the driver keeps the
+ * newest checkpoint (the model and every rank's optimizer state). A stage
+ * that fails (a lost executor fails every task of a barrier stage) is run
+ * again from it: first by Spark's own stage retries, then by {@link
+ * #optimize} up to {@link #retries} times. Argument errors are found on the
+ * driver before any stage runs.
  */
 public final class DistriOptimizer implements Serializable {
     private static final long serialVersionUID = 1L;
@@ -41,6 +51,10 @@ public final class DistriOptimizer implements Serializable {
     private long timeoutMs = 120_000;
     private boolean bf16 = false;
     private long seed = 1;
+    private int stageIterations = 0;
+    private String checkpointFile = null;
+    private boolean resume = false;
+    private int retries = 3;
 
     /** Trains {@code model} on samples of {@code sampleShape} (e.g. 1, 28, 28). */
     public DistriOptimizer(Model model, int... sampleShape) {
@@ -91,6 +105,11 @@ public final class DistriOptimizer implements Serializable {
         return ClassTag$.MODULE$.apply(c);
     }
 
+    /** The cores a task may use (at least one). */
+    private static int cores(org.apache.spark.TaskContext task) {
+        return Math.max(1, (int) Math.ceil(task.cpuAmount().toDouble()));
+    }
+
     private static int sampleLen(int[] shape) {
         int n = 1;
         for (int d : shape) {
@@ -99,38 +118,139 @@ public final class DistriOptimizer implements Serializable {
         return n;
     }
 
-    /** Trains and returns the model (from rank 0). */
+    /**
+     * Runs training in stages of {@code n} iterations (default: one epoch);
+     * after each stage the driver keeps the model and every rank's optimizer
+     * state as the newest checkpoint (and writes it to {@link #checkpoint}'s
+     * file).
+     */
+    public DistriOptimizer stageIterations(int n) {
+        this.stageIterations = n;
+        return this;
+    }
+
+    /**
+     * Writes each stage's checkpoint to {@code file} (atomically: a temporary
+     * file renamed over it); with {@code resume}, training starts from the
+     * checkpoint already there, if any.
+     */
+    public DistriOptimizer checkpoint(String file, boolean resume) {
+        this.checkpointFile = file;
+        this.resume = resume;
+        return this;
+    }
+
+    /**
+     * How many times a failed stage (a lost executor, a task that failed more
+     * often than Spark retries it) is restarted from the newest checkpoint.
+     */
+    public DistriOptimizer retries(int n) {
+        this.retries = n;
+        return this;
+    }
+
+    /** Trains and returns the model. */
     public Model optimize(JavaRDD<Sample> data) {
         int parts = data.getNumPartitions();
         if (batchSize <= 0 || batchSize % parts != 0) {
             throw new IllegalArgumentException("the batch size " + batchSize
                 + " must be a positive multiple of the " + parts + " partitions");
         }
+        if (epochs <= 0 || retries < 0 || stageIterations < 0) {
+            throw new IllegalArgumentException("epochs " + epochs + ", retries " + retries
+                + ", stage iterations " + stageIterations);
+        }
+        // Argument errors surface here, on the driver, and are never retried.
+        int len = sampleLen(sampleShape);
         long total = data.count();
-        int iterations = (int) (total / batchSize) * epochs;
+        long bad = data.filter(s -> s.features.length != len).count();
+        if (bad > 0) {
+            throw new IllegalArgumentException(bad + " samples do not have " + len
+                + " features (the sample shape)");
+        }
+        long iterations = total / batchSize * epochs;
         if (iterations == 0) {
             throw new IllegalArgumentException(total + " samples: less than one batch");
         }
+        long stage = stageIterations > 0 ? stageIterations : Math.max(1, total / batchSize);
+        Checkpoint ck = new Checkpoint(0, model, null);
+        if (checkpointFile != null && resume && Files.exists(Path.of(checkpointFile))) {
+            ck = Checkpoint.read(Path.of(checkpointFile), parts);
+            System.err.println("bigdl: resuming at iteration " + ck.done + " from "
+                + checkpointFile);
+        }
         String job = "bigdl-" + UUID.randomUUID();
+        int failures = 0;
+        while (ck.done < iterations) {
+            long n = Math.min(stage, iterations - ck.done);
+            try {
+                ck = runStage(data, job, ck, (int) n, iterations);
+            } catch (Exception e) { // collect() throws the checked SparkException
+                if (!(e instanceof SparkException)) {
+                    throw e;
+                }
+                if (++failures > retries) {
+                    throw new IllegalStateException("training failed at iteration " + ck.done
+                        + " after " + retries + " restarts", e);
+                }
+                System.err.println("bigdl: stage failed (" + e.getMessage().lines().findFirst()
+                    .orElse("") + "); restart " + failures + " of " + retries
+                    + " from iteration " + ck.done);
+                continue;
+            }
+            if (checkpointFile != null) {
+                ck.write(Path.of(checkpointFile));
+            }
+        }
+        return Model.load(ck.model);
+    }
+
+    /** One barrier stage: {@code n} iterations from {@code from}'s state. */
+    private Checkpoint runStage(JavaRDD<Sample> data, String job, Checkpoint from, int n,
+                                long iterations) {
         DistriOptimizer me = this;
         Function1<scala.collection.Iterator<Sample>, scala.collection.Iterator<byte[]>> f =
             (Function1<scala.collection.Iterator<Sample>, scala.collection.Iterator<byte[]>>
                 & Serializable) it -> CollectionConverters.asScala(
-                    me.train(CollectionConverters.asJava(it), job, iterations).iterator());
+                    me.train(CollectionConverters.asJava(it), job, from, n, iterations)
+                        .iterator());
         List<byte[]> out = new JavaRDD<>(
             data.rdd().barrier().mapPartitions(f, false, tag(byte[].class)), tag(byte[].class))
             .collect();
+        byte[] model = null;
+        byte[][] states = new byte[out.size()][];
         for (byte[] b : out) {
-            return Model.load(b);
+            ByteBuffer r = ByteBuffer.wrap(b);
+            int rank = r.getInt();
+            byte[] m = new byte[r.getInt()];
+            r.get(m);
+            byte[] st = new byte[r.remaining()];
+            r.get(st);
+            if (m.length > 0) {
+                model = m;
+            }
+            states[rank] = st;
         }
-        throw new IllegalStateException("no rank returned the model");
+        if (model == null) {
+            throw new IllegalStateException("no rank returned the model");
+        }
+        return new Checkpoint(from.done + n, model, states);
     }
 
-    /** One rank's part of {@link #optimize}, inside a barrier task. */
-    private List<byte[]> train(java.util.Iterator<Sample> it, String job, int iterations) {
+    /**
+     * One rank's part of a stage, inside a barrier task: returns its rank,
+     * the model (rank 0 only) and its state.
+     */
+    private List<byte[]> train(java.util.Iterator<Sample> it, String job, Checkpoint from,
+                               int n, long iterations) {
         BarrierTaskContext ctx = BarrierTaskContext.get();
         int rank = ctx.partitionId();
         int size = ctx.getTaskInfos().length;
+        Native.threads(cores(ctx));
+        // Every rank learns where the others' BlockManagers are; stages and
+        // retried attempts name their blocks apart.
+        String[] peers = ctx.allGather(BlockManagerStore.self());
+        String name = job + "/" + from.done + "/" + ctx.stageAttemptNumber();
         List<Sample> local = new ArrayList<>();
         it.forEachRemaining(local::add);
         if (local.isEmpty()) {
@@ -141,41 +261,51 @@ public final class DistriOptimizer implements Serializable {
         int[] shape = new int[sampleShape.length + 1];
         shape[0] = per;
         System.arraycopy(sampleShape, 0, shape, 1, sampleShape.length);
-        try (Model m = Model.load(model);
+        try (Model m = Model.load(from.model);
              Optimizer o = method.equals("sgd") ? Optimizer.sgd(lr, momentum, weightDecay)
                                                 : Optimizer.adam(lr, weightDecay);
-             Comm c = Comm.create(new BlockManagerStore(), job, rank, size, timeoutMs, bf16)) {
-            ctx.barrier(); // every rank is ready
+             BlockManagerStore store = new BlockManagerStore(peers);
+             Comm c = Comm.create(store, name, rank, size, timeoutMs, bf16)) {
+            if (from.states != null) {
+                c.restore(o, from.states[rank]);
+            }
             ByteBuffer x = Native.floats(per * len);
             ByteBuffer y = Native.floats(per);
             FloatBuffer xf = x.asFloatBuffer();
-            Random rng = new Random(seed * 7919 + rank);
+            // Each stage draws its own order: a restarted stage repeats it.
+            Random rng = new Random(seed * 7919 + rank * 104729L + from.done);
             List<Integer> order = new ArrayList<>();
             for (int i = 0; i < local.size(); i++) {
                 order.add(i);
             }
             int at = order.size();
-            for (int iter = 0; iter < iterations; iter++) {
+            for (int i = 0; i < n; i++) {
                 for (int k = 0; k < per; k++) {
                     if (at == order.size()) {
                         Collections.shuffle(order, rng);
                         at = 0;
                     }
                     Sample s = local.get(order.get(at++));
-                    if (s.features.length != len) {
-                        throw new IllegalArgumentException("a sample of " + s.features.length
-                            + " features, expected " + len);
-                    }
                     xf.put(k * len, s.features);
                     y.putFloat(4 * k, s.label);
                 }
                 float loss = c.step(m, o, x, shape, y, batchSize);
-                if (rank == 0 && (iter % 100 == 0 || iter == iterations - 1)) {
-                    System.err.println("bigdl: iteration " + (iter + 1) + "/" + iterations
+                long iter = from.done + i + 1;
+                if (rank == 0 && (iter % 100 == 1 || iter == iterations)) {
+                    System.err.println("bigdl: iteration " + iter + "/" + iterations
                         + " loss " + loss);
                 }
             }
-            return rank == 0 ? Collections.singletonList(m.save()) : Collections.emptyList();
+            ctx.barrier(); // every rank has read its last blocks
+            double[] st = c.stats();
+            System.err.printf("bigdl: rank %d: %d iterations, %.2f ms computing and %.2f ms"
+                + " synchronising per iteration%n", rank, (long) st[0], 1e3 * st[1] / st[0],
+                1e3 * st[2] / st[0]);
+            byte[] model = rank == 0 ? m.save() : new byte[0];
+            byte[] state = c.save(o);
+            ByteBuffer out = ByteBuffer.allocate(8 + model.length + state.length);
+            out.putInt(rank).putInt(model.length).put(model).put(state);
+            return Collections.singletonList(out.array());
         }
     }
 
@@ -189,6 +319,7 @@ public final class DistriOptimizer implements Serializable {
         List<long[]> counts = data.mapPartitions(it -> {
             long correct = 0;
             long seen = 0;
+            Native.threads(cores(org.apache.spark.TaskContext.get()));
             try (Model m = Model.load(bytes)) {
                 List<Sample> chunk = new ArrayList<>();
                 while (it.hasNext() || !chunk.isEmpty()) {

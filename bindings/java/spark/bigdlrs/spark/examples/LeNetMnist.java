@@ -22,7 +22,8 @@ import org.apache.spark.api.java.JavaSparkContext;
 public final class LeNetMnist {
     private LeNetMnist() {}
 
-    static List<Sample> read(Path dir, String prefix) throws IOException {
+    /** MNIST images as 784 raw bytes each, with the label appended (785 bytes). */
+    static List<byte[]> read(Path dir, String prefix) throws IOException {
         byte[] images = Files.readAllBytes(dir.resolve(prefix + "-images-idx3-ubyte"));
         byte[] labels = Files.readAllBytes(dir.resolve(prefix + "-labels-idx1-ubyte"));
         DataInputStream hi = new DataInputStream(new java.io.ByteArrayInputStream(images));
@@ -37,33 +38,54 @@ public final class LeNetMnist {
             || labels.length != 8 + n) {
             throw new IOException(dir + ": inconsistent MNIST headers");
         }
-        List<Sample> out = new ArrayList<>(n);
+        List<byte[]> out = new ArrayList<>(n);
         for (int i = 0; i < n; i++) {
-            float[] f = new float[784];
-            for (int p = 0; p < 784; p++) {
-                // BigDL's LeNet example: the training set's mean and std.
-                f[p] = ((images[16 + i * 784 + p] & 0xff) / 255f - 0.13066048f) / 0.3081078f;
-            }
-            out.add(new Sample(f, labels[8 + i]));
+            byte[] r = new byte[785];
+            System.arraycopy(images, 16 + i * 784, r, 0, 784);
+            r[784] = labels[8 + i];
+            out.add(r);
         }
         return out;
     }
 
+    /** A record as a sample, normalised as BigDL's LeNet example does. */
+    static Sample sample(byte[] r) {
+        float[] f = new float[784];
+        for (int p = 0; p < 784; p++) {
+            f[p] = ((r[p] & 0xff) / 255f - 0.13066048f) / 0.3081078f;
+        }
+        return new Sample(f, r[784]);
+    }
+
+    /**
+     * Arguments: the MNIST directory (default data/mnist), epochs (2),
+     * partitions (the default parallelism), a checkpoint file to write and
+     * resume from (none), iterations per stage (one epoch).
+     */
     public static void main(String[] args) throws IOException {
         Path dir = Path.of(args.length > 0 ? args[0] : "data/mnist");
         int epochs = args.length > 1 ? Integer.parseInt(args[1]) : 2;
         SparkConf conf = new SparkConf().setAppName("bigdl-rs LeNet-5");
         try (JavaSparkContext sc = new JavaSparkContext(conf)) {
             int parts = args.length > 2 ? Integer.parseInt(args[2]) : sc.defaultParallelism();
-            JavaRDD<Sample> train = sc.parallelize(read(dir, "train"), parts).cache();
-            JavaRDD<Sample> test = sc.parallelize(read(dir, "t10k"), parts).cache();
+            // Raw bytes travel to the executors; samples are made there.
+            JavaRDD<Sample> train = sc.parallelize(read(dir, "train"), parts)
+                .map(LeNetMnist::sample).cache();
+            JavaRDD<Sample> test = sc.parallelize(read(dir, "t10k"), parts)
+                .map(LeNetMnist::sample).cache();
             long t0 = System.nanoTime();
             Model lenet = Model.zoo("lenet5", 10, 1);
-            Model trained = new DistriOptimizer(lenet, 1, 28, 28)
+            DistriOptimizer opt = new DistriOptimizer(lenet, 1, 28, 28)
                 .batchSize(128)
                 .epochs(epochs)
-                .sgd(0.05f, 0.9f, 5e-4f)
-                .optimize(train);
+                .sgd(0.05f, 0.9f, 5e-4f);
+            if (args.length > 3) {
+                opt.checkpoint(args[3], true);
+            }
+            if (args.length > 4) {
+                opt.stageIterations(Integer.parseInt(args[4]));
+            }
+            Model trained = opt.optimize(train);
             double secs = (System.nanoTime() - t0) / 1e9;
             double acc = DistriOptimizer.evaluate(trained, test, new int[] {1, 28, 28}, 1000);
             System.out.printf("test accuracy: %.2f%% after %d epochs on %d partitions in %.1f s "
