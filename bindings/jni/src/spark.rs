@@ -239,6 +239,29 @@ pub extern "system" fn Java_bigdlrs_Native_distriStep<'l>(
     })
 }
 
+/// `bigdlrs.Native.commAllReduce(comm, buf, n)`: sums `n` floats of `buf`
+/// over the ranks, in place (every rank calls it with the same `n`).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_bigdlrs_Native_commAllReduce<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    comm: jlong,
+    buf: JByteBuffer<'l>,
+    n: jint,
+) {
+    guard(&mut env, (), |env| {
+        let n = usize::try_from(n).map_err(|_| arg(format!("{n} floats")))?;
+        let e = entry(comm)?;
+        let mut g = lock(&e)?;
+        let Entry::Comm(r) = &mut *g else {
+            return Err(arg("expected a communicator"));
+        };
+        // SAFETY: one slice, dropped before returning.
+        let xs = unsafe { floats(env, &buf, "buf", n)? };
+        r.comm.all_reduce(xs).map_err(comm_fail)
+    })
+}
+
 /// `bigdlrs.Native.commStats(comm)`: `{iterations, compute seconds,
 /// synchronisation seconds}` of this rank so far: the time of the forward and
 /// backward passes, and the rest of each step (all-reduce of the gradients,

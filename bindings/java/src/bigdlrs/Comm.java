@@ -38,4 +38,9 @@ public final class Comm extends Handle {
     public void restore(Optimizer optimizer, byte[] state) {
         Native.commRestore(handle, optimizer.handle, state);
     }
+
+    /** Sums the first {@code n} floats of {@code buf} over the ranks, in place. */
+    public void allReduce(ByteBuffer buf, int n) {
+        Native.commAllReduce(handle, buf, n);
+    }
 }

@@ -116,6 +116,9 @@ public final class Native {
     public static native float distriStep(long model, long comm, long optimizer, ByteBuffer x,
                                           int[] shape, ByteBuffer labels, int globalBatch);
 
+    /** Sums {@code n} floats of {@code buf} over the ranks, in place. */
+    public static native void commAllReduce(long comm, ByteBuffer buf, int n);
+
     /**
      * {@code {iterations, compute seconds, synchronisation seconds}} of a
      * communicator so far (see {@link #distriStep}): forward and backward, and
