@@ -6,14 +6,17 @@
 #   1. a clean run must reach 98.5% test accuracy;
 #   2. the fault run kills one executor JVM (kill -9) after the first
 #      checkpoint; the driver restarts the failed stage from it and must end
-#      with the clean run's accuracy, to the digit (training is deterministic).
+#      with the clean run's accuracy, to the digit (training is deterministic);
+#   3. PySpark: bindings/python/lenet_mnist.py drives the same classes through
+#      py4j for one epoch (97.5% or more).
 # Needs MNIST in $BIGDL_MNIST_DIR (default data/mnist) and ci/setup.sh's JDK
-# and pyspark. Logs: target/spark-test/.
+# and pyspark. Logs: target/spark-test/ (executors': its work/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/build-java.sh release
 export SPARK_HOME=${SPARK_HOME:-$(python3 -c "import pyspark, os; print(os.path.dirname(pyspark.__file__))")}
 export SPARK_LOCAL_IP=127.0.0.1
+export SPARK_WORKER_DIR=$PWD/target/spark-test/work # executors' logs
 mnist=$(realpath "${BIGDL_MNIST_DIR:-data/mnist}")
 out=$PWD/target/spark-test
 rm -rf "$out" && mkdir -p "$out"
@@ -24,7 +27,6 @@ submit() { # log-name checkpoint-file
     timeout 900 "$SPARK_HOME/bin/spark-submit" --master "local-cluster[2,1,2048]" \
         --driver-memory 2g --conf spark.executor.memory=1536m \
         --conf spark.authenticate=true --conf spark.authenticate.secret=bigdl-ci-secret \
-        --conf spark.worker.dir="$out/work" \
         --class bigdlrs.spark.examples.LeNetMnist target/java/bigdl-rs.jar \
         "$mnist" "$epochs" 2 "$2" "$stage" > "$out/$1.log" 2>&1
 }
@@ -52,3 +54,15 @@ grep -q "bigdl: stage failed" "$out/fault.log" \
 [ "$(accuracy fault)" = "$clean" ] \
     || { echo "spark-test: after the restart $(accuracy fault)% != $clean%"; exit 1; }
 echo "spark-test: OK (clean $clean%, after a killed executor $(accuracy fault)%)"
+
+echo "spark-test: PySpark (py4j), one epoch"
+timeout 900 "$SPARK_HOME/bin/spark-submit" --master "local-cluster[2,1,2048]" \
+    --driver-memory 2g --conf spark.executor.memory=1536m \
+    --jars target/java/bigdl-rs.jar \
+    bindings/python/lenet_mnist.py "$mnist" 1 2 > "$out/pyspark.log" 2>&1 \
+    || { tail -50 "$out/pyspark.log"; exit 1; }
+py=$(accuracy pyspark)
+grep "^test accuracy" "$out/pyspark.log"
+python3 -c "import sys; sys.exit(0 if float('${py:-0}') >= 97.5 else 1)" \
+    || { echo "spark-test: PySpark accuracy ${py:-none}% < 97.5%"; exit 1; }
+echo "spark-test: PySpark OK"

@@ -48,6 +48,16 @@ public final class LeNetMnist {
         return out;
     }
 
+    /**
+     * The MNIST set {@code prefix} ("train" or "t10k") of {@code dir} as an
+     * RDD of {@code parts} partitions, cached (the PySpark example calls it).
+     */
+    public static JavaRDD<Sample> rdd(JavaSparkContext sc, String dir, String prefix, int parts)
+        throws IOException {
+        // Raw bytes travel to the executors; samples are made there.
+        return sc.parallelize(read(Path.of(dir), prefix), parts).map(LeNetMnist::sample).cache();
+    }
+
     /** A record as a sample, normalised as BigDL's LeNet example does. */
     static Sample sample(byte[] r) {
         float[] f = new float[784];
@@ -63,16 +73,13 @@ public final class LeNetMnist {
      * resume from (none), iterations per stage (one epoch).
      */
     public static void main(String[] args) throws IOException {
-        Path dir = Path.of(args.length > 0 ? args[0] : "data/mnist");
+        String dir = args.length > 0 ? args[0] : "data/mnist";
         int epochs = args.length > 1 ? Integer.parseInt(args[1]) : 2;
         SparkConf conf = new SparkConf().setAppName("bigdl-rs LeNet-5");
         try (JavaSparkContext sc = new JavaSparkContext(conf)) {
             int parts = args.length > 2 ? Integer.parseInt(args[2]) : sc.defaultParallelism();
-            // Raw bytes travel to the executors; samples are made there.
-            JavaRDD<Sample> train = sc.parallelize(read(dir, "train"), parts)
-                .map(LeNetMnist::sample).cache();
-            JavaRDD<Sample> test = sc.parallelize(read(dir, "t10k"), parts)
-                .map(LeNetMnist::sample).cache();
+            JavaRDD<Sample> train = rdd(sc, dir, "train", parts);
+            JavaRDD<Sample> test = rdd(sc, dir, "t10k", parts);
             long t0 = System.nanoTime();
             Model lenet = Model.zoo("lenet5", 10, 1);
             DistriOptimizer opt = new DistriOptimizer(lenet, 1, 28, 28)
