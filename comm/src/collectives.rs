@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::{Communicator, bf16, shard_range};
+use crate::{Communicator, bf16, shard_range, wire};
 
 /// How long a rank waits for its peers in one exchange unless told
 /// otherwise (`BIGDL_COMM_TIMEOUT`, in seconds, overrides it).
@@ -43,42 +43,24 @@ impl Wire {
     /// Writes `xs` into `out` (`xs.len() * bytes()` long).
     fn encode(self, xs: &[f32], out: &mut [u8]) {
         match self {
-            Wire::F32 => out
-                .chunks_exact_mut(4)
-                .zip(xs)
-                .for_each(|(o, x)| o.copy_from_slice(&x.to_le_bytes())),
-            Wire::Bf16 => out
-                .chunks_exact_mut(2)
-                .zip(xs)
-                .for_each(|(o, &x)| o.copy_from_slice(&bf16::encode(x).to_le_bytes())),
+            Wire::F32 => wire::encode_f32(xs, out),
+            Wire::Bf16 => wire::encode_bf16(xs, out),
         }
     }
 
     /// `dst[i] = x_i` for the numbers in `bytes`.
     fn decode(self, bytes: &[u8], dst: &mut [f32]) {
         match self {
-            Wire::F32 => dst
-                .iter_mut()
-                .zip(bytes.chunks_exact(4))
-                .for_each(|(d, c)| *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            Wire::Bf16 => dst
-                .iter_mut()
-                .zip(bytes.chunks_exact(2))
-                .for_each(|(d, c)| *d = bf16::decode(u16::from_le_bytes([c[0], c[1]]))),
+            Wire::F32 => wire::decode_f32(bytes, dst),
+            Wire::Bf16 => wire::decode_bf16(bytes, dst),
         }
     }
 
     /// `dst[i] += x_i` for the numbers in `bytes`.
     fn decode_add(self, bytes: &[u8], dst: &mut [f32]) {
         match self {
-            Wire::F32 => dst
-                .iter_mut()
-                .zip(bytes.chunks_exact(4))
-                .for_each(|(d, c)| *d += f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            Wire::Bf16 => dst
-                .iter_mut()
-                .zip(bytes.chunks_exact(2))
-                .for_each(|(d, c)| *d += bf16::decode(u16::from_le_bytes([c[0], c[1]]))),
+            Wire::F32 => wire::decode_add_f32(bytes, dst),
+            Wire::Bf16 => wire::decode_add_bf16(bytes, dst),
         }
     }
 }
