@@ -110,6 +110,10 @@ impl BlockStore for MemStore {
 }
 
 const MAGIC: &[u8; 4] = b"BDLB";
+/// The pauses between polls of a store that cannot wait: doubling from
+/// `POLL_MIN` to `POLL_MAX` while nothing arrives.
+const POLL_MIN: Duration = Duration::from_micros(50);
+const POLL_MAX: Duration = Duration::from_micros(1600);
 const HEADER: usize = 4 + 8 + 8 + 4;
 
 /// One rank's view of a block store.
@@ -185,6 +189,7 @@ impl<S: BlockStore> Transport for BlockTransport<S> {
         }
         let deadline = Instant::now() + timeout;
         let mut got: Vec<Option<Vec<u8>>> = vec![None; recvs.len()];
+        let mut pause = POLL_MIN;
         loop {
             let first = got.iter().position(Option::is_none);
             for (i, ((q, want), slot)) in recvs.iter().zip(got.iter_mut()).enumerate() {
@@ -229,8 +234,13 @@ impl<S: BlockStore> Transport for BlockTransport<S> {
                 break;
             }
             if got.iter().position(Option::is_none) == first {
-                // Nothing arrived: do not spin on stores that cannot wait.
-                std::thread::sleep(Duration::from_micros(200));
+                // Nothing arrived: do not spin on stores that cannot wait
+                // (each poll of a JVM's store costs CPU that the peer on the
+                // same cores needs for its compute); back off.
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(POLL_MAX);
+            } else {
+                pause = POLL_MIN;
             }
             if Instant::now() >= deadline {
                 let missing = recvs

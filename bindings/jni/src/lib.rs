@@ -294,7 +294,9 @@ pub extern "system" fn Java_bigdlrs_Native_save<'l>(
 
 /// `bigdlrs.Native.threads(n)`: sizes this process's worker pool to `n`
 /// threads (an executor's cores) unless `BIGDL_NUM_THREADS` is set or the pool
-/// already runs; returns the pool's size.
+/// already runs, and keeps freed memory in the heap
+/// ([`bigdl_tensor::kernels::memory::keep_freed_memory`], unless
+/// `BIGDL_MALLOC=system`); returns the pool's size.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_bigdlrs_Native_threads<'l>(
     mut env: JNIEnv<'l>,
@@ -313,6 +315,14 @@ pub extern "system" fn Java_bigdlrs_Native_threads<'l>(
                 ..pool::PoolConfig::from_env()
             });
         }
+        // As the `bigdl` command does: layers' fresh buffers come from the
+        // heap, not from pages faulted in anew (BIGDL_MALLOC=system opts out).
+        static MALLOC: std::sync::Once = std::sync::Once::new();
+        MALLOC.call_once(|| {
+            if std::env::var("BIGDL_MALLOC").as_deref() != Ok("system") {
+                bigdl_tensor::kernels::memory::keep_freed_memory();
+            }
+        });
         Ok(jint::try_from(pool::num_threads()).unwrap_or(jint::MAX))
     })
 }

@@ -67,7 +67,9 @@ public final class Native {
     /**
      * Sizes this JVM's native worker pool to {@code n} threads (e.g. an
      * executor's cores) unless {@code BIGDL_NUM_THREADS} is set or the pool
-     * already runs; returns the pool's size.
+     * already runs, and makes malloc keep freed memory for reuse (layers'
+     * buffers then skip fresh page faults; {@code BIGDL_MALLOC=system} opts
+     * out); returns the pool's size.
      */
     public static native int threads(int n);
 
