@@ -37,6 +37,7 @@ mod error;
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod tcp;
 pub(crate) mod wire;
 
 use std::ops::Range;

@@ -102,6 +102,7 @@ enum Entry {
     Model(Session),
     Optim(Box<dyn OptimMethod>),
     Comm(spark::Ranked),
+    Listener(bigdl_comm::tcp::Listener),
 }
 
 type Table = Mutex<HashMap<jlong, Arc<Mutex<Entry>>>>;
@@ -132,6 +133,27 @@ fn entry(h: jlong) -> Result<Arc<Mutex<Entry>>, Fail> {
                 "no object with handle {h} (freed, or never created)"
             ))
         })
+}
+
+/// Removes handle `h` from the table and returns its object, if `want`
+/// accepts it (else the handle stays) and no other call holds it.
+fn take(h: jlong, what: &str, want: impl Fn(&Entry) -> bool) -> Result<Entry, Fail> {
+    let mut t = table()
+        .lock()
+        .map_err(|_| Fail::Run("the handle table is poisoned".into()))?;
+    let e = t
+        .get(&h)
+        .ok_or_else(|| arg(format!("no object with handle {h} (freed?)")))?;
+    // try_lock: never wait for another call while holding the table.
+    let busy = || Fail::Run(format!("handle {h} is in use by another call"));
+    if !want(&*e.try_lock().map_err(|_| busy())?) {
+        return Err(arg(format!("handle {h} is not {what}")));
+    }
+    let e = t.remove(&h).expect("checked above");
+    Arc::try_unwrap(e)
+        .map_err(|_| busy())?
+        .into_inner()
+        .map_err(|_| Fail::Run("this object failed in an earlier call and is unusable".into()))
 }
 
 fn lock(e: &Mutex<Entry>) -> Result<MutexGuard<'_, Entry>, Fail> {

@@ -6,11 +6,13 @@
 use std::time::{Duration, Instant};
 
 use bigdl_comm::block::{BlockStore, BlockTransport};
-use bigdl_comm::{Collectives, Communicator, Wire, shard_range};
+use bigdl_comm::{Collectives, Communicator, Transport, Wire, shard_range, tcp};
 use bigdl_nn::OptimState;
 use bigdl_tensor::kernels::checksum::crc32;
-use jni::objects::{GlobalRef, JByteArray, JByteBuffer, JClass, JIntArray, JObject, JString};
-use jni::sys::{jboolean, jbyteArray, jdoubleArray, jfloat, jint, jlong};
+use jni::objects::{
+    GlobalRef, JByteArray, JByteBuffer, JClass, JIntArray, JObject, JObjectArray, JString,
+};
+use jni::sys::{jboolean, jbyteArray, jdoubleArray, jfloat, jint, jlong, jstring};
 use jni::{JNIEnv, JavaVM};
 
 use super::{Entry, Fail, arg, disjoint, entry, floats, guard, lock, numel, register, shape};
@@ -88,7 +90,7 @@ impl BlockStore for JavaStore {
 /// One rank of a distributed job: its collectives and its shard of the
 /// weights (the optimizer's master copy).
 pub struct Ranked {
-    comm: Collectives<BlockTransport<JavaStore>>,
+    comm: Box<dyn Communicator + Send>,
     /// This rank's shard of the weights, the optimizer's master copy (the
     /// last rank's ends with the slot of the summed loss).
     master: Option<Vec<f32>>,
@@ -132,16 +134,113 @@ pub extern "system" fn Java_bigdlrs_Native_commCreate<'l>(
         };
         let transport =
             BlockTransport::new(js, &job, rank, size).map_err(|e| arg(e.to_string()))?;
-        let comm = Collectives::new(transport)
+        register(Entry::Comm(Ranked::new(transport, timeout_ms, bf16)))
+    })
+}
+
+impl Ranked {
+    fn new<T: Transport + Send + 'static>(t: T, timeout_ms: jlong, bf16: jboolean) -> Ranked {
+        let comm = Collectives::new(t)
             .with_timeout(Duration::from_millis(timeout_ms as u64))
             .with_wire(if bf16 != 0 { Wire::Bf16 } else { Wire::F32 });
-        register(Entry::Comm(Ranked {
-            comm,
+        Ranked {
+            comm: Box::new(comm),
             master: None,
             shard: Vec::new(),
             send: Vec::new(),
             stats: [0.0; 3],
-        }))
+        }
+    }
+}
+
+/// `bigdlrs.Native.tcpListen(host)`: a listening socket on `host` (any free
+/// port) for [`Java_bigdlrs_Native_tcpConnect`]; its address is
+/// [`Java_bigdlrs_Native_tcpAddress`].
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_bigdlrs_Native_tcpListen<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    host: JString<'l>,
+) -> jlong {
+    guard(&mut env, 0, |env| {
+        if host.is_null() {
+            return Err(arg("the host is null"));
+        }
+        let host: String = env.get_string(&host)?.into();
+        let addr = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:0")
+        } else {
+            format!("{host}:0")
+        };
+        let l = tcp::Listener::bind(&addr).map_err(|e| Fail::Run(e.to_string()))?;
+        register(Entry::Listener(l))
+    })
+}
+
+/// `bigdlrs.Native.tcpAddress(listener)`: `host:port` for the peers.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_bigdlrs_Native_tcpAddress<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    listener: jlong,
+) -> jstring {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        let e = entry(listener)?;
+        let g = lock(&e)?;
+        let Entry::Listener(l) = &*g else {
+            return Err(arg("expected a TCP listener"));
+        };
+        let a = l.local_addr().map_err(|e| Fail::Run(e.to_string()))?;
+        Ok(env.new_string(a.to_string())?.into_raw())
+    })
+}
+
+/// `bigdlrs.Native.tcpConnect(listener, job, rank, peers, timeoutMs,
+/// bf16)`: rank `rank` of job `job` over TCP, `peers[q]` being rank `q`'s
+/// listener address; consumes the listener (its handle is freed).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_bigdlrs_Native_tcpConnect<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    listener: jlong,
+    job: JString<'l>,
+    rank: jint,
+    peers: JObjectArray<'l>,
+    timeout_ms: jlong,
+    bf16: jboolean,
+) -> jlong {
+    guard(&mut env, 0, |env| {
+        if job.is_null() || peers.is_null() {
+            return Err(arg("the job name or the peers are null"));
+        }
+        let job: String = env.get_string(&job)?.into();
+        let n = env.get_array_length(&peers)?;
+        let mut addrs = Vec::with_capacity(n.max(0) as usize);
+        for i in 0..n {
+            let p = JString::from(env.get_object_array_element(&peers, i)?);
+            if p.is_null() {
+                return Err(arg(format!("peer {i} is null")));
+            }
+            addrs.push(String::from(env.get_string(&p)?));
+        }
+        let rank = usize::try_from(rank).map_err(|_| arg(format!("rank {rank}")))?;
+        if timeout_ms <= 0 {
+            return Err(arg(format!("timeout {timeout_ms} ms")));
+        }
+        let Entry::Listener(l) = super::take(listener, "a TCP listener", |e| {
+            matches!(e, Entry::Listener(_))
+        })?
+        else {
+            unreachable!("take checked the kind");
+        };
+        let t = l
+            .connect(&job, rank, &addrs, Duration::from_millis(timeout_ms as u64))
+            .map_err(|e| match e {
+                bigdl_comm::Error::Invalid(m) => arg(m),
+                e => Fail::Run(e.to_string()),
+            })?;
+        register(Entry::Comm(Ranked::new(t, timeout_ms, bf16)))
     })
 }
 

@@ -15,6 +15,26 @@ public final class Comm extends Handle {
     }
 
     /**
+     * Rank {@code rank} of job {@code job} over direct TCP connections:
+     * {@code listener} is this rank's {@link #listen} handle (consumed),
+     * {@code peers} every rank's {@link #address}, gathered by the job.
+     */
+    public static Comm connect(long listener, String job, int rank, String[] peers,
+                               long timeoutMs, boolean bf16) {
+        return new Comm(Native.tcpConnect(listener, job, rank, peers, timeoutMs, bf16));
+    }
+
+    /** A listening socket on {@code host} for {@link #connect}: a native handle. */
+    public static long listen(String host) {
+        return Native.tcpListen(host);
+    }
+
+    /** The {@code host:port} of a {@link #listen} handle. */
+    public static String address(long listener) {
+        return Native.tcpAddress(listener);
+    }
+
+    /**
      * One synchronous iteration of {@code model} on this rank's part of a global
      * batch; returns the global mean loss (see {@link Native#distriStep}).
      */

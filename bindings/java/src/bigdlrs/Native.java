@@ -108,6 +108,20 @@ public final class Native {
     public static native long commCreate(Object store, String job, int rank, int size,
                                          long timeoutMs, boolean bf16);
 
+    /** A TCP listening socket on {@code host} (a free port), for {@link #tcpConnect}. */
+    public static native long tcpListen(String host);
+
+    /** A listener's {@code host:port}, for the other ranks. */
+    public static native String tcpAddress(long listener);
+
+    /**
+     * Rank {@code rank} of job {@code job} over TCP: connects to every other
+     * rank, {@code peers[q]} being rank {@code q}'s {@link #tcpAddress};
+     * consumes (frees) the listener. The collectives as for {@link #commCreate}.
+     */
+    public static native long tcpConnect(long listener, String job, int rank, String[] peers,
+                                         long timeoutMs, boolean bf16);
+
     /**
      * One synchronous iteration on this rank's part ({@code x}, {@code labels})
      * of a global batch of {@code globalBatch} samples: gradients summed over

@@ -26,9 +26,9 @@ import scala.reflect.ClassTag$;
  * Synchronous data-parallel training on Spark, BigDL's way, in one barrier
  * stage: every partition of the training RDD is a rank; each iteration every
  * rank computes the gradient of its part of the global batch, the ranks sum
- * the gradients with bigdl's sharded all-reduce over the executors'
- * BlockManagers ({@link BlockManagerStore}), each rank updates its shard of
- * the weights and gathers the others'.
+ * the gradients with bigdl's sharded all-reduce (over direct TCP
+ * connections or the executors' BlockManagers: {@link #transport}), each
+ * rank updates its shard of the weights and gathers the others'.
  *
  * <p>Training runs in stages of iterations; after each, the driver keeps the
  * newest checkpoint (the model and every rank's optimizer state). A stage
@@ -55,6 +55,7 @@ public final class DistriOptimizer implements Serializable {
     private String checkpointFile = null;
     private boolean resume = false;
     private int retries = 3;
+    private String transport = "auto";
 
     /** Trains {@code model} on samples of {@code sampleShape} (e.g. 1, 28, 28). */
     public DistriOptimizer(Model model, int... sampleShape) {
@@ -86,6 +87,18 @@ public final class DistriOptimizer implements Serializable {
     /** How long a rank waits for its peers in one exchange. */
     public DistriOptimizer timeoutMs(long t) {
         this.timeoutMs = t;
+        return this;
+    }
+
+    /**
+     * How the ranks exchange gradients and weights: {@code "tcp"},
+     * {@code "blockmanager"} or {@code "auto"} (the default: the
+     * BlockManager when {@code spark.authenticate} is on, else TCP); see
+     * {@link Ranks}.
+     */
+    public DistriOptimizer transport(String t) {
+        Ranks.resolve(t, false);
+        this.transport = t;
         return this;
     }
 
@@ -180,6 +193,9 @@ public final class DistriOptimizer implements Serializable {
                 + checkpointFile);
         }
         String job = "bigdl-" + UUID.randomUUID();
+        System.err.println("bigdl: " + iterations + " iterations on " + parts + " ranks over "
+            + Ranks.resolve(transport, data.context().conf().getBoolean("spark.authenticate",
+                                                                        false)));
         int failures = 0;
         while (ck.done < iterations) {
             long n = Math.min(stage, iterations - ck.done);
@@ -247,9 +263,7 @@ public final class DistriOptimizer implements Serializable {
         int rank = ctx.partitionId();
         int size = ctx.getTaskInfos().length;
         Native.threads(cores(ctx));
-        // Every rank learns where the others' BlockManagers are; stages and
-        // retried attempts name their blocks apart.
-        String[] peers = ctx.allGather(BlockManagerStore.self());
+        // Stages and retried attempts name their blocks and jobs apart.
         String name = job + "/" + from.done + "/" + ctx.stageAttemptNumber();
         List<Sample> local = new ArrayList<>();
         it.forEachRemaining(local::add);
@@ -264,8 +278,8 @@ public final class DistriOptimizer implements Serializable {
         try (Model m = Model.load(from.model);
              Optimizer o = method.equals("sgd") ? Optimizer.sgd(lr, momentum, weightDecay)
                                                 : Optimizer.adam(lr, weightDecay);
-             BlockManagerStore store = new BlockManagerStore(peers);
-             Comm c = Comm.create(store, name, rank, size, timeoutMs, bf16)) {
+             Ranks ranks = Ranks.open(ctx, name, transport, timeoutMs, bf16)) {
+            Comm c = ranks.comm;
             if (from.states != null) {
                 c.restore(o, from.states[rank]);
             }

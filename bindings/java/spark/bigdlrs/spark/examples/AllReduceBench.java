@@ -2,7 +2,7 @@ package bigdlrs.spark.examples;
 
 import bigdlrs.Comm;
 import bigdlrs.Native;
-import bigdlrs.spark.BlockManagerStore;
+import bigdlrs.spark.Ranks;
 import java.io.Serializable;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
@@ -21,14 +21,16 @@ import scala.reflect.ClassTag;
 import scala.reflect.ClassTag$;
 
 /**
- * bigdl's sharded all-reduce over the executors' BlockManagers
- * ({@link BlockManagerStore}), one rank per partition of a barrier stage:
+ * bigdl's sharded all-reduce between Spark tasks ({@link Ranks}: over the
+ * executors' BlockManagers or direct TCP), one rank per partition of a
+ * barrier stage:
  * the median time of an all-reduce per buffer size, and its bus bandwidth
  * (algbw x 2(n-1)/n), the figure {@code bigdl bench allreduce} prints for
  * MPI. A 4-byte buffer measures the latency floor of one synchronous step.
  *
  * <p>Arguments: ranks (default 2), sizes in bytes (default
- * 4,1048576,4194304,16777216), minimum milliseconds per size (default 1000).
+ * 4,1048576,4194304,16777216), minimum milliseconds per size (default
+ * 1000), transport (blockmanager or tcp; default blockmanager).
  */
 public final class AllReduceBench {
     private AllReduceBench() {}
@@ -38,6 +40,7 @@ public final class AllReduceBench {
         int[] sizes = Arrays.stream((args.length > 1 ? args[1] : "4,1048576,4194304,16777216")
             .split(",")).mapToInt(Integer::parseInt).toArray();
         long minMs = args.length > 2 ? Long.parseLong(args[2]) : 1000;
+        String transport = args.length > 3 ? args[3] : "blockmanager";
         String job = "bench-" + UUID.randomUUID();
         SparkConf conf = new SparkConf().setAppName("bigdl-rs all-reduce over the BlockManager");
         try (JavaSparkContext sc = new JavaSparkContext(conf)) {
@@ -47,25 +50,24 @@ public final class AllReduceBench {
             Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<String>> f =
                 (Function1<scala.collection.Iterator<Integer>, scala.collection.Iterator<String>>
                     & Serializable) it -> CollectionConverters.asScala(
-                        run(job, sizes, minMs).iterator());
+                        run(job, transport, sizes, minMs).iterator());
             ClassTag<String> tag = ClassTag$.MODULE$.apply(String.class);
             List<String> out = new JavaRDD<>(rdd.rdd().barrier().mapPartitions(f, false, tag), tag)
                 .collect();
-            System.out.printf("all-reduce over the BlockManager, %d ranks (busbw = algbw x"
-                + " 2(n-1)/n; median per size)%n%10s %12s %12s%n", ranks, "bytes", "median ms",
-                "busbw GB/s");
+            System.out.printf("all-reduce over %s, %d ranks (busbw = algbw x"
+                + " 2(n-1)/n; median per size)%n%10s %12s %12s%n", transport, ranks, "bytes",
+                "median ms", "busbw GB/s");
             out.forEach(System.out::println);
         }
     }
 
-    private static List<String> run(String job, int[] sizes, long minMs) {
+    private static List<String> run(String job, String transport, int[] sizes, long minMs) {
         BarrierTaskContext ctx = BarrierTaskContext.get();
         int rank = ctx.partitionId();
         int n = ctx.getTaskInfos().length;
-        String[] peers = ctx.allGather(BlockManagerStore.self());
         List<String> lines = new ArrayList<>();
-        try (BlockManagerStore store = new BlockManagerStore(peers);
-             Comm c = Comm.create(store, job, rank, n, 120_000, false)) {
+        try (Ranks ranks = Ranks.open(ctx, job, transport, 120_000, false)) {
+            Comm c = ranks.comm;
             for (int bytes : sizes) {
                 int len = Math.max(1, bytes / 4);
                 ByteBuffer buf = Native.floats(len);
