@@ -3,7 +3,8 @@
 # one run: `bigdl bench allreduce` under mpirun (MPI_Allreduce and bigdl's
 # sharded all-reduce over MPI), then bigdlrs.spark.examples.AllReduceBench on
 # a local-cluster of RANKS single-core executors (the same algorithm over
-# BlockManagerStore). Bus bandwidth = algbw x 2(n-1)/n of the median call.
+# BlockManagerStore, then over direct TCP between the tasks). Bus bandwidth =
+# algbw x 2(n-1)/n of the median call.
 #
 #   benches/spark_allreduce.sh [RANKS] [SIZES]    (default 2 4,1048576,4194304,16777216)
 set -euo pipefail
@@ -17,7 +18,9 @@ echo "== MPI (mpirun -n $ranks)"
 mpirun --oversubscribe -n "$ranks" target/release/bigdl bench allreduce --size "$sizes" --min-ms 1000
 export SPARK_HOME=${SPARK_HOME:-$(python3 -c "import pyspark, os; print(os.path.dirname(pyspark.__file__))")}
 export SPARK_LOCAL_IP=127.0.0.1
-echo "== Spark BlockManager (local-cluster[$ranks,1,1024])"
-"$SPARK_HOME/bin/spark-submit" --master "local-cluster[$ranks,1,1024]" \
-    --class bigdlrs.spark.examples.AllReduceBench target/java/bigdl-rs.jar \
-    "$ranks" "$sizes" 1000 2>/dev/null
+for transport in blockmanager tcp; do
+    echo "== Spark, $transport (local-cluster[$ranks,1,1024])"
+    "$SPARK_HOME/bin/spark-submit" --master "local-cluster[$ranks,1,1024]" \
+        --class bigdlrs.spark.examples.AllReduceBench target/java/bigdl-rs.jar \
+        "$ranks" "$sizes" 1000 "$transport" 2>/dev/null
+done

@@ -17,6 +17,8 @@
 //! - [`local`]: `N` ranks as threads of one process (tests, multi-socket
 //!   machines);
 //! - `mpi` (cargo feature `mpi`): the system MPI, for `mpirun`;
+//! - [`tcp`]: a connection per pair of ranks from gathered addresses
+//!   (Spark's barrier tasks, any scheduler that can share a few strings);
 //! - [`block`]: over a key-value [`block::BlockStore`] (in memory for
 //!   tests; Spark's BlockManager through JNI).
 //!

@@ -175,8 +175,11 @@ public final class DistriOptimizer implements Serializable {
         }
         // Argument errors surface here, on the driver, and are never retried.
         int len = sampleLen(sampleShape);
-        long total = data.count();
-        long bad = data.filter(s -> s.features.length != len).count();
+        // One pass: the samples, and those of the wrong length.
+        long[] counts = data.map(s -> new long[] {1, s.features.length == len ? 0 : 1})
+            .fold(new long[] {0, 0}, (a, b) -> new long[] {a[0] + b[0], a[1] + b[1]});
+        long total = counts[0];
+        long bad = counts[1];
         if (bad > 0) {
             throw new IllegalArgumentException(bad + " samples do not have " + len
                 + " features (the sample shape)");
@@ -310,7 +313,10 @@ public final class DistriOptimizer implements Serializable {
                         + " loss " + loss);
                 }
             }
-            ctx.barrier(); // every rank has read its last blocks
+            // No closing barrier (Spark's takes about a second): the last
+            // exchange has delivered everything this rank reads, and closing
+            // waits for its own uploads (BlockManager) or leaves the bytes it
+            // wrote readable by the peer (TCP).
             double[] st = c.stats();
             System.err.printf("bigdl: rank %d: %d iterations, %.2f ms computing and %.2f ms"
                 + " synchronising per iteration%n", rank, (long) st[0], 1e3 * st[1] / st[0],
