@@ -2,6 +2,7 @@ package bigdlrs.spark;
 
 import bigdlrs.BlockStore;
 import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -58,7 +59,7 @@ public final class BlockManagerStore implements BlockStore, AutoCloseable {
 
     /**
      * A store for the ranks of a job whose BlockManagers are {@code peers}
-     * ({@link #self}'s strings, one per rank, gathered from every rank).
+     * ({@link #self}'s strings, one per rank, from {@link #rendezvous}).
      */
     public BlockManagerStore(String[] peers) {
         this.peers = new BlockManagerId[peers.length];
@@ -72,10 +73,61 @@ public final class BlockManagerStore implements BlockStore, AutoCloseable {
         }
     }
 
-    /** This executor's BlockManager address, to be gathered by all ranks. */
+    /** This executor's BlockManager address, to be shared with all ranks. */
     public static String self() {
         BlockManagerId me = bm().blockManagerId();
         return me.executorId() + " " + me.host() + " " + me.port();
+    }
+
+    /**
+     * Every rank's {@code mine}, in rank order: each rank leaves its string
+     * as a block that its BlockManager reports to the driver, and fetches
+     * the others' through the driver's block locations (a few milliseconds;
+     * {@code BarrierTaskContext.allGather} waits in steps of a second). The
+     * caller removes its own block with {@link #forget} once every rank is
+     * known to have read it (at the end of the stage).
+     */
+    public static String[] rendezvous(String job, int rank, int size, String mine, long timeoutMs) {
+        BlockManager bm = bm();
+        byte[] bytes = mine.getBytes(StandardCharsets.UTF_8);
+        boolean ok = bm.putBytes(id(job + "/hello/" + rank),
+                                 new ChunkedByteBuffer(ByteBuffer.wrap(bytes)),
+                                 StorageLevel.MEMORY_ONLY_SER(), true,
+                                 bm.putBytes$default$5(), bm.putBytes$default$6(), BYTES);
+        if (!ok) {
+            throw new IllegalStateException("the BlockManager refused the rendezvous block");
+        }
+        String[] all = new String[size];
+        all[rank] = mine;
+        long deadline = System.nanoTime() + timeoutMs * 1_000_000;
+        for (int q = 0; q < size; q++) {
+            while (all[q] == null) {
+                TaskContext task = TaskContext.get();
+                if (task != null) {
+                    task.killTaskIfInterrupted();
+                }
+                Option<ChunkedByteBuffer> b = bm.getRemoteBytes(id(job + "/hello/" + q));
+                if (b.isDefined()) {
+                    all[q] = new String(b.get().toArray(), StandardCharsets.UTF_8);
+                } else if (System.nanoTime() > deadline) {
+                    throw new IllegalStateException("rank " + rank + ": rank " + q + " of job "
+                        + job + " did not arrive within " + timeoutMs + " ms");
+                } else {
+                    try {
+                        Thread.sleep(2);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        throw new IllegalStateException("interrupted", e);
+                    }
+                }
+            }
+        }
+        return all;
+    }
+
+    /** Removes this rank's {@link #rendezvous} block. */
+    public static void forget(String job, int rank) {
+        bm().removeBlock(id(job + "/hello/" + rank), true);
     }
 
     private static BlockId id(String id) {

@@ -10,8 +10,9 @@ import org.apache.spark.SparkEnv;
  * transports.
  * <ul>
  * <li>{@code "tcp"}: direct connections between the tasks (each listens on
- * its executor's host; the addresses are gathered once with
- * {@link BarrierTaskContext#allGather}). No driver on the data path. Not
+ * its executor's host; the addresses are shared once per stage through the
+ * BlockManagers, {@link BlockManagerStore#rendezvous}). No driver on the
+ * data path. Not
  * covered by {@code spark.authenticate}: the handshake only checks a hash of
  * the job's random name.</li>
  * <li>{@code "blockmanager"}: the executors' BlockManagers
@@ -25,10 +26,14 @@ public final class Ranks implements AutoCloseable {
     /** This rank's communicator. */
     public final Comm comm;
     private final BlockManagerStore store;
+    private final String job;
+    private final int rank;
 
-    private Ranks(Comm comm, BlockManagerStore store) {
+    private Ranks(Comm comm, BlockManagerStore store, String job, int rank) {
         this.comm = comm;
         this.store = store;
+        this.job = job;
+        this.rank = rank;
     }
 
     /** Checks a transport's name; returns it resolved for this Spark configuration. */
@@ -53,21 +58,28 @@ public final class Ranks implements AutoCloseable {
         int rank = ctx.partitionId();
         int size = ctx.getTaskInfos().length;
         if (resolve(transport, auth).equals("blockmanager")) {
-            String[] peers = ctx.allGather(BlockManagerStore.self());
+            String[] peers = BlockManagerStore.rendezvous(job, rank, size, BlockManagerStore.self(),
+                                                          timeoutMs);
             BlockManagerStore store = new BlockManagerStore(peers);
             try {
-                return new Ranks(Comm.create(store, job, rank, size, timeoutMs, bf16), store);
+                return new Ranks(Comm.create(store, job, rank, size, timeoutMs, bf16), store, job,
+                                 rank);
             } catch (RuntimeException e) {
                 store.close();
+                BlockManagerStore.forget(job, rank);
                 throw e;
             }
         }
         long listener = Comm.listen(env.blockManager().blockManagerId().host());
         try {
-            String[] peers = ctx.allGather(Comm.address(listener));
+            String[] peers = BlockManagerStore.rendezvous(job, rank, size, Comm.address(listener),
+                                                          timeoutMs);
             long l = listener;
             listener = 0; // connect consumes it, even when it fails
-            return new Ranks(Comm.connect(l, job, rank, peers, timeoutMs, bf16), null);
+            return new Ranks(Comm.connect(l, job, rank, peers, timeoutMs, bf16), null, job, rank);
+        } catch (RuntimeException e) {
+            BlockManagerStore.forget(job, rank);
+            throw e;
         } finally {
             if (listener != 0) {
                 Native.free(listener);
@@ -75,13 +87,18 @@ public final class Ranks implements AutoCloseable {
         }
     }
 
+    /** Closes the communicator and removes this rank's rendezvous block. */
     @Override
     public void close() {
         try {
             comm.close();
         } finally {
-            if (store != null) {
-                store.close();
+            try {
+                if (store != null) {
+                    store.close();
+                }
+            } finally {
+                BlockManagerStore.forget(job, rank);
             }
         }
     }
