@@ -330,55 +330,96 @@ public final class DistriOptimizer implements Serializable {
     }
 
     /**
-     * Top-1 accuracy of {@code model} on {@code data}, each partition scored
-     * where it lives, {@code batch} samples per forward pass.
+     * The outputs of {@code model} for every sample of {@code data} (its
+     * last layer's values, e.g. log-probabilities), in the data's order,
+     * each partition run where it lives, {@code batch} samples per forward
+     * pass (lazily, as any RDD).
+     */
+    public static JavaRDD<float[]> predict(Model model, JavaRDD<Sample> data, int[] sampleShape,
+                                           int batch) {
+        byte[] bytes = model.save();
+        int[] shape = sampleShape.clone();
+        if (batch <= 0) {
+            throw new IllegalArgumentException("batch " + batch);
+        }
+        return data.mapPartitions(it -> {
+            List<float[]> out = new ArrayList<>();
+            forward(bytes, it, shape, batch, (s, y) -> out.add(y));
+            return out.iterator();
+        });
+    }
+
+    /**
+     * Top-1 accuracy of {@code model} on {@code data} (the highest output is
+     * the predicted class), each partition scored where it lives,
+     * {@code batch} samples per forward pass.
      */
     public static double evaluate(Model model, JavaRDD<Sample> data, int[] sampleShape, int batch) {
         byte[] bytes = model.save();
-        int len = sampleLen(sampleShape);
-        List<long[]> counts = data.mapPartitions(it -> {
-            long correct = 0;
-            long seen = 0;
-            Native.threads(cores(org.apache.spark.TaskContext.get()));
-            try (Model m = Model.load(bytes)) {
-                List<Sample> chunk = new ArrayList<>();
-                while (it.hasNext() || !chunk.isEmpty()) {
-                    if (it.hasNext() && chunk.size() < batch) {
-                        chunk.add(it.next());
-                        continue;
-                    }
-                    int n = chunk.size();
-                    ByteBuffer x = Native.floats(n * len);
-                    FloatBuffer xf = x.asFloatBuffer();
-                    for (int k = 0; k < n; k++) {
-                        xf.put(k * len, chunk.get(k).features);
-                    }
-                    int[] shape = new int[sampleShape.length + 1];
-                    shape[0] = n;
-                    System.arraycopy(sampleShape, 0, shape, 1, sampleShape.length);
-                    float[] out = m.predict(x, shape);
-                    int classes = out.length / n;
-                    for (int k = 0; k < n; k++) {
-                        int best = 0;
-                        for (int j = 1; j < classes; j++) {
-                            if (out[k * classes + j] > out[k * classes + best]) {
-                                best = j;
-                            }
-                        }
-                        correct += best == (int) chunk.get(k).label ? 1 : 0;
-                    }
-                    seen += n;
-                    chunk.clear();
-                }
-            }
-            return Collections.singletonList(new long[] {correct, seen}).iterator();
-        }).collect();
-        long correct = 0;
-        long seen = 0;
-        for (long[] c : counts) {
-            correct += c[0];
-            seen += c[1];
+        int[] shape = sampleShape.clone();
+        if (batch <= 0) {
+            throw new IllegalArgumentException("batch " + batch);
         }
-        return seen == 0 ? Double.NaN : (double) correct / seen;
+        long[] counts = data.mapPartitions(it -> {
+            long[] c = new long[2];
+            forward(bytes, it, shape, batch, (s, y) -> {
+                c[0] += argmax(y) == (int) s.label ? 1 : 0;
+                c[1]++;
+            });
+            return Collections.singletonList(c).iterator();
+        }).fold(new long[] {0, 0}, (a, b) -> new long[] {a[0] + b[0], a[1] + b[1]});
+        return counts[1] == 0 ? Double.NaN : (double) counts[0] / counts[1];
+    }
+
+    /** The predicted class of an output row: the index of its highest value. */
+    public static int argmax(float[] y) {
+        int best = 0;
+        for (int j = 1; j < y.length; j++) {
+            if (y[j] > y[best]) {
+                best = j;
+            }
+        }
+        return best;
+    }
+
+    /**
+     * Runs the model {@code bytes} on the samples of {@code it} in batches of
+     * {@code batch} (on this executor's cores) and hands each sample and its
+     * output row to {@code out}.
+     */
+    private static void forward(byte[] bytes, java.util.Iterator<Sample> it, int[] sampleShape,
+                                int batch, java.util.function.BiConsumer<Sample, float[]> out) {
+        Native.threads(cores(org.apache.spark.TaskContext.get()));
+        int len = sampleLen(sampleShape);
+        int[] shape = new int[sampleShape.length + 1];
+        System.arraycopy(sampleShape, 0, shape, 1, sampleShape.length);
+        try (Model m = Model.load(bytes)) {
+            List<Sample> chunk = new ArrayList<>(batch);
+            while (it.hasNext() || !chunk.isEmpty()) {
+                if (it.hasNext() && chunk.size() < batch) {
+                    Sample s = it.next();
+                    if (s.features.length != len) {
+                        throw new IllegalArgumentException("a sample of " + s.features.length
+                            + " features, expected " + len);
+                    }
+                    chunk.add(s);
+                    continue;
+                }
+                int n = chunk.size();
+                ByteBuffer x = Native.floats(n * len);
+                FloatBuffer xf = x.asFloatBuffer();
+                for (int k = 0; k < n; k++) {
+                    xf.put(k * len, chunk.get(k).features);
+                }
+                shape[0] = n;
+                float[] y = m.predict(x, shape);
+                int width = y.length / n;
+                for (int k = 0; k < n; k++) {
+                    out.accept(chunk.get(k), java.util.Arrays.copyOfRange(y, k * width,
+                                                                          (k + 1) * width));
+                }
+                chunk.clear();
+            }
+        }
     }
 }

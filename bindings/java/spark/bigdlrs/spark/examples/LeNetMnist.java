@@ -94,7 +94,15 @@ public final class LeNetMnist {
             }
             Model trained = opt.optimize(train);
             double secs = (System.nanoTime() - t0) / 1e9;
-            double acc = DistriOptimizer.evaluate(trained, test, new int[] {1, 28, 28}, 1000);
+            int[] shape = {1, 28, 28};
+            double acc = DistriOptimizer.evaluate(trained, test, shape, 1000);
+            // The same through predict: each sample's outputs, where it lives.
+            long agree = test.zip(DistriOptimizer.predict(trained, test, shape, 1000))
+                .filter(p -> (int) p._1().label == DistriOptimizer.argmax(p._2())).count();
+            if (agree != Math.round(acc * test.count())) {
+                throw new IllegalStateException("predict and evaluate disagree: " + agree
+                    + " correct against " + acc);
+            }
             System.out.printf("test accuracy: %.2f%% after %d epochs on %d partitions in %.1f s "
                 + "(%.0f training images/s)%n", 100 * acc, epochs, parts, secs,
                 epochs * 60000 / secs);
