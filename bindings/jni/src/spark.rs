@@ -350,14 +350,9 @@ pub extern "system" fn Java_bigdlrs_Native_commAllReduce<'l>(
 ) {
     guard(&mut env, (), |env| {
         let n = usize::try_from(n).map_err(|_| arg(format!("{n} floats")))?;
-        let e = entry(comm)?;
-        let mut g = lock(&e)?;
-        let Entry::Comm(r) = &mut *g else {
-            return Err(arg("expected a communicator"));
-        };
         // SAFETY: one slice, dropped before returning.
         let xs = unsafe { floats(env, &buf, "buf", n)? };
-        r.comm.all_reduce(xs).map_err(comm_fail)
+        with_comm(comm, |r| r.comm.all_reduce(xs).map_err(comm_fail))
     })
 }
 
@@ -372,15 +367,21 @@ pub extern "system" fn Java_bigdlrs_Native_commStats<'l>(
     comm: jlong,
 ) -> jdoubleArray {
     guard(&mut env, std::ptr::null_mut(), |env| {
-        let e = entry(comm)?;
-        let g = lock(&e)?;
-        let Entry::Comm(r) = &*g else {
-            return Err(arg("expected a communicator"));
-        };
+        let stats = with_comm(comm, |r| Ok(r.stats))?;
         let out = env.new_double_array(3)?;
-        env.set_double_array_region(&out, 0, &r.stats)?;
+        env.set_double_array_region(&out, 0, &stats)?;
         Ok(out.into_raw())
     })
+}
+
+/// Runs `f` on the communicator behind handle `h`.
+fn with_comm<T>(h: jlong, f: impl FnOnce(&mut Ranked) -> Result<T, Fail>) -> Result<T, Fail> {
+    let e = entry(h)?;
+    let mut g = lock(&e)?;
+    let Entry::Comm(r) = &mut *g else {
+        return Err(arg(format!("handle {h} is not a communicator")));
+    };
+    f(r)
 }
 
 fn comm_fail(e: bigdl_comm::Error) -> Fail {
