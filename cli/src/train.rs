@@ -457,7 +457,10 @@ fn train_mpi(a: &TrainArgs, job: &Job, wire: Wire) -> anyhow::Result<()> {
         Ok(Ok(())) => Ok(()),
         // Peers may wait on this rank: end the whole job, with the reason.
         Ok(Err(e)) => {
-            eprintln!("bigdl train: rank {rank}: {e:#}");
+            // One write: the ranks share mpirun's stderr, and a line written
+            // piece by piece interleaves with the others' lines.
+            let line = format!("bigdl train: rank {rank}: {e:#}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             comm.transport().abort(1)
         }
         Err(_) => {

@@ -6,6 +6,7 @@
 //! all-reduce; the others must fail within their 2 s timeout, naming it,
 //! and end the job with `MPI_Abort`.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -80,7 +81,10 @@ fn main() -> ExitCode {
             match comm.all_reduce(&mut v) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("bigdl-mpi-selftest: {e}");
+                    // One write: the ranks share mpirun's stderr, and a
+                    // line written piece by piece interleaves with others.
+                    let line = format!("bigdl-mpi-selftest: {e}\n");
+                    let _ = std::io::stderr().write_all(line.as_bytes());
                     comm.transport().abort(3)
                 }
             }
