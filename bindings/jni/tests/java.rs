@@ -1,5 +1,9 @@
 //! The Java API (`bindings/java`) against this crate's library in a real
 //! JVM: compiled with `javac`, run with `java` (Java 17; CI installs it).
+//! `bigdlrs.SmokeTest`: training steps, save/load, bad input as exceptions,
+//! two ranks as threads over a block store (like one process on the whole
+//! batch) and over TCP with a save and restore half-way (bitwise like the
+//! block store).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -97,10 +97,27 @@ public final class SmokeTest {
         System.out.println("bigdl java smoke test: ok");
     }
 
-    /** Two ranks as threads over a MapStore train like one model. */
-    private static void distributed(ByteBuffer x, ByteBuffer labels, int n) throws RuntimeException {
+    /** A communicator for rank {@code rank}, made inside that rank's thread. */
+    interface Opener {
+        Comm open(int rank);
+    }
+
+    /** Two TCP listeners on 127.0.0.1 and an opener connecting them as job {@code job}. */
+    private static Opener tcp(String job) {
+        long[] ls = {Comm.listen("127.0.0.1"), Comm.listen("127.0.0.1")};
+        String[] peers = {Comm.address(ls[0]), Comm.address(ls[1])};
+        return rank -> Comm.connect(ls[rank], job, rank, peers, 10_000, false);
+    }
+
+    /**
+     * Ten iterations of two ranks as threads, each rank's communicator from
+     * {@code first}; with {@code second}, the last five run on fresh
+     * communicators and optimizers restored from the first ones' saved state.
+     * Returns each rank's final weights, then each rank's losses.
+     */
+    private static float[][][] twoRanks(ByteBuffer x, ByteBuffer labels, int n, Opener first,
+                                        Opener second) {
         int half = n / 2;
-        MapStore store = new MapStore();
         float[][] weights = new float[2][];
         float[][] losses = new float[2][10];
         Thread[] ranks = new Thread[2];
@@ -108,17 +125,29 @@ public final class SmokeTest {
         for (int r = 0; r < 2; r++) {
             final int rank = r;
             ranks[r] = new Thread(() -> {
-                try (Model m = Model.zoo("lenet5", 10, 1);
-                     Optimizer o = Optimizer.sgd(0.05f, 0.9f, 0f);
-                     Comm c = Comm.create(store, "job", rank, 2, 10_000, false)) {
+                try (Model m = Model.zoo("lenet5", 10, 1)) {
                     ByteBuffer xs = x.duplicate().order(x.order());
                     xs.position(rank * half * 28 * 28 * 4).limit((rank + 1) * half * 28 * 28 * 4);
                     ByteBuffer ls = labels.duplicate().order(labels.order());
                     ls.position(rank * half * 4).limit((rank + 1) * half * 4);
                     ByteBuffer myX = Native.floats(half * 28 * 28).put(xs);
                     ByteBuffer myL = Native.floats(half).put(ls);
-                    for (int it = 0; it < 10; it++) {
-                        losses[rank][it] = c.step(m, o, myX, new int[] {half, 1, 28, 28}, myL, n);
+                    int[] shape = {half, 1, 28, 28};
+                    byte[] state = null;
+                    try (Optimizer o = Optimizer.sgd(0.05f, 0.9f, 0f); Comm c = first.open(rank)) {
+                        for (int it = 0; it < (second == null ? 10 : 5); it++) {
+                            losses[rank][it] = c.step(m, o, myX, shape, myL, n);
+                        }
+                        state = c.save(o);
+                    }
+                    if (second != null) {
+                        try (Optimizer o = Optimizer.sgd(0.05f, 0.9f, 0f);
+                             Comm c = second.open(rank)) {
+                            c.restore(o, state);
+                            for (int it = 5; it < 10; it++) {
+                                losses[rank][it] = c.step(m, o, myX, shape, myL, n);
+                            }
+                        }
                     }
                     int p = (int) m.numParams();
                     ByteBuffer w = Native.floats(p);
@@ -142,6 +171,24 @@ public final class SmokeTest {
         if (failure[0] != null) {
             throw new RuntimeException("a rank failed", failure[0]);
         }
+        return new float[][][] {weights, losses};
+    }
+
+    /**
+     * Two ranks as threads over a MapStore train like one model; over TCP,
+     * saved and restored half-way, bitwise like over the MapStore.
+     */
+    private static void distributed(ByteBuffer x, ByteBuffer labels, int n) throws RuntimeException {
+        MapStore store = new MapStore();
+        float[][][] viaStore = twoRanks(x, labels, n,
+                                        rank -> Comm.create(store, "job", rank, 2, 10_000, false),
+                                        null);
+        float[][] weights = viaStore[0];
+        float[][] losses = viaStore[1];
+        float[][][] viaTcp = twoRanks(x, labels, n, tcp("job-a"), tcp("job-b"));
+        check(Arrays.equals(viaTcp[0][0], weights[0]) && Arrays.equals(viaTcp[0][1], weights[1]),
+              "TCP with a save and restore half-way: the same weights as the block store");
+        check(Arrays.equals(viaTcp[1][0], losses[0]), "TCP: the same losses");
         check(Arrays.equals(weights[0], weights[1]), "the ranks hold the same weights");
         check(Arrays.equals(losses[0], losses[1]), "the ranks report the same global loss");
         // One process on the whole batch takes the same steps (up to the
