@@ -15,8 +15,8 @@ pub fn encode(x: f32) -> u16 {
     let bits = x.to_bits();
     let rounded = bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16;
     // NaN keeps its sign and becomes quiet (rounding could carry into the
-    // exponent and turn it into an infinity). A select, not a branch: the
-    // slice loops below vectorise.
+    // exponent and turn it into an infinity). A select, not a branch, so
+    // that the wire's slice loops vectorise.
     let nan = (bits & 0x7FFF_FFFF) > 0x7F80_0000;
     (if nan { (bits >> 16) | 0x0040 } else { rounded }) as u16
 }

@@ -24,8 +24,11 @@
 //! refused. A message is its tag and length (`u64`, little-endian), then the
 //! payload; TCP orders and checks the bytes. Writes run on their own
 //! threads while the caller reads, so two ranks sending to each other never
-//! wait on each other's full socket buffers. After a failed exchange the
-//! connections may be mid-message: the transport refuses further use.
+//! wait on each other's full socket buffers. Every read and write is bounded
+//! by the exchange's deadline. After a failed exchange the connections may
+//! be mid-message: the transport shuts them down (so the peers fail at once,
+//! with [`Error::PeerGone`], instead of at their deadline) and refuses
+//! further use.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -37,6 +40,8 @@ use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"BDLT";
 const HELLO: usize = 4 + 8 + 4 + 4;
+/// How long an accepted connection may take to say hello.
+const HELLO_WAIT: Duration = Duration::from_secs(2);
 
 fn transport(what: impl std::fmt::Display) -> Error {
     Error::Transport(what.to_string())
@@ -97,7 +102,12 @@ impl Listener {
             streams[q] = s;
         }
         for (q, s) in higher {
-            streams[q] = s.ok();
+            match s {
+                Ok(s) => streams[q] = Some(s),
+                // A malformed address is the caller's error, not a timeout.
+                Err(e @ Error::Invalid(_)) => return Err(e),
+                Err(_) => {}
+            }
         }
         let missing: Vec<usize> = (0..size)
             .filter(|&q| q != rank && streams[q].is_none())
@@ -139,7 +149,15 @@ impl Listener {
                         got[q] = Some(s);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(e) => return Err(transport(format!("accept: {e}"))),
@@ -158,10 +176,10 @@ fn setup(s: &TcpStream) -> io::Result<()> {
 fn hello_from(s: &TcpStream, hash: u64, size: usize, deadline: Instant) -> Result<usize> {
     setup(s).map_err(transport)?;
     let mut b = [0u8; HELLO];
-    let left = deadline.saturating_duration_since(Instant::now());
-    s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-        .map_err(transport)?;
-    (&*s).read_exact(&mut b).map_err(transport)?;
+    // A silent stray (a port scanner) may hold the accepting loop this long
+    // at most, not until the deadline.
+    let hello_by = deadline.min(Instant::now() + HELLO_WAIT);
+    read_full(s, &mut b, hello_by).map_err(transport)?;
     let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as usize;
     if &b[..4] != MAGIC || b[4..12] != hash.to_le_bytes() || u32_at(16) != size {
         return Err(transport("a connection from another job"));
@@ -212,6 +230,14 @@ pub struct TcpTransport {
 }
 
 impl TcpTransport {
+    /// Marks the transport unusable and closes its connections both ways.
+    fn shut_down(&self) {
+        self.broken.store(true, Ordering::Release);
+        for s in self.streams.iter().flatten() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     fn stream(&self, q: usize) -> Result<&TcpStream> {
         self.streams
             .get(q)
@@ -241,13 +267,43 @@ fn io_error(rank: usize, op: &str, q: usize, timeout: Duration, e: &io::Error) -
     }
 }
 
-fn left(deadline: Instant) -> Option<Duration> {
-    // A zero timeout means "block forever" to the socket: never pass it.
-    Some(
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1)),
-    )
+/// The socket timeout for the time left before `deadline`, or `TimedOut`.
+fn left(deadline: Instant) -> io::Result<Option<Duration>> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    // A zero timeout would mean "block forever" to the socket.
+    Ok(Some(left.max(Duration::from_micros(100))))
+}
+
+/// Fills `buf`, failing once `deadline` has passed: the socket's timeout is
+/// the time left before each read, so a trickle cannot stretch it.
+fn read_full(s: &TcpStream, mut buf: &mut [u8], deadline: Instant) -> io::Result<()> {
+    while !buf.is_empty() {
+        s.set_read_timeout(left(deadline)?)?;
+        match (&*s).read(buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(k) => buf = &mut buf[k..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `buf`, failing once `deadline` has passed.
+fn write_full(s: &TcpStream, mut buf: &[u8], deadline: Instant) -> io::Result<()> {
+    while !buf.is_empty() {
+        s.set_write_timeout(left(deadline)?)?;
+        match (&*s).write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(k) => buf = &buf[k..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Transport for TcpTransport {
@@ -280,13 +336,11 @@ impl Transport for TcpTransport {
                 let (q, stream) = (*q, self.stream(*q)?);
                 writers.push(s.spawn(move || -> Result<()> {
                     let fail = |e: io::Error| io_error(self.rank, op, q, timeout, &e);
-                    stream.set_write_timeout(left(deadline)).map_err(fail)?;
                     let mut head = [0u8; 16];
                     head[..8].copy_from_slice(&tag.to_le_bytes());
                     head[8..].copy_from_slice(&(msg.len() as u64).to_le_bytes());
-                    let mut w = stream;
-                    w.write_all(&head).map_err(fail)?;
-                    w.write_all(msg).map_err(fail)
+                    write_full(stream, &head, deadline).map_err(fail)?;
+                    write_full(stream, msg, deadline).map_err(fail)
                 }));
             }
             let mut got = Vec::with_capacity(recvs.len());
@@ -298,10 +352,8 @@ impl Transport for TcpTransport {
                 let read = (|| {
                     let stream = self.stream(q)?;
                     let fail = |e: io::Error| io_error(self.rank, op, q, timeout, &e);
-                    stream.set_read_timeout(left(deadline)).map_err(fail)?;
-                    let mut r = stream;
                     let mut head = [0u8; 16];
-                    r.read_exact(&mut head).map_err(fail)?;
+                    read_full(stream, &mut head, deadline).map_err(fail)?;
                     let field =
                         |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8"));
                     if field(0) != tag || field(8) != buf.len() as u64 {
@@ -316,12 +368,17 @@ impl Transport for TcpTransport {
                             ),
                         });
                     }
-                    r.read_exact(&mut buf).map_err(fail)?;
+                    read_full(stream, &mut buf, deadline).map_err(fail)?;
                     Ok(buf)
                 })();
                 match read {
                     Ok(b) => got.push(b),
-                    Err(e) => first_err = Some(e),
+                    Err(e) => {
+                        // Unblock our writers now, and let the peers see
+                        // this rank gone at once instead of at their deadline.
+                        self.shut_down();
+                        first_err = Some(e);
+                    }
                 }
             }
             for w in writers {
@@ -340,7 +397,7 @@ impl Transport for TcpTransport {
         match result {
             Ok(got) => Ok((got, sends.into_iter().map(|(_, m)| m).collect())),
             Err(e) => {
-                self.broken.store(true, Ordering::Release);
+                self.shut_down();
                 Err(e)
             }
         }

@@ -82,22 +82,49 @@ fn collectives_match_closed_forms_and_the_local_backend() {
 
 #[test]
 fn foreign_connections_are_refused() {
-    let listener = Listener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    // A stray client that says nothing useful, before the real peer.
-    let mut stray = TcpStream::connect(addr).unwrap();
-    std::io::Write::write_all(&mut stray, b"GET / HTTP/1.0\r\n\r\n").unwrap();
-    let other = Listener::bind("127.0.0.1:0").unwrap();
-    let peers = vec![addr.to_string(), other.local_addr().unwrap().to_string()];
+    // Rank 1 accepts rank 0; before rank 0 dials, its backlog holds a silent
+    // client (it may hold the accepting loop for 2 s, not for the whole
+    // deadline), a client that speaks another protocol, and a rank of
+    // another job.
+    let (l0, l1) = (
+        Listener::bind("127.0.0.1:0").unwrap(),
+        Listener::bind("127.0.0.1:0").unwrap(),
+    );
+    let peers = vec![
+        l0.local_addr().unwrap().to_string(),
+        l1.local_addr().unwrap().to_string(),
+    ];
+    let at = l1.local_addr().unwrap();
+    let _silent = TcpStream::connect(at).unwrap();
+    let mut http = TcpStream::connect(at).unwrap();
+    std::io::Write::write_all(&mut http, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let foreign = std::thread::spawn({
+        let p = peers.clone();
+        let l = Listener::bind("127.0.0.1:0").unwrap();
+        move || l.connect("another-job", 0, &p, Duration::from_millis(300))
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
     let (a, b) = std::thread::scope(|s| {
         let p = &peers;
-        let a = s.spawn(move || listener.connect("job", 0, p, T).map(Collectives::new));
-        let b = s.spawn(move || other.connect("job", 1, p, T).map(Collectives::new));
+        let b = s.spawn(move || l1.connect("job", 1, p, T).map(Collectives::new));
+        std::thread::sleep(Duration::from_millis(100));
+        let a = s.spawn(move || l0.connect("job", 0, p, T).map(Collectives::new));
         (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
     });
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let _ = foreign.join().unwrap();
     std::thread::scope(|s| {
-        s.spawn(|| a.barrier().unwrap());
-        s.spawn(|| b.barrier().unwrap());
+        s.spawn(|| {
+            let mut v = [1.0f32; 3];
+            a.all_reduce(&mut v).unwrap();
+            assert_eq!(v, [2.0; 3]);
+        });
+        s.spawn(|| {
+            let mut v = [1.0f32; 3];
+            b.all_reduce(&mut v).unwrap();
+            assert_eq!(v, [2.0; 3]);
+        });
     });
 }
 

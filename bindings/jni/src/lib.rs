@@ -144,16 +144,26 @@ fn take(h: jlong, what: &str, want: impl Fn(&Entry) -> bool) -> Result<Entry, Fa
     let e = t
         .get(&h)
         .ok_or_else(|| arg(format!("no object with handle {h} (freed?)")))?;
-    // try_lock: never wait for another call while holding the table.
     let busy = || Fail::Run(format!("handle {h} is in use by another call"));
-    if !want(&*e.try_lock().map_err(|_| busy())?) {
+    let unusable = || Fail::Run("this object failed in an earlier call and is unusable".into());
+    // Another call holds it (or is about to lock it): leave it in place.
+    // try_lock: never wait for another call while holding the table.
+    if Arc::strong_count(e) != 1 {
+        return Err(busy());
+    }
+    let ok = match e.try_lock() {
+        Ok(g) => want(&g),
+        Err(std::sync::TryLockError::WouldBlock) => return Err(busy()),
+        Err(std::sync::TryLockError::Poisoned(_)) => return Err(unusable()),
+    };
+    if !ok {
         return Err(arg(format!("handle {h} is not {what}")));
     }
     let e = t.remove(&h).expect("checked above");
     Arc::try_unwrap(e)
         .map_err(|_| busy())?
         .into_inner()
-        .map_err(|_| Fail::Run("this object failed in an earlier call and is unusable".into()))
+        .map_err(|_| unusable())
 }
 
 fn lock(e: &Mutex<Entry>) -> Result<MutexGuard<'_, Entry>, Fail> {

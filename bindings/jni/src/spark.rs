@@ -211,6 +211,14 @@ pub extern "system" fn Java_bigdlrs_Native_tcpConnect<'l>(
     bf16: jboolean,
 ) -> jlong {
     guard(&mut env, 0, |env| {
+        // The listener is used up first, whatever fails next: the Java side
+        // never frees it after this call.
+        let Entry::Listener(l) = super::take(listener, "a TCP listener", |e| {
+            matches!(e, Entry::Listener(_))
+        })?
+        else {
+            unreachable!("take checked the kind");
+        };
         if job.is_null() || peers.is_null() {
             return Err(arg("the job name or the peers are null"));
         }
@@ -222,18 +230,15 @@ pub extern "system" fn Java_bigdlrs_Native_tcpConnect<'l>(
             if p.is_null() {
                 return Err(arg(format!("peer {i} is null")));
             }
-            addrs.push(String::from(env.get_string(&p)?));
+            let a = String::from(env.get_string(&p)?);
+            // One local reference per peer: freed as we go, for large worlds.
+            env.delete_local_ref(p)?;
+            addrs.push(a);
         }
         let rank = usize::try_from(rank).map_err(|_| arg(format!("rank {rank}")))?;
         if timeout_ms <= 0 {
             return Err(arg(format!("timeout {timeout_ms} ms")));
         }
-        let Entry::Listener(l) = super::take(listener, "a TCP listener", |e| {
-            matches!(e, Entry::Listener(_))
-        })?
-        else {
-            unreachable!("take checked the kind");
-        };
         let t = l
             .connect(&job, rank, &addrs, Duration::from_millis(timeout_ms as u64))
             .map_err(|e| match e {
@@ -293,7 +298,8 @@ pub extern "system" fn Java_bigdlrs_Native_distriStep<'l>(
         let loss = super::local_gradient(s, xs, &dims, ls)? * share;
         let computed = Instant::now();
         // The loss rides at the end of the gradient: one reduce-scatter and
-        // one all-gather per step, no exchange of its own.
+        // one all-gather per step, no exchange of its own (so with the bf16
+        // wire the reported loss is rounded to bf16 too: 2-3 digits).
         let grad = s.flat.grad.as_slice()?;
         let len = grad.len();
         r.send.clear();
@@ -302,6 +308,20 @@ pub extern "system" fn Java_bigdlrs_Native_distriStep<'l>(
         drop(grad);
         let range = shard_range(len + 1, r.comm.size(), r.comm.rank());
         let mine = range.start..range.end.min(len);
+        // A restored shard of the wrong size fails here, before the peers
+        // wait on this rank in a collective.
+        if let Some(m) = &r.master
+            && m.len() != range.len()
+        {
+            return Err(arg(format!(
+                "a restored shard of {} weights for rank {} of {} ({} expected): \
+                 the state of another model or world size",
+                m.len(),
+                r.comm.rank(),
+                r.comm.size(),
+                range.len()
+            )));
+        }
         r.shard.resize(range.len(), 0.0);
         r.comm
             .reduce_scatter(&r.send, &mut r.shard)
@@ -315,16 +335,6 @@ pub extern "system" fn Java_bigdlrs_Native_distriStep<'l>(
                 r.master.insert(m)
             }
         };
-        if master.len() != range.len() {
-            return Err(arg(format!(
-                "a restored shard of {} weights for rank {} of {} ({} expected): \
-                 the state of another model or world size",
-                master.len(),
-                r.comm.rank(),
-                r.comm.size(),
-                range.len()
-            )));
-        }
         let k = mine.len();
         o.step(&mut master[..k], &r.shard[..k])?;
         master[k..].copy_from_slice(&r.shard[k..]);

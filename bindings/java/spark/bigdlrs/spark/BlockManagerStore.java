@@ -100,6 +100,7 @@ public final class BlockManagerStore implements BlockStore, AutoCloseable {
         String[] all = new String[size];
         all[rank] = mine;
         long deadline = System.nanoTime() + timeoutMs * 1_000_000;
+        long pause = 2;
         for (int q = 0; q < size; q++) {
             while (all[q] == null) {
                 TaskContext task = TaskContext.get();
@@ -114,7 +115,9 @@ public final class BlockManagerStore implements BlockStore, AutoCloseable {
                         + job + " did not arrive within " + timeoutMs + " ms");
                 } else {
                     try {
-                        Thread.sleep(2);
+                        // Each poll asks the driver: back off to 100 ms.
+                        Thread.sleep(pause);
+                        pause = Math.min(100, 2 * pause);
                     } catch (InterruptedException e) {
                         Thread.currentThread().interrupt();
                         throw new IllegalStateException("interrupted", e);

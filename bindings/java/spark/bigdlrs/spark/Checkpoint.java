@@ -6,9 +6,11 @@ import java.io.IOException;
 import java.io.Serializable;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 
 /**
  * The state of a distributed training between stages: iterations done, the
@@ -31,7 +33,10 @@ final class Checkpoint implements Serializable {
         this.states = states;
     }
 
-    /** Writes to a temporary file beside {@code file}, then renames it over. */
+    /**
+     * Writes to a temporary file beside {@code file}, flushed to disk, then
+     * renames it over.
+     */
     void write(Path file) {
         try {
             ByteArrayOutputStream bytes = new ByteArrayOutputStream();
@@ -47,7 +52,15 @@ final class Checkpoint implements Serializable {
                 out.write(s);
             }
             Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
-            Files.write(tmp, bytes.toByteArray());
+            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE,
+                                                   StandardOpenOption.WRITE,
+                                                   StandardOpenOption.TRUNCATE_EXISTING)) {
+                ByteBuffer b = ByteBuffer.wrap(bytes.toByteArray());
+                while (b.hasRemaining()) {
+                    ch.write(b);
+                }
+                ch.force(true); // on disk before the rename makes it the checkpoint
+            }
             Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING,
                        StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {

@@ -175,14 +175,24 @@ public final class DistriOptimizer implements Serializable {
         }
         // Argument errors surface here, on the driver, and are never retried.
         int len = sampleLen(sampleShape);
-        // One pass: the samples, and those of the wrong length.
-        long[] counts = data.map(s -> new long[] {1, s.features.length == len ? 0 : 1})
-            .fold(new long[] {0, 0}, (a, b) -> new long[] {a[0] + b[0], a[1] + b[1]});
+        // One pass: the samples, those of the wrong length, empty partitions.
+        long[] counts = data.mapPartitions(it -> {
+            long[] c = new long[3];
+            it.forEachRemaining(smp -> {
+                c[0]++;
+                c[1] += smp.features.length == len ? 0 : 1;
+            });
+            c[2] = c[0] == 0 ? 1 : 0;
+            return Collections.singletonList(c).iterator();
+        }).fold(new long[3], (a, b) -> new long[] {a[0] + b[0], a[1] + b[1], a[2] + b[2]});
         long total = counts[0];
-        long bad = counts[1];
-        if (bad > 0) {
-            throw new IllegalArgumentException(bad + " samples do not have " + len
+        if (counts[1] > 0) {
+            throw new IllegalArgumentException(counts[1] + " samples do not have " + len
                 + " features (the sample shape)");
+        }
+        if (counts[2] > 0) {
+            throw new IllegalArgumentException(counts[2] + " of the " + parts
+                + " partitions hold no samples: every partition is a rank and needs data");
         }
         long iterations = total / batchSize * epochs;
         if (iterations == 0) {
@@ -200,10 +210,13 @@ public final class DistriOptimizer implements Serializable {
             + Ranks.resolve(transport, data.context().conf().getBoolean("spark.authenticate",
                                                                         false)));
         int failures = 0;
+        int runs = 0;
         while (ck.done < iterations) {
             long n = Math.min(stage, iterations - ck.done);
             try {
-                ck = runStage(data, job, ck, (int) n, iterations);
+                // Each run of a stage names its blocks and connections apart
+                // from a failed run's leftovers.
+                ck = runStage(data, job + "/" + runs++, ck, (int) n, iterations);
             } catch (Exception e) { // collect() throws the checked SparkException
                 if (!(e instanceof SparkException)) {
                     throw e;
@@ -266,8 +279,8 @@ public final class DistriOptimizer implements Serializable {
         int rank = ctx.partitionId();
         int size = ctx.getTaskInfos().length;
         Native.threads(cores(ctx));
-        // Stages and retried attempts name their blocks and jobs apart.
-        String name = job + "/" + from.done + "/" + ctx.stageAttemptNumber();
+        // Spark's own retries of this stage name theirs apart too.
+        String name = job + "/" + ctx.stageAttemptNumber();
         List<Sample> local = new ArrayList<>();
         it.forEachRemaining(local::add);
         if (local.isEmpty()) {
