@@ -10,6 +10,30 @@ fn bigdl(args: &[&str]) -> Output {
         .expect("run bigdl")
 }
 
+/// `bigdl predict --model MODEL --input X --output OUT` succeeds and writes
+/// the outputs in the `.npy` file `want`, to 1e-4 relative.
+fn predicts(model: &str, x: &str, want: &str, out: &std::path::Path) {
+    let o = bigdl(&[
+        "predict",
+        "--model",
+        model,
+        "--input",
+        x,
+        "--output",
+        &out.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = bigdl_tensor::Tensor::<f32>::read_npy(want).unwrap();
+    let got = bigdl_tensor::Tensor::<f32>::read_npy(out).unwrap();
+    assert_eq!(got.sizes(), want.sizes(), "{model}");
+    for (a, b) in got.to_vec().iter().zip(want.to_vec()) {
+        assert!(
+            (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+            "{model}: {a} vs {b}"
+        );
+    }
+}
+
 #[test]
 fn info_lists_the_native_backend() {
     let out = bigdl(&["info"]);
@@ -213,30 +237,13 @@ fn convert_and_predict_an_onnx_model() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let want = bigdl_tensor::Tensor::<f32>::read_npy(format!("{dir}/cnn.y.npy")).unwrap();
     for model in [&onnx, &native] {
-        let y = tmp.join("y.npy").to_string_lossy().into_owned();
-        let out = bigdl(&[
-            "predict",
-            "--model",
+        predicts(
             model,
-            "--input",
             &format!("{dir}/cnn.x.npy"),
-            "--output",
-            &y,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            &format!("{dir}/cnn.y.npy"),
+            &tmp.join("y.npy"),
         );
-        let got = bigdl_tensor::Tensor::<f32>::read_npy(&y).unwrap();
-        for (a, b) in got.to_vec().iter().zip(want.to_vec()) {
-            assert!(
-                (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
-                "{model}: {a} vs {b}"
-            );
-        }
     }
     let info = bigdl(&["info", "--model", &native]);
     assert!(String::from_utf8_lossy(&info.stdout).contains("SpatialConvolution"));
@@ -263,26 +270,12 @@ fn convert_a_caffe_model() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let y = tmp.join("y.npy").to_string_lossy().into_owned();
-    let out = bigdl(&[
-        "predict",
-        "--model",
+    predicts(
         &native,
-        "--input",
         &format!("{dir}/tiny.x.npy"),
-        "--output",
-        &y,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &format!("{dir}/tiny.y.npy"),
+        &tmp.join("y.npy"),
     );
-    let want = bigdl_tensor::Tensor::<f32>::read_npy(format!("{dir}/tiny.y.npy")).unwrap();
-    let got = bigdl_tensor::Tensor::<f32>::read_npy(&y).unwrap();
-    for (a, b) in got.to_vec().iter().zip(want.to_vec()) {
-        assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "{a} vs {b}");
-    }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
@@ -290,26 +283,12 @@ fn convert_a_caffe_model() {
 fn predict_with_a_torch7_model() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../nn/tests/torch7");
     let y = std::env::temp_dir().join(format!("bigdl-cli-t7-{}.npy", std::process::id()));
-    let ys = y.to_string_lossy().into_owned();
-    let out = bigdl(&[
-        "predict",
-        "--model",
+    predicts(
         &format!("{dir}/net.t7"),
-        "--input",
         &format!("{dir}/net.x.npy"),
-        "--output",
-        &ys,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &format!("{dir}/net.y.npy"),
+        &y,
     );
-    let want = bigdl_tensor::Tensor::<f32>::read_npy(format!("{dir}/net.y.npy")).unwrap();
-    let got = bigdl_tensor::Tensor::<f32>::read_npy(&y).unwrap();
-    for (a, b) in got.to_vec().iter().zip(want.to_vec()) {
-        assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "{a} vs {b}");
-    }
     let _ = std::fs::remove_file(&y);
     let bad = bigdl(&["info", "--model", &format!("{dir}/function.t7")]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("never run"));

@@ -4,11 +4,10 @@
 //! wire within its bound, and a departed rank failing the others.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bigdl_comm::{Communicator, Wire, local};
-use bigdl_nn::data::{DataLoader, ImageSet};
+use bigdl_nn::data::DataLoader;
 use bigdl_nn::layers::*;
 use bigdl_nn::train::{
     Clip, DistriOptimizer, LocalOptimizer, Parallelism, Report, Trigger, ValidationMethod,
@@ -17,31 +16,13 @@ use bigdl_nn::{
     Adam, ClassNLLCriterion, Criterion, Module, OptimMethod, Sequential, Sgd, manual_seed,
 };
 
+mod common;
+
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bigdl-distri-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmpdir("distri", name)
 }
 
-/// 96 images of 1 x 4 x 4; the class is which quarter is brightest.
-fn toy() -> Arc<ImageSet> {
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..96u32 {
-        let class = (i % 3) as usize;
-        for p in 0..16usize {
-            let noise = ((i as usize * 31 + p * 17) % 40) as u8;
-            pixels.push(noise + if p / 4 == class { 150 } else { 0 });
-        }
-        labels.push(class as u8);
-    }
-    Arc::new(ImageSet {
-        pixels,
-        labels,
-        shape: [1, 4, 4],
-        classes: 3,
-    })
-}
+use common::toy;
 
 type Make = fn() -> Box<dyn Module>;
 

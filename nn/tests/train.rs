@@ -3,39 +3,19 @@
 //! batch norm and dropout state), corrupt checkpoints skipped, summaries.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use bigdl_nn::data::{DataLoader, ImageSet};
+use bigdl_nn::data::DataLoader;
 use bigdl_nn::layers::*;
 use bigdl_nn::train::{Clip, LocalOptimizer, Parallelism, Trigger, ValidationMethod, checkpoint};
 use bigdl_nn::{ClassNLLCriterion, Criterion, Module, Sequential, Sgd, manual_seed};
 
+mod common;
+
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bigdl-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::tmpdir("train", name)
 }
 
-/// 96 images of 1 x 4 x 4; the class is which quarter of the image is brightest.
-fn toy() -> Arc<ImageSet> {
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..96u32 {
-        let class = (i % 3) as usize;
-        for p in 0..16usize {
-            let noise = ((i as usize * 31 + p * 17) % 40) as u8;
-            let bright = if p / 4 == class { 150 } else { 0 };
-            pixels.push(noise + bright);
-        }
-        labels.push(class as u8);
-    }
-    Arc::new(ImageSet {
-        pixels,
-        labels,
-        shape: [1, 4, 4],
-        classes: 3,
-    })
-}
+use common::toy;
 
 fn model() -> Box<dyn Module> {
     Box::new(

@@ -694,23 +694,11 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
             "Sum" => Box::new(Identity::new()),
             "Sub" | "Div" => {
                 let c = need_const(1, "second operand")?;
-                let dims = if c.dims.is_empty() {
-                    vec![1]
+                if node.op == "Sub" {
+                    constant_op(true, c, c.data.iter().map(|x| -x).collect())?
                 } else {
-                    c.dims.clone()
-                };
-                let mut m: Box<dyn Module> = if node.op == "Sub" {
-                    Box::new(CAdd::new(&dims)?)
-                } else {
-                    Box::new(CMul::new(&dims)?)
-                };
-                let v: Vec<f32> = if node.op == "Sub" {
-                    c.data.iter().map(|x| -x).collect()
-                } else {
-                    c.data.iter().map(|x| 1.0 / x).collect()
-                };
-                set_params(m.as_mut(), &[v])?;
-                m
+                    constant_op(false, c, c.data.iter().map(|x| 1.0 / x).collect())?
+                }
             }
             "Reshape" => {
                 let shape = need_const(1, "shape")?
@@ -839,18 +827,7 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                 let c = get_const(1).or_else(|| get_const(0)).ok_or_else(|| {
                     node.unsupported("inputs that are neither nodes nor constants")
                 })?;
-                let dims = if c.dims.is_empty() {
-                    vec![1]
-                } else {
-                    c.dims.clone()
-                };
-                let mut m: Box<dyn Module> = if node.op == "Add" {
-                    Box::new(CAdd::new(&dims)?)
-                } else {
-                    Box::new(CMul::new(&dims)?)
-                };
-                set_params(m.as_mut(), std::slice::from_ref(&c.data))?;
-                m
+                constant_op(node.op == "Add", c, c.data.clone())?
             }
             "Conv" => {
                 let w = need_const(1, "weight")?;
@@ -1030,6 +1007,24 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
     let mut graph = g.build(&inputs, &outputs)?;
     graph.evaluate();
     Ok(Box::new(graph))
+}
+
+/// A constant operand as a layer: a [`CAdd`] (`add`) or [`CMul`] of its
+/// shape (a scalar as `[1]`) holding `values` (the operand, or its negation
+/// or reciprocal for `Sub` and `Div`).
+fn constant_op(add: bool, c: &OnnxTensor, values: Vec<f32>) -> Result<Box<dyn Module>> {
+    let dims = if c.dims.is_empty() {
+        vec![1]
+    } else {
+        c.dims.clone()
+    };
+    let mut m: Box<dyn Module> = if add {
+        Box::new(CAdd::new(&dims)?)
+    } else {
+        Box::new(CMul::new(&dims)?)
+    };
+    set_params(m.as_mut(), &[values])?;
+    Ok(m)
 }
 
 /// An ONNX `LSTM`, `GRU` or `RNN` node as [`Recurrent`] (or
