@@ -9,7 +9,8 @@
 //! - [`gemm`]: single-precision matrix multiply (BLIS-style native kernel, plus
 //!   optional MKL and OpenBLAS backends chosen at run time).
 //! - [`elementwise`]: vectorised `exp`, `log`, `tanh`, `sigmoid`, ... on slices.
-//! - [`conv`]: 2-D convolution (im2col + SGEMM, direct 1x1), forward and backward.
+//! - [`conv`]: 2-D convolution (im2col + SGEMM, direct 1x1, Winograd F(4x4, 3x3)),
+//!   forward and backward.
 //! - [`pool2d`]: max and average pooling, forward and backward.
 //! - [`norm`]: batch normalisation, local response normalisation, dropout.
 //!
@@ -43,5 +44,6 @@ pub mod memory;
 pub mod norm;
 pub mod pool;
 pub mod pool2d;
+mod winograd;
 
 pub use error::{KernelError, Result};

@@ -6,6 +6,7 @@ mod common;
 
 use bigdl_kernels::KernelError;
 use bigdl_kernels::conv::{Conv2d, ConvAlgo, ConvPlan};
+use bigdl_kernels::pool;
 use common::Rng;
 
 fn random_conv(rng: &mut Rng) -> Conv2d {
@@ -99,8 +100,14 @@ impl Idx<'_> {
     }
 }
 
-fn close(got: f32, want: f64, mag: f64, what: &str) {
-    let tol = 64.0 * f32::EPSILON as f64 * mag + 1e-30;
+/// The im2col and direct paths' error bound, relative to the sum of the
+/// absolute products.
+const IM2COL_REL: f64 = 64.0 * f32::EPSILON as f64;
+/// Winograd F(4x4, 3x3)'s bound: its transforms' constants cost precision.
+const WINOGRAD_REL: f64 = 5e-5;
+
+fn close(got: f32, want: f64, mag: f64, rel: f64, what: &str) {
+    let tol = rel * mag + 1e-30;
     assert!(
         (got as f64 - want).abs() <= tol,
         "{what}: {got} vs {want} (tol {tol})"
@@ -115,7 +122,54 @@ fn forward_and_backward_match_naive_references() {
         let conv = random_conv(&mut rng);
         let Ok(p) = conv.plan() else { continue };
         tested += 1;
-        let ix = Idx(&p);
+        let rel = if p.algo == ConvAlgo::Winograd {
+            WINOGRAD_REL
+        } else {
+            IM2COL_REL
+        };
+        check_against_reference(&p, &mut rng, rel);
+    }
+}
+
+/// Winograd, forced, on random eligible geometries: odd sizes, planes smaller
+/// than a tile, every padding from 0 to 2, channel counts off the kernel's
+/// block of 8, and batches whose tiles span blocks.
+#[test]
+fn winograd_matches_naive_references() {
+    let mut rng = Rng::from_env("winograd_matches_naive_references");
+    let mut tested = 0;
+    while tested < 60 {
+        let mut conv = Conv2d::new(
+            rng.range(1, 3),
+            rng.range(1, 19),
+            (rng.range(1, 18), rng.range(1, 18)),
+            rng.range(1, 19),
+            3,
+            1,
+            0,
+        );
+        conv.pad_top = rng.range(0, 2);
+        conv.pad_bottom = rng.range(0, 2);
+        conv.pad_left = rng.range(0, 2);
+        conv.pad_right = rng.range(0, 2);
+        let Ok(p) = conv.plan() else { continue };
+        tested += 1;
+        let p = p.with_algo(ConvAlgo::Winograd).unwrap();
+        check_against_reference(&p, &mut rng, WINOGRAD_REL);
+    }
+    // Many tiles: several blocks per thread.
+    let p = Conv2d::new(3, 9, (37, 45), 11, 3, 1, 1).plan().unwrap();
+    let p = p.with_algo(ConvAlgo::Winograd).unwrap();
+    check_against_reference(&p, &mut rng, WINOGRAD_REL);
+}
+
+/// Forward, backward-data and backward-weights (overwrite, then accumulate)
+/// of `p` against f64 references, every output NaN-poisoned first.
+fn check_against_reference(p: &ConvPlan, rng: &mut Rng, rel: f64) {
+    let conv = p.conv;
+    let close = |got, want, mag, what: &str| close(got, want, mag, rel, what);
+    {
+        let ix = Idx(p);
         let x: Vec<f32> = (0..p.input_len()).map(|_| rng.float()).collect();
         let w: Vec<f32> = (0..p.weight_len()).map(|_| rng.float()).collect();
         let b: Vec<f32> = (0..conv.out_channels).map(|_| rng.float()).collect();
@@ -137,7 +191,7 @@ fn forward_and_backward_match_naive_references() {
         }
         let (mut gx_want, mut gx_mag) = (vec![0.0f64; x.len()], vec![0.0f64; x.len()]);
         let (mut gw_want, mut gw_mag) = (vec![0.0f64; w.len()], vec![0.0f64; w.len()]);
-        for_each_tap(&p, |[n, oc, oh, ow, ci, kh, kw, ih, iw]| {
+        for_each_tap(p, |[n, oc, oh, ow, ci, kh, kw, ih, iw]| {
             let (xi, yi, wi) = (
                 ix.x(n, ci, ih, iw),
                 ix.y(n, oc, oh, ow),
@@ -273,6 +327,20 @@ fn plans_pick_algorithms_and_reject_bad_geometry() {
         (p.algo, p.out_h, p.scratch_len()),
         (ConvAlgo::Im2col, 32, 27 * 1024)
     );
+    // Winograd where it pays (and the CPU has vectors), im2col for few tiles.
+    let p = Conv2d::new(8, 16, (32, 32), 16, 3, 1, 1).plan().unwrap();
+    let fast = bigdl_kernels::cpu::isa() >= bigdl_kernels::cpu::Isa::Avx2;
+    assert_eq!(p.algo == ConvAlgo::Winograd, fast);
+    let p = Conv2d::new(1, 512, (7, 7), 512, 3, 1, 1).plan().unwrap();
+    assert_eq!(p.algo, ConvAlgo::Im2col);
+    assert!(p.with_algo(ConvAlgo::Winograd).is_ok());
+    // Forcing an algorithm that does not apply is an error.
+    let strided = Conv2d::new(8, 16, (32, 32), 16, 3, 2, 1).plan().unwrap();
+    assert!(strided.with_algo(ConvAlgo::Winograd).is_err());
+    assert!(strided.with_algo(ConvAlgo::Direct1x1).is_err());
+    let padded = Conv2d::new(8, 16, (32, 32), 16, 3, 1, 3).plan().unwrap();
+    assert_eq!(padded.algo, ConvAlgo::Im2col);
+    assert!(padded.with_algo(ConvAlgo::Winograd).is_err());
     // Kernel larger than the padded input; zero stride; groups not dividing.
     assert!(Conv2d::new(1, 3, (2, 2), 8, 5, 1, 1).plan().is_err());
     assert!(Conv2d::new(1, 3, (8, 8), 8, 3, 0, 1).plan().is_err());
@@ -316,11 +384,18 @@ fn plans_pick_algorithms_and_reject_bad_geometry() {
 /// of the per-thread partial sums).
 #[test]
 fn image_parallel_plans_match_sequential_ones() {
-    use bigdl_kernels::pool;
-    let conv = Conv2d::new(5, 3, (9, 8), 4, 3, 1, 1);
-    let par = conv.plan().unwrap();
-    let seq = pool::pool().install(|| conv.plan().unwrap());
-    assert_eq!(seq.threads, 1);
+    for (conv, algo) in [
+        (Conv2d::new(5, 3, (9, 8), 4, 3, 1, 1), ConvAlgo::Im2col),
+        (Conv2d::new(3, 9, (23, 30), 10, 3, 1, 1), ConvAlgo::Winograd),
+    ] {
+        let par = conv.plan().unwrap().with_algo(algo).unwrap();
+        let seq = pool::pool().install(|| conv.plan().unwrap().with_algo(algo).unwrap());
+        assert_eq!(seq.threads, 1);
+        parallel_matches_sequential(&par, &seq);
+    }
+}
+
+fn parallel_matches_sequential(par: &ConvPlan, seq: &ConvPlan) {
     let x: Vec<f32> = (0..par.input_len())
         .map(|i| ((i * 31) % 17) as f32 * 0.1 - 0.8)
         .collect();
@@ -336,7 +411,7 @@ fn image_parallel_plans_match_sequential_ones() {
             vec![0.0; p.output_len()],
             vec![0.0; x.len()],
             vec![0.0; w.len()],
-            vec![0.0; 4],
+            vec![0.0; p.conv.out_channels],
         );
         p.forward(&x, &w, None, &mut y, &mut s).unwrap();
         p.backward_data(&gy, &w, &mut gx, &mut s).unwrap();
@@ -344,7 +419,7 @@ fn image_parallel_plans_match_sequential_ones() {
             .unwrap();
         (y, gx, gw, gb)
     };
-    let (a, b) = (run(&par), pool::pool().install(|| run(&seq)));
+    let (a, b) = (run(par), pool::pool().install(|| run(seq)));
     assert_eq!((a.0, a.1), (b.0, b.1));
     for (u, v) in a.2.iter().chain(&a.3).zip(b.2.iter().chain(&b.3)) {
         assert!((u - v).abs() <= 1e-5 * (1.0 + v.abs()), "{u} vs {v}");

@@ -6,12 +6,14 @@
 //! `bigdl_benches::LAYERS`, the median seconds of forward, backward-data and
 //! backward-weights (conv) or forward and backward (max pooling), after a line
 //! describing the layer's geometry. `conv_table MIN_MS NAME` times only the
-//! layers whose name contains `NAME`.
+//! layers whose name contains `NAME`. `BIGDL_CONV_ALGO=im2col|winograd`
+//! runs the convolutions it applies to on that algorithm instead of the
+//! plan's choice.
 
 use std::time::Duration;
 
 use bigdl_benches::{LAYERS, Layer, median_secs};
-use bigdl_kernels::conv::Conv2d;
+use bigdl_kernels::conv::{Conv2d, ConvAlgo};
 use bigdl_kernels::norm::{BatchNorm, Lrn};
 use bigdl_kernels::pool2d::Pool2d;
 
@@ -29,6 +31,12 @@ fn main() {
     };
     // Optional second argument: only layers whose name contains it.
     let only = std::env::args().nth(2).unwrap_or_default();
+    let forced = match std::env::var("BIGDL_CONV_ALGO").as_deref() {
+        Ok("im2col") => Some(ConvAlgo::Im2col),
+        Ok("winograd") => Some(ConvAlgo::Winograd),
+        Ok(other) => panic!("BIGDL_CONV_ALGO={other}: expected im2col or winograd"),
+        Err(_) => None,
+    };
     for layer in LAYERS.iter().filter(|l| l.name().contains(only.as_str())) {
         match *layer {
             Layer::Conv {
@@ -44,9 +52,12 @@ fn main() {
                 println!(
                     "{{\"layer\": \"{name}\", \"kind\": \"conv\", \"n\": {n}, \"c\": {c}, \"hw\": {hw}, \"oc\": {oc}, \"k\": {k}, \"s\": {s}, \"p\": {p}}}"
                 );
-                let plan = Conv2d::new(n, c, (hw, hw), oc, k, s, p)
+                let mut plan = Conv2d::new(n, c, (hw, hw), oc, k, s, p)
                     .plan()
                     .expect("valid layer");
+                if let Some(algo) = forced {
+                    plan = plan.with_algo(algo).unwrap_or(plan);
+                }
                 let x = vec![0.5f32; plan.input_len()];
                 let w = vec![0.01f32; plan.weight_len()];
                 let b = vec![0.1f32; oc];

@@ -9,7 +9,7 @@
 //! `exp`, `log` within 2 ulp; `tanh`, `sigmoid` within 3 ulp.
 
 mod math;
-mod simd;
+pub(crate) mod simd;
 
 use rayon::prelude::*;
 
@@ -151,7 +151,7 @@ pub fn unary_isa(isa: Isa, op: Unary, x: &[f32], y: &mut [f32]) -> Result<()> {
 
 /// A kernel body, generic over the SIMD implementation; [`dispatch`] runs it
 /// inside a `#[target_feature]` function of the chosen ISA so everything inlines.
-trait Kernel {
+pub(crate) trait Kernel {
     type Out;
     /// # Safety
     /// The CPU must support `S`; the kernel's pointers must be valid.
@@ -160,7 +160,7 @@ trait Kernel {
 
 /// # Safety
 /// The CPU supports `isa`; the kernel's pointers are valid.
-unsafe fn dispatch<K: Kernel>(isa: Isa, k: K) -> K::Out {
+pub(crate) unsafe fn dispatch<K: Kernel>(isa: Isa, k: K) -> K::Out {
     // SAFETY: forwarded; each arm runs only for its ISA.
     unsafe {
         match isa {

@@ -1,0 +1,650 @@
+//! Winograd F(4x4, 3x3): 3x3 convolutions with stride 1, no dilation and one
+//! group, at a quarter of the multiplies of the direct method (Lavin & Gray,
+//! "Fast Algorithms for Convolutional Neural Networks", 2016).
+//!
+//! Each 4x4 output tile comes from a 6x6 input tile `d` and the 3x3 kernel `g`:
+//! `Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A`. Summed over input channels, the
+//! element-wise product becomes 36 independent matrix products, one per
+//! position of the 6x6 transformed tile:
+//! `M[k] (OC x tiles) = U[k] (OC x C) · V[k] (C x tiles)`.
+//!
+//! Tiles (over images and tile rows, flattened) are processed in blocks sized
+//! so that one block's `V` and `M` stay in the L2 cache where the channel
+//! counts allow; blocks are split over the pool's threads, each with its own
+//! slice of scratch. A block's 6x6 input tiles are first copied, from
+//! zero-padded rows, into 36 rows of the block's tiles, so the input and
+//! output transforms run on whole vectors of tiles whatever the plane size
+//! (an 8x8 plane has only two tiles per tile row). The products run on a
+//! register-blocked micro-kernel (8 output channels x 32 tiles on AVX-512)
+//! reading `U` and `V` in the layouts the transforms write, so nothing is
+//! packed twice.
+//!
+//! Accuracy: the transforms' constants (up to 8 in `A`, 1/24 in `G`) cost
+//! precision; errors reach about 1.2e-5 of the sum of the absolute products
+//! (the tests bound them at 5e-5; the im2col path's bound is `64 ε ≈ 7.6e-6`).
+//!
+//! Backward-data of a stride-1 3x3 convolution is itself one: the gradient of
+//! the output convolved with the flipped kernel, channels swapped and padding
+//! `2 - pad`; [`Geometry::backward_data`] describes it.
+
+use crate::cpu::{self, Isa};
+use crate::elementwise::simd::Simd;
+use crate::elementwise::{Kernel, dispatch};
+use crate::pool;
+
+/// Positions of a transformed tile (6 x 6).
+const POS: usize = 36;
+/// Output channels per micro-kernel row block (`U` is padded to a multiple).
+const ROWS: usize = 8;
+/// Tiles per micro-kernel column block: a multiple of every ISA's
+/// `LANES x vectors` (32 on AVX-512, 8 on AVX2, 1 in scalar code).
+const CHUNK: usize = 32;
+/// At most this many tiles per block.
+const MAX_BLOCK: usize = 8 * CHUNK;
+/// Floats between consecutive positions of `V` and `M` beyond their rows,
+/// so the 36 streams a transform reads or writes do not alias in the L1
+/// cache (their natural distance is a multiple of 4 KiB).
+const SKEW: usize = 16;
+
+/// A stride-1 3x3 convolution in the direction it is run: `cin` planes of
+/// `h x w` in, `cout` planes of `oh x ow` out, with `pad_top`/`pad_left` zero
+/// rows/columns before the input (those after it follow from the sizes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub batch: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// How a run is cut: tiles per block and threads.
+#[derive(Clone, Copy, Debug)]
+struct Cut {
+    block: usize,
+    threads: usize,
+}
+
+impl Geometry {
+    /// The backward-data pass of this (forward) geometry as a forward
+    /// Winograd convolution; `None` when a padding exceeds 2.
+    pub fn backward_data(&self) -> Option<Geometry> {
+        let pad_bottom = (self.oh + 2).checked_sub(self.h + self.pad_top)?;
+        let pad_right = (self.ow + 2).checked_sub(self.w + self.pad_left)?;
+        Some(Geometry {
+            batch: self.batch,
+            cin: self.cout,
+            h: self.oh,
+            w: self.ow,
+            cout: self.cin,
+            oh: self.h,
+            ow: self.w,
+            pad_top: 2usize.checked_sub(self.pad_top)?,
+            pad_left: 2usize.checked_sub(self.pad_left)?,
+        })
+        .filter(|_| pad_bottom <= 2 && pad_right <= 2)
+    }
+
+    fn tiles_y(&self) -> usize {
+        self.oh.div_ceil(4)
+    }
+    fn tiles_x(&self) -> usize {
+        self.ow.div_ceil(4)
+    }
+    fn tiles(&self) -> usize {
+        self.batch * self.tiles_y() * self.tiles_x()
+    }
+    /// Output channels rounded up to the micro-kernel's row block.
+    fn coutp(&self) -> usize {
+        self.cout.next_multiple_of(ROWS)
+    }
+    /// Floats of the transformed kernel `U`: `36 x OCp x C`.
+    fn u_len(&self) -> usize {
+        POS * self.coutp() * self.cin
+    }
+    /// Width of the zero-padded input rows: every tile's six columns.
+    fn pad_w(&self) -> usize {
+        4 * self.tiles_x() + 2
+    }
+    /// Floats of the zero-padded input rows one image's share of a block
+    /// spans.
+    fn pad_len(&self, block: usize) -> usize {
+        let rows = (self.tiles_y() - 1).min((block - 1) / self.tiles_x() + 1);
+        (4 * rows + 6) * self.pad_w()
+    }
+    /// V, M (each with a cache line between positions), the block's
+    /// untransformed tiles and the padded input rows (blocks are whole
+    /// micro-kernel chunks, so vector loops end inside them).
+    fn thread_len(&self, block: usize) -> usize {
+        POS * ((self.cin + self.coutp()) * block + 2 * SKEW) + POS * block + self.pad_len(block)
+    }
+
+    fn cut(&self, threads: usize) -> Cut {
+        let per_tile = 4 * POS * (self.cin + self.coutp());
+        let fit = (cpu::cache_sizes().l2 / 2 / per_tile) / CHUNK * CHUNK;
+        let threads = threads.clamp(1, self.tiles().div_ceil(CHUNK).max(1));
+        let share = self.tiles().div_ceil(threads).next_multiple_of(CHUNK);
+        Cut {
+            block: fit.clamp(CHUNK, MAX_BLOCK).min(share),
+            threads,
+        }
+    }
+
+    /// Scratch floats of a run on up to `threads` threads.
+    pub fn scratch_len(&self, threads: usize) -> usize {
+        let cut = self.cut(threads);
+        self.u_len() + cut.threads * self.thread_len(cut.block)
+    }
+
+    /// `output = conv(input, weight) + bias`, where `weight` is
+    /// `cout x cin x 3 x 3`, or, with `flip`, the weight of the forward
+    /// convolution whose backward-data pass this is (`cin x cout x 3 x 3`,
+    /// applied rotated by 180 degrees). Sizes are the caller's to check;
+    /// `scratch` holds at least [`Geometry::scratch_len`] floats.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        isa: Isa,
+        threads: usize,
+        input: &[f32],
+        weight: &[f32],
+        flip: bool,
+        bias: Option<&[f32]>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let cut = self.cut(threads);
+        assert!(
+            input.len() == self.batch * self.cin * self.h * self.w
+                && weight.len() == self.cin * self.cout * 9
+                && output.len() == self.batch * self.cout * self.oh * self.ow
+                && bias.is_none_or(|b| b.len() == self.cout)
+                && scratch.len() >= self.scratch_len(threads),
+            "winograd: buffer sizes do not match {self:?}"
+        );
+        let (u, rest) = scratch.split_at_mut(self.u_len());
+        let tw = std::time::Instant::now();
+        self.transform_weights(isa, weight, flip, u, cut.threads);
+        PH[3].fetch_add(
+            tw.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let blocks = self.tiles().div_ceil(cut.block);
+        let per = blocks.div_ceil(cut.threads);
+        let thread_len = self.thread_len(cut.block);
+        let out = SyncPtr(output.as_mut_ptr());
+        let rest = SyncPtr(rest.as_mut_ptr());
+        let u: &[f32] = u;
+        pool::run_tasks(cut.threads, |t| {
+            // SAFETY: each task owns its own `thread_len` slice of scratch.
+            let work = unsafe {
+                std::slice::from_raw_parts_mut(rest.get().add(t * thread_len), thread_len)
+            };
+            for b in (t * per..((t + 1) * per).min(blocks)).map(|b| b * cut.block) {
+                let job = Block {
+                    g: self,
+                    u,
+                    input,
+                    bias,
+                    out,
+                    t0: b,
+                    nt: cut.block.min(self.tiles() - b),
+                    stride: cut.block,
+                    work: work.as_mut_ptr(),
+                };
+                // SAFETY: `isa` is supported (the plan checked it); the block
+                // writes only its own tiles' outputs, disjoint from every
+                // other block's; `work` holds `thread_len` floats.
+                unsafe { dispatch(isa, job) };
+            }
+        });
+    }
+
+    /// `U[k][ob][c][r] = (G g Gᵀ)[k]` for output channel `ob * 8 + r` (zero
+    /// when padded) and input channel `c`, eight output channels at a time.
+    fn transform_weights(
+        &self,
+        isa: Isa,
+        weight: &[f32],
+        flip: bool,
+        u: &mut [f32],
+        threads: usize,
+    ) {
+        let blocks = self.coutp() / ROWS;
+        let per = blocks.div_ceil(threads.max(1));
+        let up = SyncPtr(u.as_mut_ptr());
+        pool::run_tasks(threads.min(blocks), |t| {
+            let job = Weights {
+                g: self,
+                weight,
+                flip,
+                u: up,
+                blocks: t * per..((t + 1) * per).min(blocks),
+            };
+            // SAFETY: `isa` is supported; task `t` writes only its own row blocks.
+            unsafe { dispatch(isa, job) };
+        });
+    }
+}
+
+/// The kernel transform of output-channel blocks `blocks`.
+struct Weights<'a> {
+    g: &'a Geometry,
+    weight: &'a [f32],
+    flip: bool,
+    u: SyncPtr,
+    blocks: std::ops::Range<usize>,
+}
+
+impl Kernel for Weights<'_> {
+    type Out = ();
+
+    /// Plain arrays of eight lanes, vectorised by the compiler under the
+    /// dispatcher's target features.
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        const G: [[f32; 3]; 6] = [
+            [0.25, 0.0, 0.0],
+            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+            [0.0, 0.0, 1.0],
+        ];
+        let (cin, cout, nb) = (self.g.cin, self.g.cout, self.g.coutp() / ROWS);
+        // Channels staged per pass, so the 36 positions (far apart in `U`)
+        // are written as contiguous runs rather than 36 aliasing streams.
+        const STAGE: usize = 16;
+        let mut staged = [[[0.0f32; ROWS]; STAGE]; POS];
+        for ob in self.blocks {
+            for c0 in (0..cin).step_by(STAGE) {
+                let n = STAGE.min(cin - c0);
+                for (ci, c) in (c0..c0 + n).enumerate() {
+                    // g[i][j][r]: tap (i, j) of output channel ob * 8 + r.
+                    let mut g = [[[0.0f32; ROWS]; 3]; 3];
+                    for r in 0..ROWS.min(cout - ob * ROWS) {
+                        let o = ob * ROWS + r;
+                        for (i, row) in g.iter_mut().enumerate() {
+                            for (j, v) in row.iter_mut().enumerate() {
+                                v[r] = if self.flip {
+                                    self.weight[((c * cout + o) * 3 + 2 - i) * 3 + 2 - j]
+                                } else {
+                                    self.weight[((o * cin + c) * 3 + i) * 3 + j]
+                                };
+                            }
+                        }
+                    }
+                    // gg = G g (6 x 3), then gg Gᵀ (6 x 6).
+                    let mut gg = [[[0.0f32; ROWS]; 3]; 6];
+                    for (a, ggrow) in gg.iter_mut().enumerate() {
+                        for (j, v) in ggrow.iter_mut().enumerate() {
+                            for r in 0..ROWS {
+                                v[r] = G[a][0] * g[0][j][r]
+                                    + G[a][1] * g[1][j][r]
+                                    + G[a][2] * g[2][j][r];
+                            }
+                        }
+                    }
+                    for (a, ggrow) in gg.iter().enumerate() {
+                        for (b, grow) in G.iter().enumerate() {
+                            let dst = &mut staged[a * 6 + b][ci];
+                            for r in 0..ROWS {
+                                dst[r] = ggrow[0][r] * grow[0]
+                                    + ggrow[1][r] * grow[1]
+                                    + ggrow[2][r] * grow[2];
+                            }
+                        }
+                    }
+                }
+                for (k, st) in staged.iter().enumerate() {
+                    // SAFETY: row block `ob` belongs to this task; the run
+                    // `c0 .. c0 + n` of position `k` lies inside `U`.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            self.u.get().add(((k * nb + ob) * cin + c0) * ROWS),
+                            n * ROWS,
+                        )
+                    };
+                    dst.copy_from_slice(st[..n].as_flattened());
+                }
+            }
+        }
+    }
+}
+
+/// A raw pointer shared by tasks that write disjoint parts of its buffer.
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+// SAFETY: used only where the tasks' writes are disjoint (stated at each use).
+unsafe impl Send for SyncPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SyncPtr {}
+impl SyncPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// One block of tiles `t0 .. t0 + nt`: input transform, 36 products, output
+/// transform.
+struct Block<'a> {
+    g: &'a Geometry,
+    u: &'a [f32],
+    input: &'a [f32],
+    bias: Option<&'a [f32]>,
+    out: SyncPtr,
+    t0: usize,
+    nt: usize,
+    stride: usize,
+    work: *mut f32,
+}
+
+/// The block's tiles of one image: tiles `first .. first + len` of image
+/// `img`, the first at index `at` of the block.
+struct Run {
+    img: usize,
+    first: usize,
+    len: usize,
+    at: usize,
+}
+
+impl Block<'_> {
+    fn runs(&self) -> impl Iterator<Item = Run> + '_ {
+        let per_img = self.g.tiles_y() * self.g.tiles_x();
+        let end = self.t0 + self.nt;
+        let mut t = self.t0;
+        std::iter::from_fn(move || {
+            if t >= end {
+                return None;
+            }
+            let (img, first) = (t / per_img, t % per_img);
+            let len = (per_img - first).min(end - t);
+            let run = Run {
+                img,
+                first,
+                len,
+                at: t - self.t0,
+            };
+            t += len;
+            Some(run)
+        })
+    }
+}
+
+impl Kernel for Block<'_> {
+    type Out = ();
+
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        let g = self.g;
+        let (cin, coutp, stride) = (g.cin, g.coutp(), self.stride);
+        let (vk, mk) = (cin * stride + SKEW, coutp * stride + SKEW);
+        // Whole tile vectors: a multiple of the lanes, inside `stride`.
+        let lanes = self.nt.next_multiple_of(S::LANES);
+        // SAFETY: `work` holds V (36 x vk), M (36 x mk), the 36 x stride tile
+        // rows and the padded input rows; every index stays inside them
+        // because tiles are `< nt <= stride` and vectors end by `nt` rounded
+        // up to 32, which `stride` is a multiple of.
+        unsafe {
+            let v = self.work;
+            let m = v.add(POS * vk);
+            let d = m.add(POS * mk);
+            let pad = std::slice::from_raw_parts_mut(d.add(POS * stride), g.pad_len(stride));
+            // Input transform: V[k][c][tile].
+            for c in 0..cin {
+                for run in self.runs() {
+                    self.gather_tiles(c, &run, d, pad);
+                }
+                let mut t = 0;
+                while t < lanes {
+                    input_tile::<S>(d.add(t), stride, v.add(c * stride + t), vk);
+                    t += S::LANES;
+                }
+            }
+            // Products: M[k] = U[k] V[k].
+            let wide = S::LANES >= 16;
+            let cols = self
+                .nt
+                .next_multiple_of(if wide { 2 } else { 1 } * S::LANES);
+            for k in 0..POS {
+                let vk = v.add(k * vk);
+                for ob in 0..coutp / ROWS {
+                    let uk = self
+                        .u
+                        .as_ptr()
+                        .add(((k * (coutp / ROWS) + ob) * cin) * ROWS);
+                    let mk = m.add(k * mk + ob * ROWS * stride);
+                    let mut col = 0;
+                    while col < cols {
+                        if wide {
+                            micro::<S, 2>(cin, uk, vk.add(col), stride, mk.add(col));
+                            col += 2 * S::LANES;
+                        } else {
+                            micro::<S, 1>(cin, uk, vk.add(col), stride, mk.add(col));
+                            col += S::LANES;
+                        }
+                    }
+                }
+            }
+            // Output transform into 16 tile rows, then scattered to the planes.
+            for o in 0..g.cout {
+                let bias = S::splat(self.bias.map_or(0.0, |b| b[o]));
+                let mut t = 0;
+                while t < lanes {
+                    output_tile::<S>(m.add(o * stride + t), mk, bias, d.add(t), stride);
+                    t += S::LANES;
+                }
+                for run in self.runs() {
+                    self.scatter_tiles(o, &run, d);
+                }
+            }
+        }
+    }
+}
+
+impl Block<'_> {
+    /// Writes the 6x6 input tiles of `run` in channel `c` as 36 rows of the
+    /// block's tiles: `d[(r * 6 + q) * stride + tile]` = input row
+    /// `4 ty + r - pad_top`, column `4 tx + q - pad_left` (zero outside),
+    /// read from a zero-padded copy of the rows the run spans.
+    #[inline(always)]
+    unsafe fn gather_tiles(&self, c: usize, run: &Run, d: *mut f32, pad: &mut [f32]) {
+        let (g, st, tx_n, pw) = (self.g, self.stride, self.g.tiles_x(), self.g.pad_w());
+        let plane = &self.input[(run.img * g.cin + c) * g.h * g.w..][..g.h * g.w];
+        let (ty0, ty1) = (run.first / tx_n, (run.first + run.len - 1) / tx_n);
+        // Padded column x holds input column x - pad_left.
+        let lo = g.pad_left.min(pw);
+        let hi = (g.pad_left + g.w).min(pw);
+        for (i, prow) in pad
+            .chunks_exact_mut(pw)
+            .take(4 * (ty1 - ty0) + 6)
+            .enumerate()
+        {
+            let y = (4 * ty0 + i) as isize - g.pad_top as isize;
+            if y < 0 || y as usize >= g.h {
+                prow.fill(0.0);
+                continue;
+            }
+            prow[..lo].fill(0.0);
+            prow[lo..hi].copy_from_slice(&plane[y as usize * g.w..][..hi - lo]);
+            prow[hi..].fill(0.0);
+        }
+        for t in 0..run.len {
+            let (ty, tx) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
+            let src = &pad[4 * (ty - ty0) * pw + 4 * tx..];
+            for r in 0..6 {
+                let src = &src[r * pw..][..6];
+                for (q, &x) in src.iter().enumerate() {
+                    // SAFETY: rows `r * 6 + q < 36` of `stride` floats, tile `< nt`.
+                    unsafe { *d.add((r * 6 + q) * st + run.at + t) = x };
+                }
+            }
+        }
+    }
+
+    /// Copies `run`'s 4x4 output tiles from `q[(i * 4 + j) * stride + tile]`
+    /// into output channel `o`, clipped to the plane.
+    #[inline(always)]
+    unsafe fn scatter_tiles(&self, o: usize, run: &Run, q: *const f32) {
+        let (g, st, tx_n) = (self.g, self.stride, self.g.tiles_x());
+        // SAFETY: the run's tiles are this block's alone; rows and columns
+        // are clipped to the plane.
+        unsafe {
+            let plane = self.out.get().add((run.img * g.cout + o) * g.oh * g.ow);
+            for t in 0..run.len {
+                let (ty, tx) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
+                let (rows, cols) = ((g.oh - 4 * ty).min(4), (g.ow - 4 * tx).min(4));
+                let dst = plane.add(4 * ty * g.ow + 4 * tx);
+                let src = q.add(run.at + t);
+                if rows == 4 && cols == 4 {
+                    for i in 0..4 {
+                        for j in 0..4 {
+                            *dst.add(i * g.ow + j) = *src.add((i * 4 + j) * st);
+                        }
+                    }
+                } else {
+                    for i in 0..rows {
+                        for j in 0..cols {
+                            *dst.add(i * g.ow + j) = *src.add((i * 4 + j) * st);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Bᵀ d B` for `LANES` tiles: `d[r][s]` at `d[(r * 6 + s) * dstride]`,
+/// result `k = i * 6 + j` at `v[k * kstride]`.
+#[inline(always)]
+unsafe fn input_tile<S: Simd>(d: *const f32, dstride: usize, v: *mut f32, kstride: usize) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let mut t = [[S::splat(0.0); 6]; 6];
+        for s in 0..6 {
+            let mut col = [S::splat(0.0); 6];
+            for (r, x) in col.iter_mut().enumerate() {
+                *x = S::load(d.add((r * 6 + s) * dstride));
+            }
+            for (row, a) in t.iter_mut().zip(input_1d::<S>(col)) {
+                row[s] = a;
+            }
+        }
+        for (i, row) in t.iter().enumerate() {
+            let a = input_1d::<S>(*row);
+            for (j, x) in a.iter().enumerate() {
+                S::store(v.add((i * 6 + j) * kstride), *x);
+            }
+        }
+    }
+}
+
+/// `Bᵀ d` for one column of six.
+#[inline(always)]
+unsafe fn input_1d<S: Simd>(d: [S::V; 6]) -> [S::V; 6] {
+    // SAFETY: arithmetic only.
+    unsafe {
+        let (four, five, two) = (S::splat(4.0), S::splat(-5.0), S::splat(2.0));
+        let m4 = S::splat(-4.0);
+        let a = S::fma(m4, d[2], d[4]);
+        let b = S::fma(m4, d[1], d[3]);
+        let c = S::sub(d[4], d[2]);
+        let e = S::mul(two, S::sub(d[3], d[1]));
+        [
+            S::fma(four, d[0], S::fma(five, d[2], d[4])),
+            S::add(a, b),
+            S::sub(a, b),
+            S::add(c, e),
+            S::sub(c, e),
+            S::fma(four, d[1], S::fma(five, d[3], d[5])),
+        ]
+    }
+}
+
+/// `Aᵀ m` for one column of six.
+#[inline(always)]
+unsafe fn output_1d<S: Simd>(m: [S::V; 6]) -> [S::V; 4] {
+    // SAFETY: arithmetic only.
+    unsafe {
+        let p = S::add(m[1], m[2]);
+        let q = S::sub(m[1], m[2]);
+        let r = S::add(m[3], m[4]);
+        let s = S::sub(m[3], m[4]);
+        [
+            S::add(S::add(m[0], p), r),
+            S::fma(S::splat(2.0), s, q),
+            S::fma(S::splat(4.0), r, p),
+            S::add(S::fma(S::splat(8.0), s, q), m[5]),
+        ]
+    }
+}
+
+/// `Aᵀ M A + bias` for `LANES` tiles: `M[k]` at `m[k * kstride]`, result
+/// `(i, j)` at `q[(i * 4 + j) * qstride]`.
+#[inline(always)]
+unsafe fn output_tile<S: Simd>(
+    m: *const f32,
+    kstride: usize,
+    bias: S::V,
+    q: *mut f32,
+    qstride: usize,
+) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let mut t = [[S::splat(0.0); 6]; 4];
+        for col in 0..6 {
+            let mut x = [S::splat(0.0); 6];
+            for (r, v) in x.iter_mut().enumerate() {
+                *v = S::load(m.add((r * 6 + col) * kstride));
+            }
+            for (row, a) in t.iter_mut().zip(output_1d::<S>(x)) {
+                row[col] = a;
+            }
+        }
+        for (i, row) in t.iter().enumerate() {
+            for (j, y) in output_1d::<S>(*row).iter().enumerate() {
+                S::store(q.add((i * 4 + j) * qstride), S::add(*y, bias));
+            }
+        }
+    }
+}
+
+/// `M[0..8][0..NV lanes] = U (8 x c, as c x 8) · V (c x NV lanes, row stride `ld`)`.
+#[inline(always)]
+unsafe fn micro<S: Simd, const NV: usize>(
+    c: usize,
+    u: *const f32,
+    v: *const f32,
+    ld: usize,
+    m: *mut f32,
+) {
+    // SAFETY: caller's contract: `u` holds c x 8, `v` and `m` rows of NV vectors.
+    unsafe {
+        let mut acc = [[S::splat(0.0); NV]; ROWS];
+        for ci in 0..c {
+            let mut x = [S::splat(0.0); NV];
+            for (j, x) in x.iter_mut().enumerate() {
+                *x = S::load(v.add(ci * ld + j * S::LANES));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let b = S::splat(*u.add(ci * ROWS + r));
+                for j in 0..NV {
+                    row[j] = S::fma(b, x[j], row[j]);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                S::store(m.add(r * ld + j * S::LANES), *a);
+            }
+        }
+    }
+}
+
+/// tmp
+pub static PH: [std::sync::atomic::AtomicU64; 4] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 4];
