@@ -7,9 +7,8 @@
 //!
 //! Algorithms: `im2col` + SGEMM in general; `Direct1x1` for 1x1 kernels with
 //! stride 1 and no padding, where the input already is the column matrix;
-//! `Winograd` F(4x4, 3x3) for the forward and backward-data passes of 3x3,
-//! stride-1 convolutions with enough channels (their weight gradients run
-//! im2col).
+//! `Winograd` F(4x4, 3x3) for 3x3, stride-1 convolutions with enough
+//! channels and tiles.
 //!
 //! Layouts (all row-major, contiguous): input `N x C x H x W`, weight
 //! `OC x C/groups x KH x KW`, output `N x OC x OH x OW`, with
@@ -73,10 +72,10 @@ pub enum ConvAlgo {
     Im2col,
     /// 1x1 kernel, stride 1, no padding: the input is the column matrix.
     Direct1x1,
-    /// Winograd F(4x4, 3x3) forward and backward-data (3x3 kernel, stride 1,
-    /// no dilation, one group, padding at most 2 on each side); weight
-    /// gradients as `Im2col`. Errors reach about 1.2e-5 of the sum of the
-    /// absolute products (im2col's stay under 7.6e-6).
+    /// Winograd F(4x4, 3x3), all three passes (3x3 kernel, stride 1, no
+    /// dilation, one group, padding at most 2 on each side). Errors reach
+    /// about 1.2e-5 of the sum of the absolute products (im2col's stay under
+    /// 7.6e-6).
     Winograd,
 }
 
@@ -391,13 +390,13 @@ impl ConvPlan {
 
     /// Floats of scratch every run needs.
     pub fn scratch_len(&self) -> usize {
-        let im2col = self.threads * self.thread_scratch();
         if self.algo == ConvAlgo::Winograd {
-            im2col
-                .max(self.winograd().scratch_len(self.tile_threads))
+            let g = self.winograd();
+            g.scratch_len(self.tile_threads)
                 .max(self.winograd_backward().scratch_len(self.tile_threads))
+                .max(g.weight_grad_scratch_len(self.tile_threads))
         } else {
-            im2col
+            self.threads * self.thread_scratch()
         }
     }
 
@@ -667,7 +666,19 @@ impl ConvPlan {
             grad_weight.fill(0.0);
         }
         let mut bias_sum = vec![0.0f64; if grad_bias.is_some() { oc } else { 0 }];
-        if self.threads <= 1 {
+        if self.algo == ConvAlgo::Winograd {
+            self.winograd().run_weight_grad(
+                cpu::isa(),
+                self.tile_threads,
+                input,
+                grad_output,
+                grad_weight,
+                scratch,
+            )?;
+            if !bias_sum.is_empty() {
+                self.add_bias_grad(self.conv.batch, grad_output, &mut bias_sum);
+            }
+        } else if self.threads <= 1 {
             self.backward_weights_images(input, grad_output, grad_weight, &mut bias_sum, scratch)?;
         } else {
             // Each thread sums its images into its own partial gradient (kept in

@@ -23,6 +23,11 @@
 //! precision; errors reach about 1.2e-5 of the sum of the absolute products
 //! (the tests bound them at 5e-5; the im2col path's bound is `64 ε ≈ 7.6e-6`).
 //!
+//! Weight gradients differentiate the same formula: per position,
+//! `dU[k] = Σ_tiles Z[k] V[k]ᵀ` with `Z = A dY Aᵀ`, then `dW = Gᵀ dU G`; the
+//! products (a reduction over tiles) run on the SGEMM, each thread summing
+//! its blocks into its own `dU`.
+//!
 //! Backward-data of a stride-1 3x3 convolution is itself one: the gradient of
 //! the output convolved with the flipped kernel, channels swapped and padding
 //! `2 - pad`; [`Geometry::backward_data`] describes it.
@@ -30,6 +35,8 @@
 use crate::cpu::{self, Isa};
 use crate::elementwise::simd::Simd;
 use crate::elementwise::{Kernel, dispatch};
+use crate::error::Result;
+use crate::gemm::{Gemm, Parallelism, Transpose};
 use crate::pool;
 
 /// Positions of a transformed tile (6 x 6).
@@ -61,6 +68,19 @@ pub(crate) struct Geometry {
     pub pad_top: usize,
     pub pad_left: usize,
 }
+
+/// Bytes of `V` and `Z` a weight-gradient block aims at.
+const GRAD_BUDGET: usize = 4 << 20;
+
+/// The kernel transform `G` (6 x 3).
+const G: [[f32; 3]; 6] = [
+    [0.25, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
 
 /// How a run is cut: tiles per block and threads.
 #[derive(Clone, Copy, Debug)]
@@ -125,11 +145,23 @@ impl Geometry {
 
     fn cut(&self, threads: usize) -> Cut {
         let per_tile = 4 * POS * (self.cin + self.coutp());
-        let fit = (cpu::cache_sizes().l2 / 2 / per_tile) / CHUNK * CHUNK;
-        let threads = threads.clamp(1, self.tiles().div_ceil(CHUNK).max(1));
-        let share = self.tiles().div_ceil(threads).next_multiple_of(CHUNK);
+        self.split(
+            cpu::cache_sizes().l2 / 2 / per_tile,
+            CHUNK,
+            MAX_BLOCK,
+            threads,
+        )
+    }
+
+    /// Blocks of about `fit` tiles (clamped to `min ..= max`, whole chunks),
+    /// as many per thread on every thread.
+    fn split(&self, fit: usize, min: usize, max: usize, threads: usize) -> Cut {
+        let tiles = self.tiles();
+        let threads = threads.clamp(1, tiles.div_ceil(min).max(1));
+        let fit = fit.clamp(min, max);
+        let blocks = tiles.div_ceil(fit).next_multiple_of(threads);
         Cut {
-            block: fit.clamp(CHUNK, MAX_BLOCK).min(share),
+            block: tiles.div_ceil(blocks).next_multiple_of(CHUNK),
             threads,
         }
     }
@@ -167,12 +199,7 @@ impl Geometry {
             "winograd: buffer sizes do not match {self:?}"
         );
         let (u, rest) = scratch.split_at_mut(self.u_len());
-        let tw = std::time::Instant::now();
         self.transform_weights(isa, weight, flip, u, cut.threads);
-        PH[3].fetch_add(
-            tw.elapsed().as_nanos() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
         let blocks = self.tiles().div_ceil(cut.block);
         let per = blocks.div_ceil(cut.threads);
         let thread_len = self.thread_len(cut.block);
@@ -186,14 +213,16 @@ impl Geometry {
             };
             for b in (t * per..((t + 1) * per).min(blocks)).map(|b| b * cut.block) {
                 let job = Block {
-                    g: self,
+                    tiles: Tiles {
+                        g: self,
+                        t0: b,
+                        nt: cut.block.min(self.tiles() - b),
+                        stride: cut.block,
+                    },
                     u,
                     input,
                     bias,
                     out,
-                    t0: b,
-                    nt: cut.block.min(self.tiles() - b),
-                    stride: cut.block,
                     work: work.as_mut_ptr(),
                 };
                 // SAFETY: `isa` is supported (the plan checked it); the block
@@ -229,6 +258,161 @@ impl Geometry {
             unsafe { dispatch(isa, job) };
         });
     }
+
+    /// Tiles per block and threads of a weight-gradient run: blocks of 64 to
+    /// 1024 tiles whose `V` and `Z` take about [`GRAD_BUDGET`] bytes (the
+    /// products stream them through the GEMM's packing; longer blocks read
+    /// and write the `dU` accumulators fewer times).
+    fn grad_cut(&self, threads: usize) -> Cut {
+        let per_tile = 4 * POS * (self.cin + self.cout);
+        self.split(GRAD_BUDGET / per_tile, 2 * CHUNK, 32 * CHUNK, threads)
+    }
+
+    /// One thread's share of a weight-gradient run: its `dU` (36 x cout x
+    /// cin), V, Z, the tile rows and the padded rows.
+    fn grad_thread_len(&self, block: usize) -> usize {
+        POS * self.cout * self.cin
+            + POS * ((self.cin + self.cout) * block + 2 * SKEW)
+            + POS * block
+            + self.pad_len(block)
+    }
+
+    /// Scratch floats of a weight-gradient run on up to `threads` threads.
+    pub fn weight_grad_scratch_len(&self, threads: usize) -> usize {
+        let cut = self.grad_cut(threads);
+        cut.threads * self.grad_thread_len(cut.block)
+    }
+
+    /// `grad_weight += dL/dW` (`cout x cin x 3 x 3`) from `input` and
+    /// `grad_output`: per position `k`, `dU[k] = Σ_tiles Z[k] V[k]ᵀ` with
+    /// `Z = A dY Aᵀ` and `V = Bᵀ d B` (the forward pass's `Y = Aᵀ (U ⊙ V)
+    /// A` differentiated), summed over threads, then `dW = Gᵀ dU G`. The
+    /// products run on the SGEMM, single-threaded per task.
+    pub fn run_weight_grad(
+        &self,
+        isa: Isa,
+        threads: usize,
+        input: &[f32],
+        grad_output: &[f32],
+        grad_weight: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<()> {
+        let cut = self.grad_cut(threads);
+        assert!(
+            input.len() == self.batch * self.cin * self.h * self.w
+                && grad_output.len() == self.batch * self.cout * self.oh * self.ow
+                && grad_weight.len() == self.cin * self.cout * 9
+                && scratch.len() >= self.weight_grad_scratch_len(threads),
+            "winograd: buffer sizes do not match {self:?}"
+        );
+        let (cin, cout, st) = (self.cin, self.cout, cut.block);
+        let (vk, zk, du_len) = (cin * st + SKEW, cout * st + SKEW, POS * cout * cin);
+        let blocks = self.tiles().div_ceil(st);
+        let per = blocks.div_ceil(cut.threads);
+        let thread_len = self.grad_thread_len(st);
+        let base = SyncPtr(scratch.as_mut_ptr());
+        let failed = std::sync::Mutex::new(None);
+        pool::run_tasks(cut.threads, |t| {
+            // SAFETY: each task owns its own `thread_len` slice of scratch.
+            let work = unsafe {
+                std::slice::from_raw_parts_mut(base.get().add(t * thread_len), thread_len)
+            };
+            let (du, work) = work.split_at_mut(du_len);
+            let (v, work) = work.split_at_mut(POS * vk);
+            let (z, work) = work.split_at_mut(POS * zk);
+            let (d, pad) = work.split_at_mut(POS * st);
+            du.fill(0.0);
+            for b in (t * per..((t + 1) * per).min(blocks)).map(|b| b * st) {
+                let tiles = Tiles {
+                    g: self,
+                    t0: b,
+                    nt: st.min(self.tiles() - b),
+                    stride: st,
+                };
+                let (dp, vp, zp) = (d.as_mut_ptr(), v.as_mut_ptr(), z.as_mut_ptr());
+                // SAFETY: `isa` is supported; V, Z, d and pad are this task's
+                // and sized by `grad_thread_len`.
+                unsafe {
+                    let pad = &mut *pad;
+                    dispatch(
+                        isa,
+                        InputTransform {
+                            tiles,
+                            input,
+                            v: vp,
+                            kstride: vk,
+                            d: dp,
+                            pad,
+                        },
+                    );
+                    let pad = &mut *pad;
+                    dispatch(
+                        isa,
+                        GradTransform {
+                            tiles,
+                            grad_output,
+                            z: zp,
+                            kstride: zk,
+                            d: dp,
+                            pad,
+                        },
+                    );
+                }
+                for k in 0..POS {
+                    // dU[k] (cout x cin) += Z[k] (cout x nt) V[k]ᵀ (nt x cin).
+                    let res = Gemm::new(cout, cin, tiles.nt)
+                        .trans_b(Transpose::Yes)
+                        .lda(st)
+                        .ldb(st)
+                        .beta(1.0)
+                        .parallelism(Parallelism::Threads(1))
+                        .run(
+                            &z[k * zk..],
+                            &v[k * vk..],
+                            &mut du[k * cout * cin..][..cout * cin],
+                        );
+                    if let Err(e) = res {
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        return;
+                    }
+                }
+            }
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        let (first, rest) = scratch.split_at_mut(thread_len);
+        let du = &mut first[..du_len];
+        for part in rest.chunks(thread_len).take(cut.threads - 1) {
+            du.iter_mut()
+                .zip(&part[..du_len])
+                .for_each(|(a, &b)| *a += b);
+        }
+        // dW[o][c] = Gᵀ dU[.][o][c] G.
+        for o in 0..cout {
+            for c in 0..cin {
+                let mut gu = [[0.0f32; 6]; 3];
+                for (i, row) in gu.iter_mut().enumerate() {
+                    for (b, x) in row.iter_mut().enumerate() {
+                        *x = (0..6)
+                            .map(|a| G[a][i] * du[((a * 6 + b) * cout + o) * cin + c])
+                            .sum();
+                    }
+                }
+                let dst = &mut grad_weight[(o * cin + c) * 9..][..9];
+                for i in 0..3 {
+                    for j in 0..3 {
+                        let x: f32 = (0..6).map(|b| gu[i][b] * G[b][j]).sum();
+                        dst[i * 3 + j] += x;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The kernel transform of output-channel blocks `blocks`.
@@ -247,14 +431,6 @@ impl Kernel for Weights<'_> {
     /// dispatcher's target features.
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        const G: [[f32; 3]; 6] = [
-            [0.25, 0.0, 0.0],
-            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-            [0.0, 0.0, 1.0],
-        ];
         let (cin, cout, nb) = (self.g.cin, self.g.cout, self.g.coutp() / ROWS);
         // Channels staged per pass, so the 36 positions (far apart in `U`)
         // are written as contiguous runs rather than 36 aliasing streams.
@@ -329,18 +505,14 @@ impl SyncPtr {
     }
 }
 
-/// One block of tiles `t0 .. t0 + nt`: input transform, 36 products, output
-/// transform.
-struct Block<'a> {
+/// Tiles `t0 .. t0 + nt` (over images and tile rows, flattened), held in
+/// rows of `stride` floats.
+#[derive(Clone, Copy)]
+struct Tiles<'a> {
     g: &'a Geometry,
-    u: &'a [f32],
-    input: &'a [f32],
-    bias: Option<&'a [f32]>,
-    out: SyncPtr,
     t0: usize,
     nt: usize,
     stride: usize,
-    work: *mut f32,
 }
 
 /// The block's tiles of one image: tiles `first .. first + len` of image
@@ -352,8 +524,8 @@ struct Run {
     at: usize,
 }
 
-impl Block<'_> {
-    fn runs(&self) -> impl Iterator<Item = Run> + '_ {
+impl Tiles<'_> {
+    fn runs(self) -> impl Iterator<Item = Run> {
         let per_img = self.g.tiles_y() * self.g.tiles_x();
         let end = self.t0 + self.nt;
         let mut t = self.t0;
@@ -373,6 +545,110 @@ impl Block<'_> {
             Some(run)
         })
     }
+
+    /// Whole vectors of tiles: `nt` rounded up to the lanes (inside `stride`,
+    /// a multiple of 32).
+    fn lanes<S: Simd>(self) -> usize {
+        self.nt.next_multiple_of(S::LANES)
+    }
+
+    /// Writes the `SIZE x SIZE` windows of `run` in `plane` (`h x w`, with
+    /// `top` and `left` zero rows and columns before it) at tile origins
+    /// `(4 ty, 4 tx)` as rows of the block's tiles: `d[(r * SIZE + q) *
+    /// stride + tile]`, zero outside the plane. Reads them from a zero-padded
+    /// copy of the rows the run spans, in `pad`.
+    #[inline(always)]
+    unsafe fn gather<const SIZE: usize>(
+        self,
+        plane: &[f32],
+        (h, w): (usize, usize),
+        (top, left): (usize, usize),
+        run: &Run,
+        d: *mut f32,
+        pad: &mut [f32],
+    ) {
+        let (st, tx_n) = (self.stride, self.g.tiles_x());
+        let pw = 4 * tx_n + SIZE - 4;
+        let (ty0, ty1) = (run.first / tx_n, (run.first + run.len - 1) / tx_n);
+        // Padded column x holds plane column x - left.
+        let (lo, hi) = (left.min(pw), (left + w).min(pw));
+        for (i, prow) in pad
+            .chunks_exact_mut(pw)
+            .take(4 * (ty1 - ty0) + SIZE)
+            .enumerate()
+        {
+            let y = (4 * ty0 + i) as isize - top as isize;
+            if y < 0 || y as usize >= h {
+                prow.fill(0.0);
+                continue;
+            }
+            prow[..lo].fill(0.0);
+            prow[lo..hi].copy_from_slice(&plane[y as usize * w..][..hi - lo]);
+            prow[hi..].fill(0.0);
+        }
+        for t in 0..run.len {
+            let (ty, tx) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
+            let src = &pad[4 * (ty - ty0) * pw + 4 * tx..];
+            for r in 0..SIZE {
+                for (q, &x) in src[r * pw..][..SIZE].iter().enumerate() {
+                    // SAFETY: caller's contract: SIZE² rows of `stride`
+                    // floats at `d`; tile `< nt <= stride`.
+                    unsafe { *d.add((r * SIZE + q) * st + run.at + t) = x };
+                }
+            }
+        }
+    }
+}
+
+/// The input transform of a block of tiles: `V[k][c][tile]` at
+/// `v + k * kstride + c * stride`, with `d` (36 rows) and `pad` as work space.
+struct InputTransform<'a> {
+    tiles: Tiles<'a>,
+    input: &'a [f32],
+    v: *mut f32,
+    kstride: usize,
+    d: *mut f32,
+    pad: &'a mut [f32],
+}
+
+impl Kernel for InputTransform<'_> {
+    type Out = ();
+
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        let (tiles, g, st) = (self.tiles, self.tiles.g, self.tiles.stride);
+        for c in 0..g.cin {
+            for run in tiles.runs() {
+                let plane = &self.input[(run.img * g.cin + c) * g.h * g.w..][..g.h * g.w];
+                // SAFETY: `d` holds 36 rows of `stride` floats.
+                unsafe {
+                    tiles.gather::<6>(
+                        plane,
+                        (g.h, g.w),
+                        (g.pad_top, g.pad_left),
+                        &run,
+                        self.d,
+                        self.pad,
+                    )
+                };
+            }
+            for t in (0..tiles.lanes::<S>()).step_by(S::LANES) {
+                // SAFETY: `V` holds 36 rows of `kstride >= cin * stride`.
+                unsafe { input_tile::<S>(self.d.add(t), st, self.v.add(c * st + t), self.kstride) };
+            }
+        }
+    }
+}
+
+/// One block of the forward pass: input transform, 36 products, output
+/// transform.
+struct Block<'a> {
+    tiles: Tiles<'a>,
+    u: &'a [f32],
+    input: &'a [f32],
+    bias: Option<&'a [f32]>,
+    out: SyncPtr,
+    work: *mut f32,
 }
 
 impl Kernel for Block<'_> {
@@ -380,34 +656,31 @@ impl Kernel for Block<'_> {
 
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        let g = self.g;
-        let (cin, coutp, stride) = (g.cin, g.coutp(), self.stride);
+        let (tiles, g) = (self.tiles, self.tiles.g);
+        let (cin, coutp, stride) = (g.cin, g.coutp(), tiles.stride);
         let (vk, mk) = (cin * stride + SKEW, coutp * stride + SKEW);
-        // Whole tile vectors: a multiple of the lanes, inside `stride`.
-        let lanes = self.nt.next_multiple_of(S::LANES);
+        let lanes = tiles.lanes::<S>();
         // SAFETY: `work` holds V (36 x vk), M (36 x mk), the 36 x stride tile
-        // rows and the padded input rows; every index stays inside them
-        // because tiles are `< nt <= stride` and vectors end by `nt` rounded
-        // up to 32, which `stride` is a multiple of.
+        // rows and the padded rows (`Geometry::thread_len`); every index stays
+        // inside them because tiles are `< nt <= stride` and vectors end by
+        // `nt` rounded up to 32, which `stride` is a multiple of.
         unsafe {
             let v = self.work;
             let m = v.add(POS * vk);
             let d = m.add(POS * mk);
             let pad = std::slice::from_raw_parts_mut(d.add(POS * stride), g.pad_len(stride));
-            // Input transform: V[k][c][tile].
-            for c in 0..cin {
-                for run in self.runs() {
-                    self.gather_tiles(c, &run, d, pad);
-                }
-                let mut t = 0;
-                while t < lanes {
-                    input_tile::<S>(d.add(t), stride, v.add(c * stride + t), vk);
-                    t += S::LANES;
-                }
+            InputTransform {
+                tiles,
+                input: self.input,
+                v,
+                kstride: vk,
+                d,
+                pad,
             }
+            .run::<S>();
             // Products: M[k] = U[k] V[k].
             let wide = S::LANES >= 16;
-            let cols = self
+            let cols = tiles
                 .nt
                 .next_multiple_of(if wide { 2 } else { 1 } * S::LANES);
             for k in 0..POS {
@@ -433,12 +706,10 @@ impl Kernel for Block<'_> {
             // Output transform into 16 tile rows, then scattered to the planes.
             for o in 0..g.cout {
                 let bias = S::splat(self.bias.map_or(0.0, |b| b[o]));
-                let mut t = 0;
-                while t < lanes {
+                for t in (0..lanes).step_by(S::LANES) {
                     output_tile::<S>(m.add(o * stride + t), mk, bias, d.add(t), stride);
-                    t += S::LANES;
                 }
-                for run in self.runs() {
+                for run in tiles.runs() {
                     self.scatter_tiles(o, &run, d);
                 }
             }
@@ -447,50 +718,12 @@ impl Kernel for Block<'_> {
 }
 
 impl Block<'_> {
-    /// Writes the 6x6 input tiles of `run` in channel `c` as 36 rows of the
-    /// block's tiles: `d[(r * 6 + q) * stride + tile]` = input row
-    /// `4 ty + r - pad_top`, column `4 tx + q - pad_left` (zero outside),
-    /// read from a zero-padded copy of the rows the run spans.
-    #[inline(always)]
-    unsafe fn gather_tiles(&self, c: usize, run: &Run, d: *mut f32, pad: &mut [f32]) {
-        let (g, st, tx_n, pw) = (self.g, self.stride, self.g.tiles_x(), self.g.pad_w());
-        let plane = &self.input[(run.img * g.cin + c) * g.h * g.w..][..g.h * g.w];
-        let (ty0, ty1) = (run.first / tx_n, (run.first + run.len - 1) / tx_n);
-        // Padded column x holds input column x - pad_left.
-        let lo = g.pad_left.min(pw);
-        let hi = (g.pad_left + g.w).min(pw);
-        for (i, prow) in pad
-            .chunks_exact_mut(pw)
-            .take(4 * (ty1 - ty0) + 6)
-            .enumerate()
-        {
-            let y = (4 * ty0 + i) as isize - g.pad_top as isize;
-            if y < 0 || y as usize >= g.h {
-                prow.fill(0.0);
-                continue;
-            }
-            prow[..lo].fill(0.0);
-            prow[lo..hi].copy_from_slice(&plane[y as usize * g.w..][..hi - lo]);
-            prow[hi..].fill(0.0);
-        }
-        for t in 0..run.len {
-            let (ty, tx) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
-            let src = &pad[4 * (ty - ty0) * pw + 4 * tx..];
-            for r in 0..6 {
-                let src = &src[r * pw..][..6];
-                for (q, &x) in src.iter().enumerate() {
-                    // SAFETY: rows `r * 6 + q < 36` of `stride` floats, tile `< nt`.
-                    unsafe { *d.add((r * 6 + q) * st + run.at + t) = x };
-                }
-            }
-        }
-    }
-
     /// Copies `run`'s 4x4 output tiles from `q[(i * 4 + j) * stride + tile]`
     /// into output channel `o`, clipped to the plane.
     #[inline(always)]
     unsafe fn scatter_tiles(&self, o: usize, run: &Run, q: *const f32) {
-        let (g, st, tx_n) = (self.g, self.stride, self.g.tiles_x());
+        let (g, st) = (self.tiles.g, self.tiles.stride);
+        let tx_n = g.tiles_x();
         // SAFETY: the run's tiles are this block's alone; rows and columns
         // are clipped to the plane.
         unsafe {
@@ -515,6 +748,83 @@ impl Block<'_> {
                 }
             }
         }
+    }
+}
+
+/// The output-gradient transform of a block of tiles: `Z[k][o][tile] = (A
+/// dY Aᵀ)[k]` at `z + k * kstride + o * stride`, with `d` (16 rows) and
+/// `pad` as work space.
+struct GradTransform<'a> {
+    tiles: Tiles<'a>,
+    grad_output: &'a [f32],
+    z: *mut f32,
+    kstride: usize,
+    d: *mut f32,
+    pad: &'a mut [f32],
+}
+
+impl Kernel for GradTransform<'_> {
+    type Out = ();
+
+    #[inline(always)]
+    unsafe fn run<S: Simd>(self) {
+        let (tiles, g, st) = (self.tiles, self.tiles.g, self.tiles.stride);
+        let p = g.oh * g.ow;
+        for o in 0..g.cout {
+            for run in tiles.runs() {
+                let plane = &self.grad_output[(run.img * g.cout + o) * p..][..p];
+                // SAFETY: `d` holds 16 rows of `stride` floats.
+                unsafe { tiles.gather::<4>(plane, (g.oh, g.ow), (0, 0), &run, self.d, self.pad) };
+            }
+            for t in (0..tiles.lanes::<S>()).step_by(S::LANES) {
+                // SAFETY: `Z` holds 36 rows of `kstride >= cout * stride`.
+                unsafe { grad_tile::<S>(self.d.add(t), st, self.z.add(o * st + t), self.kstride) };
+            }
+        }
+    }
+}
+
+/// `A y Aᵀ` for `LANES` tiles: `y[i][j]` at `d[(i * 4 + j) * dstride]`,
+/// result `k = a * 6 + b` at `z[k * kstride]`.
+#[inline(always)]
+unsafe fn grad_tile<S: Simd>(d: *const f32, dstride: usize, z: *mut f32, kstride: usize) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let mut t = [[S::splat(0.0); 4]; 6];
+        for j in 0..4 {
+            let mut col = [S::splat(0.0); 4];
+            for (i, x) in col.iter_mut().enumerate() {
+                *x = S::load(d.add((i * 4 + j) * dstride));
+            }
+            for (row, a) in t.iter_mut().zip(grad_1d::<S>(col)) {
+                row[j] = a;
+            }
+        }
+        for (a, row) in t.iter().enumerate() {
+            for (b, x) in grad_1d::<S>(*row).iter().enumerate() {
+                S::store(z.add((a * 6 + b) * kstride), *x);
+            }
+        }
+    }
+}
+
+/// `A y` for one column of four (`A` = `Aᵀ` transposed, 6 x 4).
+#[inline(always)]
+unsafe fn grad_1d<S: Simd>(y: [S::V; 4]) -> [S::V; 6] {
+    // SAFETY: arithmetic only.
+    unsafe {
+        let p = S::add(y[0], y[2]);
+        let q = S::add(y[1], y[3]);
+        let r = S::fma(S::splat(4.0), y[2], y[0]);
+        let s = S::fma(S::splat(8.0), y[3], S::mul(S::splat(2.0), y[1]));
+        [
+            y[0],
+            S::add(p, q),
+            S::sub(p, q),
+            S::add(r, s),
+            S::sub(r, s),
+            y[3],
+        ]
     }
 }
 
@@ -644,7 +954,3 @@ unsafe fn micro<S: Simd, const NV: usize>(
         }
     }
 }
-
-/// tmp
-pub static PH: [std::sync::atomic::AtomicU64; 4] =
-    [const { std::sync::atomic::AtomicU64::new(0) }; 4];
