@@ -613,6 +613,18 @@ fn shape_layers() {
         rand(&[2, 2, 3, 3], 4),
     );
     check(&mut Padding::new(1, 2, 1, -0.5), x());
+    check(&mut Reverse::new(1), x());
+    check(&mut Reverse::new(2), x());
+    // SAME for a 3x3 kernel with stride 2 on 5x6: 2 rows (1 + 1) and 1
+    // column (after, or before when lower); 7x5 with (2, 3), dilation 2.
+    check(
+        &mut SamePadding::new((3, 3), (2, 2), (1, 1), false, 0.0).unwrap(),
+        rand(&[2, 5, 6], 7),
+    );
+    check(
+        &mut SamePadding::new((3, 2), (2, 3), (2, 1), true, -1.0).unwrap(),
+        rand(&[1, 2, 7, 5], 8),
+    );
     check(&mut Sum::new(1), x());
     check(&mut Mean::new(2), x());
     check(&mut Max::new(1), spread(&[2, 5, 3], 0.05));
@@ -629,6 +641,33 @@ fn shape_layers() {
     assert!(View::new(&[Some(5), None]).forward(&x().into()).is_err());
     assert!(Narrow::new(2, 3, 2).forward(&x().into()).is_err());
     assert!(Sum::new(3).forward(&x().into()).is_err());
+    let y = Reverse::new(1)
+        .forward(
+            &Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 3, 2])
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    assert_eq!(
+        y.tensor("t").unwrap().to_vec(),
+        [5.0, 6.0, 3.0, 4.0, 1.0, 2.0]
+    );
+    assert!(Reverse::new(3).forward(&x().into()).is_err());
+    let same = |lower| {
+        let mut m = SamePadding::new((3, 3), (2, 2), (1, 1), lower, -1.0).unwrap();
+        let y = m
+            .forward(&Tensor::<f32>::ones(&[1, 4, 5]).unwrap().into())
+            .unwrap();
+        y.tensor("t").unwrap().clone()
+    };
+    // 4 rows: total 1 (after, or before); 5 columns: total 2, one each side.
+    let (up, low) = (same(false), same(true));
+    assert_eq!((up.sizes(), low.sizes()), (&[1, 5, 7][..], &[1, 5, 7][..]));
+    assert_eq!(up.to_vec()[..7], [-1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -1.0]);
+    assert_eq!(up.to_vec()[28..], [-1.0; 7]);
+    assert_eq!(low.to_vec()[..7], [-1.0; 7]);
+    assert!(SamePadding::new((3, 3), (0, 2), (1, 1), false, 0.0).is_err());
+    assert!(SamePadding::new((3, 3), (2, 2), (1, 1), false, f32::NAN).is_err());
     let mut pad = SpatialZeroPadding::new(1, 1, 1, 1);
     let xa: Activity = rand(&[1, 2, 2], 5).into();
     pad.forward(&xa).unwrap();

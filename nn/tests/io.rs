@@ -127,6 +127,11 @@ fn every_layer_round_trips() {
         (Box::new(Contiguous::new()), vec()),
         (Box::new(SpatialZeroPadding::new(1, 0, 2, 1)), img()),
         (Box::new(Padding::new(0, 1, 2, -0.5)), vec()),
+        (Box::new(Reverse::new(1)), vec()),
+        (
+            Box::new(SamePadding::new((3, 3), (2, 2), (1, 1), true, f32::NEG_INFINITY).unwrap()),
+            img(),
+        ),
         (Box::new(Sum::new(1)), vec()),
         (Box::new(Mean::new(0)), vec()),
         (Box::new(Max::new(1)), vec()),

@@ -139,6 +139,21 @@ fn damaged_onnx_files_are_errors() {
     assert!(err.contains("Conv") && err.contains("constant"), "{err}");
 }
 
+/// A recurrence's initial state: zeros import, anything else is refused by
+/// name (the recurrences start from zero).
+#[test]
+fn only_zero_initial_states_import() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/onnx_node/test_bigdl_lstm_reverse_layout0_initial_h");
+    let model = std::fs::read(root.join("model.onnx")).unwrap();
+    let (inputs, _) = data_sets(&root).remove(0);
+    assert!(import(&model, &inputs[1..]).is_ok());
+    let mut bound = inputs[1..].to_vec();
+    bound.last_mut().unwrap().data[3] = 0.5;
+    let err = import(&model, &bound).unwrap_err().to_string();
+    assert!(err.contains("initial_h") && err.contains("zero"), "{err}");
+}
+
 /// A CNN exported from PyTorch (`tests/onnx_models/make.py`: conv, batch
 /// norm, grouped conv, residual add, max and average pooling, flatten,
 /// linear, log-softmax) gives PyTorch's and ONNX Runtime's outputs.

@@ -378,9 +378,17 @@ pub fn build(s: &Spec) -> Result<Box<dyn Module>> {
             _ => return Err(unsupported("SpatialZeroPadding with other dimensions")),
         },
         "Padding" => match s.get_usizes("dims")?[..] {
-            [d, a, b] => Box::new(Padding::new(d, a, b, f("value")?)),
+            [d, a, b] => Box::new(Padding::new(d, a, b, s.get_pad_value("value")?)),
             _ => return Err(unsupported("Padding of several dimensions")),
         },
+        "SamePadding" => Box::new(SamePadding::new(
+            pair(s, "kernel")?,
+            pair(s, "stride")?,
+            pair(s, "dilation")?,
+            s.get_bool("lower")?,
+            s.get_pad_value("value")?,
+        )?),
+        "Reverse" => Box::new(Reverse::new(u("dim")?)),
         "Sum" => Box::new(Sum::new(u("dim")?)),
         "Mean" => Box::new(Mean::new(u("dim")?)),
         "Max" => Box::new(Max::new(u("dim")?)),

@@ -468,53 +468,83 @@ fn fold_batch_norms(model: &mut Model, consts: &mut HashMap<String, OnnxTensor>)
     });
 }
 
-/// ONNX padding as `[top, left, bottom, right]`, from `pads` or `auto_pad`
-/// (`SAME_UPPER` / `SAME_LOWER` where the padding does not depend on the
-/// input size, i.e. with stride 1).
+/// ONNX padding: fixed `[top, left, bottom, right]` (from `pads`, or from
+/// `auto_pad` where it does not depend on the input size, i.e. with stride
+/// 1), or `SAME_UPPER` / `SAME_LOWER` with strides, worked out per input.
+enum Pads {
+    Fixed([usize; 4]),
+    Same {
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        dilation: (usize, usize),
+        lower: bool,
+    },
+}
+
 fn pads4(
     node: &NodeP,
     kernel: (usize, usize),
     stride: (usize, usize),
     dilation: (usize, usize),
-) -> Result<[usize; 4]> {
+) -> Result<Pads> {
     let auto = node.string("auto_pad", "NOTSET")?;
     match auto.as_str() {
         "NOTSET" => match node.ints("pads")?.as_deref() {
-            None => Ok([0; 4]),
+            None => Ok(Pads::Fixed([0; 4])),
             Some(&[t, l, b, r]) if [t, l, b, r].iter().all(|&p| (0..1 << 20).contains(&p)) => {
-                Ok([t as usize, l as usize, b as usize, r as usize])
+                Ok(Pads::Fixed([
+                    t as usize, l as usize, b as usize, r as usize,
+                ]))
             }
             Some(p) => Err(node.unsupported(&format!("padding {p:?} (not 2-D)"))),
         },
-        "VALID" => Ok([0; 4]),
+        "VALID" => Ok(Pads::Fixed([0; 4])),
+        "SAME_UPPER" | "SAME_LOWER" if stride != (1, 1) => Ok(Pads::Same {
+            kernel,
+            stride,
+            dilation,
+            lower: auto == "SAME_LOWER",
+        }),
         "SAME_UPPER" | "SAME_LOWER" => {
-            if stride != (1, 1) {
-                return Err(node.unsupported(&format!(
-                    "auto_pad {auto} with strides {stride:?} (its padding depends on the input size)"
-                )));
-            }
             let total = |k: usize, d: usize| d * k.saturating_sub(1);
             let (th, tw) = (total(kernel.0, dilation.0), total(kernel.1, dilation.1));
             let (h, w) = ((th / 2, th - th / 2), (tw / 2, tw - tw / 2));
             // SAME_UPPER puts the odd one at the end.
-            Ok(if auto == "SAME_UPPER" {
+            Ok(Pads::Fixed(if auto == "SAME_UPPER" {
                 [h.0, w.0, h.1, w.1]
             } else {
                 [h.1, w.1, h.0, w.0]
-            })
+            }))
         }
         a => Err(node.unsupported(&format!("auto_pad {a}"))),
     }
 }
 
-/// A layer with padding `[top, left, bottom, right]`: the symmetric part
+/// A layer with padding `pads`: the symmetric part of a fixed padding
 /// inside the layer (`make(pad_h, pad_w)`), the rest as an explicit padding
-/// of `value` in front of it.
+/// of `value` in front of it; a `SAME` padding with strides in front of an
+/// unpadded layer.
 fn padded(
-    [t, l, b, r]: [usize; 4],
+    pads: Pads,
     value: f32,
     make: impl FnOnce(usize, usize) -> Result<Box<dyn Module>>,
 ) -> Result<Box<dyn Module>> {
+    let [t, l, b, r] = match pads {
+        Pads::Fixed(p) => p,
+        Pads::Same {
+            kernel,
+            stride,
+            dilation,
+            lower,
+        } => {
+            let mut seq = Sequential::new();
+            seq.push(Box::new(SamePadding::new(
+                kernel, stride, dilation, lower, value,
+            )?));
+            seq.push(make(0, 0)?);
+            return Ok(Box::new(seq));
+        }
+    };
     let (ph, pw) = (t.min(b), l.min(r));
     let layer = make(ph, pw)?;
     if t == b && l == r {
@@ -856,9 +886,7 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                 })?
             }
             "Gemm" => {
-                if node.int("transA", 0)? != 0 {
-                    return Err(node.unsupported("transA"));
-                }
+                let trans_a = node.int("transA", 0)? != 0;
                 let b = need_const(1, "B")?;
                 let [r, c] = b.dims[..] else {
                     return Err(node.unsupported(&format!("B of shape {:?}", b.dims)));
@@ -890,7 +918,15 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                     None => lin = lin.without_bias(),
                 }
                 set_params(&mut lin, &vals)?;
-                Box::new(lin)
+                if trans_a {
+                    // A is [K, M]: its transpose is the batch of rows.
+                    let mut seq = Sequential::new();
+                    seq.push(Box::new(Transpose::new(&[(0, 1)])));
+                    seq.push(Box::new(lin));
+                    Box::new(seq)
+                } else {
+                    Box::new(lin)
+                }
             }
             "MatMul" => {
                 let b = need_const(1, "second operand")?;
@@ -921,7 +957,7 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                 let pads = pads4(node, k, s, (1, 1))?;
                 let ceil = node.int("ceil_mode", 0)? != 0;
                 let include = node.int("count_include_pad", 0)? != 0;
-                let symmetric = pads[0] == pads[2] && pads[1] == pads[3];
+                let symmetric = matches!(pads, Pads::Fixed([t, l, b, r]) if t == b && l == r);
                 if node.op == "MaxPool" {
                     padded(pads, f32::NEG_INFINITY, |ph, pw| {
                         let p = SpatialMaxPooling::new(k, s).pad(ph, pw);
@@ -935,9 +971,9 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                         Ok(Box::new(if ceil { p.ceil() } else { p }))
                     })?
                 } else {
-                    return Err(
-                        node.unsupported("asymmetric padding that the average does not count")
-                    );
+                    return Err(node.unsupported(
+                        "asymmetric or SAME padding that the average does not count",
+                    ));
                 }
             }
             "GlobalAveragePool" => Box::new(SpatialAveragePooling::global()),
@@ -1030,9 +1066,9 @@ fn constant_op(add: bool, c: &OnnxTensor, values: Vec<f32>) -> Result<Box<dyn Mo
 /// An ONNX `LSTM`, `GRU` or `RNN` node as [`Recurrent`] (or
 /// [`BiRecurrent`]) between the layout changes ONNX needs: returns its `Y`
 /// and `Y_h` outputs (those the node names) with their ranks. Supported:
-/// forward and bidirectional, both layouts, default activations, biases;
-/// not: `sequence_lens`, initial states, peepholes, `clip`, `Y_c`, the
-/// reverse direction alone, and GRU with `linear_before_reset = 0` (ONNX's
+/// forward, reverse and bidirectional, both layouts, default activations,
+/// biases, zero initial states; not: `sequence_lens`, other initial states,
+/// peepholes, `clip`, `Y_c`, and GRU with `linear_before_reset = 0` (ONNX's
 /// default; PyTorch exports 1).
 fn recurrent<'a>(
     g: &mut GraphBuilder,
@@ -1047,14 +1083,18 @@ fn recurrent<'a>(
         "GRU" => (CellKind::Gru, 3, &[1, 0, 2]),
         _ => (CellKind::Rnn, 1, &[0]),
     };
-    for (i, what) in [
-        (4, "sequence_lens"),
-        (5, "initial_h"),
-        (6, "initial_c"),
-        (7, "P"),
-    ] {
+    for (i, what) in [(4, "sequence_lens"), (7, "P")] {
         if node.inputs.get(i).is_some_and(|s| !s.is_empty()) {
             return Err(node.unsupported(what));
+        }
+    }
+    // Initial states: zeros (what exporters write when none is given) are
+    // our recurrences' own start.
+    for (i, what) in [(5, "initial_h"), (6, "initial_c")] {
+        if node.inputs.get(i).is_some_and(|s| !s.is_empty())
+            && !constant(i).is_some_and(|t| t.data.iter().all(|&v| v == 0.0))
+        {
+            return Err(node.unsupported(&format!("an {what} that is not a constant zero")));
         }
     }
     if node.outputs.get(2).is_some_and(|s| !s.is_empty()) {
@@ -1072,9 +1112,10 @@ fn recurrent<'a>(
         return Err(node
             .unsupported("linear_before_reset = 0 (only PyTorch's GRU, linear_before_reset = 1)"));
     }
-    let dirs = match node.string("direction", "forward")?.as_str() {
-        "forward" => 1,
-        "bidirectional" => 2,
+    let (dirs, reverse) = match node.string("direction", "forward")?.as_str() {
+        "forward" => (1, false),
+        "reverse" => (1, true),
+        "bidirectional" => (2, false),
         d => return Err(node.unsupported(&format!("direction {d}"))),
     };
     let batch_first = match node.int("layout", 0)? {
@@ -1126,6 +1167,14 @@ fn recurrent<'a>(
         Box::new(Recurrent::new(cell()?))
     };
     set_params(core.as_mut(), &values)?;
+    if reverse {
+        // Over time backwards, its outputs back in the input's order.
+        let mut seq = Sequential::new();
+        seq.push(Box::new(Reverse::new(1)));
+        seq.push(core);
+        seq.push(Box::new(Reverse::new(1)));
+        core = Box::new(seq);
+    }
     // [T, N, D] -> [N, T, D]: our recurrences are batch first.
     let x = if batch_first {
         x
@@ -1156,13 +1205,14 @@ fn recurrent<'a>(
         outs.push((name.clone(), out, 4));
     }
     // Y_h: [dirs, N, H] ([N, dirs, H] batch first): the forward direction's
-    // last step and the backward direction's first.
+    // last step and a backward (or reverse) direction's first.
     if let Some(name) = node.outputs.get(1).filter(|s| !s.is_empty()) {
         let axis = usize::from(batch_first);
         let mut parts = Vec::new();
         for dir in 0..dirs {
             let mut seq = Sequential::new();
-            seq.push(Box::new(Select::signed(1, if dir == 0 { -1 } else { 0 })));
+            let first = dir == 1 || reverse;
+            seq.push(Box::new(Select::signed(1, if first { 0 } else { -1 })));
             if dirs == 2 {
                 seq.push(Box::new(Narrow::new(1, dir * h, h)));
             }

@@ -114,6 +114,18 @@ impl Spec {
         }
     }
 
+    /// Padding value `name`: a number or an infinity (max pooling pads
+    /// with minus infinity), not NaN.
+    pub fn get_pad_value(&self, name: &str) -> Result<f32> {
+        match self.find(name)? {
+            Attr::Float(v) if !v.is_nan() => Ok(*v as f32),
+            a => Err(bad(format!(
+                "{}: attribute {name} = {a:?} is not a padding value",
+                self.kind
+            ))),
+        }
+    }
+
     /// Flag `name`.
     pub fn get_bool(&self, name: &str) -> Result<bool> {
         match self.find(name)? {

@@ -28,6 +28,6 @@ pub use pooling::{SpatialAveragePooling, SpatialMaxPooling};
 pub use recurrent::{BiRecurrent, Cell, CellKind, Recurrent, TimeDistributed};
 pub use reshape::Reshape;
 pub use shape::{
-    Contiguous, Flatten, Max, Mean, Narrow, Padding, Select, SpatialZeroPadding, Squeeze, Sum,
-    Transpose, Unsqueeze, View,
+    Contiguous, Flatten, Max, Mean, Narrow, Padding, Reverse, SamePadding, Select,
+    SpatialZeroPadding, Squeeze, Sum, Transpose, Unsqueeze, View,
 };

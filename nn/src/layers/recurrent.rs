@@ -415,17 +415,6 @@ impl Module for Recurrent {
     }
 }
 
-/// `x` with its time dimension (1 of `[N, T, ...]`) reversed.
-fn reverse_time(x: &Tensor<f32>) -> Result<Tensor<f32>> {
-    let t = x.sizes()[1];
-    let steps: Vec<Tensor<f32>> = (0..t)
-        .rev()
-        .map(|s| x.narrow(1, s, 1))
-        .collect::<bigdl_tensor::Result<_>>()?;
-    let refs: Vec<&Tensor<f32>> = steps.iter().collect();
-    Ok(Tensor::cat(&refs, 1)?)
-}
-
 /// A forward and a backward (time-reversed) [`Recurrent`] over the same
 /// `[N, T, D]` input, their outputs joined along the features (`[N, T, 2 H]`,
 /// as PyTorch's `bidirectional=True`).
@@ -456,7 +445,7 @@ impl BiRecurrent {
 
     fn reversed(&self, input: &Activity) -> Result<Activity> {
         let (x, _, _) = self.fwd.input(input)?;
-        Ok(reverse_time(&x)?.into())
+        Ok(super::shape::reverse(&x, 1)?.into())
     }
 
     /// The two halves of the output gradient, the second time-reversed.
@@ -472,7 +461,7 @@ impl BiRecurrent {
         }
         Ok((
             gy.narrow(2, 0, hd)?.contiguous().into(),
-            reverse_time(&gy.narrow(2, hd, hd)?)?.into(),
+            super::shape::reverse(&gy.narrow(2, hd, hd)?, 1)?.into(),
         ))
     }
 }
@@ -486,7 +475,7 @@ impl Module for BiRecurrent {
         let a = self.fwd.forward(input)?.into_tensor("BiRecurrent")?;
         let rev = self.reversed(input)?;
         let b = self.bwd.forward(&rev)?.into_tensor("BiRecurrent")?;
-        Ok(Tensor::cat(&[&a, &reverse_time(&b)?], 2)?.into())
+        Ok(Tensor::cat(&[&a, &super::shape::reverse(&b, 1)?], 2)?.into())
     }
 
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
@@ -500,7 +489,7 @@ impl Module for BiRecurrent {
             .bwd
             .update_grad_input(&rev, &gb)?
             .into_tensor("BiRecurrent")?;
-        Ok(dx.add(&reverse_time(&dxr)?)?.into())
+        Ok(dx.add(&super::shape::reverse(&dxr, 1)?)?.into())
     }
 
     fn acc_grad_parameters(

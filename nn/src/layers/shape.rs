@@ -1,6 +1,6 @@
 //! Layers that move, select, pad or reduce elements: View, Squeeze,
-//! Unsqueeze, Transpose, Narrow, Select, Contiguous, SpatialZeroPadding,
-//! Padding, Sum, Mean, Max.
+//! Unsqueeze, Transpose, Narrow, Select, Contiguous, Reverse,
+//! SpatialZeroPadding, Padding, SamePadding, Sum, Mean, Max.
 
 use bigdl_tensor::Tensor;
 
@@ -538,6 +538,171 @@ impl Padding {
             dims: vec![(from_end, before, after)],
             value,
         })
+    }
+}
+
+/// TensorFlow's `SAME` padding (ONNX's `auto_pad = SAME_UPPER` /
+/// `SAME_LOWER`) of the last two dimensions, worked out from each input's
+/// size so that a following layer with `kernel`, `stride` and `dilation` and
+/// no padding of its own gives `ceil(size / stride)` outputs. The odd entry
+/// goes after (upper) or before (`lower`). Pads with `value` (zero before a
+/// convolution, minus infinity before max pooling).
+#[derive(Clone, Debug)]
+pub struct SamePadding {
+    label: String,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    dilation: (usize, usize),
+    lower: bool,
+    value: f32,
+}
+
+impl SamePadding {
+    /// The padding for a `kernel` / `stride` / `dilation` layer (each
+    /// `(h, w)`, all positive).
+    pub fn new(
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        dilation: (usize, usize),
+        lower: bool,
+        value: f32,
+    ) -> Result<SamePadding> {
+        let label = format!(
+            "SamePadding(kernel {kernel:?}, stride {stride:?}, dilation {dilation:?}{})",
+            if lower { ", lower" } else { "" }
+        );
+        if [kernel, stride, dilation]
+            .iter()
+            .any(|&(a, b)| a == 0 || b == 0 || a > 1 << 20 || b > 1 << 20)
+            || value.is_nan()
+        {
+            return Err(invalid(
+                &label,
+                "sizes must be in 1..=2^20 and the value a number",
+            ));
+        }
+        Ok(SamePadding {
+            label,
+            kernel,
+            stride,
+            dilation,
+            lower,
+            value,
+        })
+    }
+
+    /// The fixed padding for input `x`.
+    fn pad(&self, x: &Tensor<f32>) -> Result<Pad> {
+        let s = x.sizes();
+        if s.len() < 2 {
+            return Err(shape(&self.label, "at least 2 dimensions", s));
+        }
+        let split = |size: usize, k: usize, st: usize, d: usize| {
+            let span = d * (k - 1) + 1;
+            let total = ((size.div_ceil(st).max(1) - 1) * st + span).saturating_sub(size);
+            let small = total / 2;
+            if self.lower {
+                (total - small, small)
+            } else {
+                (small, total - small)
+            }
+        };
+        let n = s.len();
+        let (t, b) = split(s[n - 2], self.kernel.0, self.stride.0, self.dilation.0);
+        let (l, r) = split(s[n - 1], self.kernel.1, self.stride.1, self.dilation.1);
+        Ok(Pad {
+            label: self.label.clone(),
+            dims: vec![(0, l, r), (1, t, b)],
+            value: self.value,
+        })
+    }
+}
+
+impl Module for SamePadding {
+    fn name(&self) -> &str {
+        &self.label
+    }
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        self.pad(input.tensor(&self.label)?)?.forward(input)
+    }
+    fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        self.pad(input.tensor(&self.label)?)?
+            .backward(input, grad_output)
+    }
+    fn clone_module(&self) -> Box<dyn Module> {
+        Box::new(self.clone())
+    }
+    fn spec(&self) -> Option<Spec> {
+        let pair = |(a, b): (usize, usize)| [a, b];
+        Some(
+            Spec::new("SamePadding")
+                .ints("kernel", &pair(self.kernel))
+                .ints("stride", &pair(self.stride))
+                .ints("dilation", &pair(self.dilation))
+                .flag("lower", self.lower)
+                .float("value", self.value),
+        )
+    }
+}
+
+/// `x` with dimension `dim` reversed.
+pub(crate) fn reverse(x: &Tensor<f32>, dim: usize) -> Result<Tensor<f32>> {
+    let steps: Vec<Tensor<f32>> = (0..x.sizes()[dim])
+        .rev()
+        .map(|s| x.narrow(dim, s, 1))
+        .collect::<bigdl_tensor::Result<_>>()?;
+    let refs: Vec<&Tensor<f32>> = steps.iter().collect();
+    Ok(Tensor::cat(&refs, dim)?)
+}
+
+/// The input with dimension `dim` in reverse order (BigDL's `Reverse`, e.g.
+/// time reversed for a recurrence that runs backwards); the gradient is
+/// reversed the same way.
+#[derive(Clone, Debug)]
+pub struct Reverse {
+    label: String,
+    dim: usize,
+}
+
+impl Reverse {
+    /// Reverses dimension `dim`.
+    pub fn new(dim: usize) -> Reverse {
+        Reverse {
+            label: format!("Reverse({dim})"),
+            dim,
+        }
+    }
+
+    fn apply(&self, x: &Tensor<f32>) -> Result<Activity> {
+        if x.dim() <= self.dim || x.sizes()[self.dim] == 0 {
+            return Err(shape(
+                &self.label,
+                format!("a non-empty dimension {}", self.dim),
+                x.sizes(),
+            ));
+        }
+        Ok(reverse(x, self.dim)?.into())
+    }
+}
+
+impl Module for Reverse {
+    fn name(&self) -> &str {
+        &self.label
+    }
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        self.apply(input.tensor(&self.label)?)
+    }
+    fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
+        let x = input.tensor(&self.label)?;
+        let gy = grad_output.tensor(&self.label)?;
+        same_shape(&self.label, gy, x.sizes())?;
+        self.apply(gy)
+    }
+    fn clone_module(&self) -> Box<dyn Module> {
+        Box::new(self.clone())
+    }
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("Reverse").int("dim", self.dim))
     }
 }
 

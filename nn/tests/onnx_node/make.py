@@ -24,7 +24,7 @@ WANTED = re.compile(
     r"clip(_example|_inbounds|_outbounds|_splitbounds)?|"
     r"add(_bcast)?|mul(_bcast|_example)?|"
     r"basic_conv_with_padding|basic_conv_without_padding|conv_with_strides_padding|conv_with_strides_no_padding|"
-    r"gemm_(default_no_bias|default_vector_bias|default_single_elem_vector_bias|transposeB|alpha|beta)|"
+    r"gemm_(default_no_bias|default_vector_bias|default_single_elem_vector_bias|transposeA|transposeB|alpha|beta)|"
     r"maxpool_2d_(default|pads|strides|ceil|precomputed_pads|precomputed_strides)|"
     r"averagepool_2d_(default|pads|strides|ceil|pads_count_include_pad|precomputed_pads|precomputed_strides|precomputed_pads_count_include_pad)|"
     r"globalaveragepool(_precomputed)?|"
@@ -40,6 +40,7 @@ WANTED = re.compile(
     r"convtranspose(_pads|_dilations)?|"
     r"lstm_(defaults|with_initial_bias|batchwise)|"
     r"conv_with_strides_and_asymmetric_padding|maxpool_2d_same_(upper|lower)|"
+    r"conv_with_autopad_same|maxpool_2d_precomputed_same_upper|"
     r"simple_rnn_(defaults|with_initial_bias|batchwise|bidirectional)"
     r")$"
 )
@@ -117,45 +118,54 @@ def conv_bn_case():
 def recurrent_cases():
     """LSTM, GRU and RNN nodes with random weights (ONNX's own recurrent
     tests use equal weights for every gate, so they cannot catch a wrong
-    gate order), outputs from onnx's reference evaluator."""
+    gate order), in every direction, some with a zero initial state given,
+    outputs from onnx's reference evaluator."""
     import numpy as np
     from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
 
     rng = np.random.default_rng(7)
     specs = [
-        ("LSTM", 4, "forward", 0, {}),
-        ("LSTM", 4, "bidirectional", 1, {}),
-        ("GRU", 3, "forward", 0, {"linear_before_reset": 1}),
-        ("GRU", 3, "bidirectional", 1, {"linear_before_reset": 1}),
-        ("RNN", 1, "bidirectional", 0, {}),
+        ("LSTM", 4, "forward", 0, {}, False),
+        ("LSTM", 4, "bidirectional", 1, {}, False),
+        ("GRU", 3, "forward", 0, {"linear_before_reset": 1}, False),
+        ("GRU", 3, "bidirectional", 1, {"linear_before_reset": 1}, False),
+        ("RNN", 1, "bidirectional", 0, {}, False),
+        ("LSTM", 4, "reverse", 0, {}, True),
+        ("GRU", 3, "reverse", 1, {"linear_before_reset": 1}, False),
+        ("RNN", 1, "forward", 1, {}, True),
     ]
-    for op, gates, direction, layout, extra in specs:
+    for op, gates, direction, layout, extra, initial in specs:
         t, n, d, h = 5, 3, 4, 6
         dirs = 2 if direction == "bidirectional" else 1
         x = rng.standard_normal((n, t, d) if layout else (t, n, d)).astype(np.float32)
         w = (0.5 * rng.standard_normal((dirs, gates * h, d))).astype(np.float32)
         r = (0.5 * rng.standard_normal((dirs, gates * h, h))).astype(np.float32)
         b = (0.5 * rng.standard_normal((dirs, 2 * gates * h))).astype(np.float32)
+        inputs = [("X", x), ("W", w), ("R", r), ("B", b)]
+        names = ["X", "W", "R", "B"]
+        if initial:
+            # A zero initial state, as exporters write when none is given.
+            inputs.append(("initial_h", np.zeros((n, dirs, h) if layout else (dirs, n, h), np.float32)))
+            names += ["", "initial_h"]
         node = helper.make_node(
-            op, ["X", "W", "R", "B"], ["Y", "Y_h"], hidden_size=h,
+            op, names, ["Y", "Y_h"], hidden_size=h,
             direction=direction, layout=layout, **extra,
         )
         graph = helper.make_graph(
             [node], "g",
-            [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape)
-             for k, v in (("X", x), ("W", w), ("R", r), ("B", b))],
+            [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in inputs],
             [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None),
              helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None)],
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-        ys = ReferenceEvaluator(model).run(None, {"X": x, "W": w, "R": r, "B": b})
-        name = f"test_bigdl_{op.lower()}_{direction}_layout{layout}"
+        ys = ReferenceEvaluator(model).run(None, dict(inputs))
+        name = f"test_bigdl_{op.lower()}_{direction}_layout{layout}" + ("_initial_h" if initial else "")
         sd = os.path.join(OUT, name, "test_data_set_0")
         os.makedirs(sd)
         with open(os.path.join(OUT, name, "model.onnx"), "wb") as f:
             f.write(model.SerializeToString())
-        for j, (k, v) in enumerate((("X", x), ("W", w), ("R", r), ("B", b))):
+        for j, (k, v) in enumerate(inputs):
             with open(os.path.join(sd, f"input_{j}.pb"), "wb") as f:
                 f.write(numpy_helper.from_array(v, k).SerializeToString())
         for j, (k, v) in enumerate(zip(("Y", "Y_h"), ys)):
