@@ -1,4 +1,4 @@
-//! Process-wide memory settings.
+//! Process-wide memory settings, and read-only file mappings.
 //!
 //! Layers allocate fresh output buffers, often of tens of megabytes. glibc's
 //! `malloc` serves blocks above 128 KiB-32 MiB with `mmap` and returns them
@@ -39,5 +39,118 @@ mod imp {
 mod imp {
     pub fn keep_freed_memory() -> bool {
         false
+    }
+}
+
+/// Plain numbers: every bit pattern is a valid value, with no padding, so a
+/// region of file bytes can be read as a slice of them.
+///
+/// # Safety
+/// Implement only for types where that holds.
+pub unsafe trait Plain: Copy + 'static {}
+// SAFETY: IEEE floats and two's-complement integers: every bit pattern is a value.
+unsafe impl Plain for f32 {}
+// SAFETY: as above.
+unsafe impl Plain for f64 {}
+// SAFETY: as above.
+unsafe impl Plain for i64 {}
+// SAFETY: as above.
+unsafe impl Plain for u8 {}
+
+/// A whole file mapped read-only into memory (`mmap`, private), unmapped on
+/// drop. Model files are read through it without copying their weights. The
+/// file must not be truncated while it is mapped (the model saver replaces
+/// files by renaming, which keeps a mapped original intact).
+pub struct Mapping {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and never remapped: shared references to
+// its bytes are sound from any thread.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `path` (an error where the OS cannot map it: callers fall back to
+    /// reading the file).
+    #[cfg(unix)]
+    pub fn open(path: &std::path::Path) -> std::io::Result<std::sync::Arc<Mapping>> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| std::io::Error::other("file larger than the address space"))?;
+        if len == 0 {
+            return Ok(std::sync::Arc::new(Mapping {
+                ptr: std::ptr::NonNull::dangling().as_ptr(),
+                len: 0,
+            }));
+        }
+        // SAFETY: a fresh private read-only mapping of an open file; the
+        // result is checked before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(std::sync::Arc::new(Mapping {
+            ptr: ptr as *const u8,
+            len,
+        }))
+    }
+
+    /// Maps `path` (not on this OS: always an error).
+    #[cfg(not(unix))]
+    pub fn open(_path: &std::path::Path) -> std::io::Result<std::sync::Arc<Mapping>> {
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes from `ptr` for the mapping's life (a
+        // dangling, aligned pointer when empty).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// `len` little-endian numbers from byte `offset`, when they lie inside
+    /// the file, are aligned for `T` and this machine is little-endian.
+    pub fn slice<T: Plain>(&self, offset: usize, len: usize) -> Option<&[T]> {
+        let bytes = len.checked_mul(std::mem::size_of::<T>())?;
+        let end = offset.checked_add(bytes)?;
+        if end > self.len
+            || !cfg!(target_endian = "little")
+            || !(self.ptr as usize + offset).is_multiple_of(std::mem::align_of::<T>())
+        {
+            return None;
+        }
+        // SAFETY: inside the mapping, aligned, and every bit pattern is a
+        // `T` (`Plain`); the bytes live as long as `self`.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.add(offset).cast::<T>(), len) })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if self.len > 0 {
+            // SAFETY: the region `mmap` returned; nothing borrows from it any
+            // more (borrows are tied to `&self`).
+            unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+        }
+    }
+}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mapping({} bytes)", self.len)
     }
 }

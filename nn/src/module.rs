@@ -163,6 +163,46 @@ pub fn compact(model: &mut dyn Module) -> Result<FlatParameters> {
     }
 }
 
+/// [`compact`] onto a given weight buffer: `weight` (one dimension, one
+/// number per parameter, in [`Module::visit_parameters`] order) becomes the
+/// weight buffer and the parameters views of it, taking its values without
+/// copying them (a model file's mapped weights stay mapped); the gradients
+/// are zeroed into a fresh buffer.
+pub fn compact_onto(model: &mut dyn Module, weight: Tensor<f32>) -> Result<FlatParameters> {
+    let total = count(model);
+    if weight.sizes() != [total] {
+        return Err(invalid(
+            model.name(),
+            format!(
+                "a weight buffer of shape {:?} for {total} parameters",
+                weight.sizes()
+            ),
+        ));
+    }
+    let weight = weight.contiguous();
+    let grad = Tensor::<f32>::zeros(&[total])?;
+    let mut off = 0;
+    let mut err = None;
+    model.visit_parameters(&mut |w, g| {
+        if err.is_some() {
+            return;
+        }
+        let n = w.numel();
+        let moved = (|| -> Result<()> {
+            let wv = weight.narrow(0, off, n)?.view(w.sizes())?;
+            let gv = grad.narrow(0, off, n)?.view(g.sizes())?;
+            (*w, *g) = (wv, gv);
+            Ok(())
+        })();
+        err = moved.err();
+        off += n;
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(FlatParameters { weight, grad }),
+    }
+}
+
 /// A replica of `model` for another thread (BigDL's model per core): it shares
 /// the weights (through `weight` of a compacted model, or tensor by tensor),
 /// gets its own zeroed gradient buffer, returned with it, and its own dropout
@@ -188,7 +228,7 @@ pub fn replicate(model: &dyn Module) -> Result<(Box<dyn Module>, Tensor<f32>)> {
     }
 }
 
-fn count(model: &mut dyn Module) -> usize {
+pub(crate) fn count(model: &mut dyn Module) -> usize {
     let mut total = 0;
     model.visit_parameters(&mut |w, _| total += w.numel());
     total

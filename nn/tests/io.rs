@@ -250,6 +250,60 @@ fn zoo_models_round_trip_through_files() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Loaded files are memory-mapped: the weights stay the file's pages until
+/// training writes them (copied first: the file never changes); version-1
+/// files (no padding before the weights) still load.
+#[test]
+fn loaded_weights_are_mapped_until_written() {
+    manual_seed(84);
+    let dir = std::env::temp_dir().join(format!("bigdl-io-map-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.bdl");
+    let mut m = models::lenet5(10).unwrap();
+    let x: Activity = rand(&[2, 1, 28, 28], 9).into();
+    m.evaluate();
+    let want = output(&mut m, &x);
+    save(&mut m, &path).unwrap();
+    let file = std::fs::read(&path).unwrap();
+    let mut back = load(&path).unwrap();
+    back.evaluate();
+    let mut mapped = Vec::new();
+    back.visit_parameters(&mut |w, _| mapped.push(w.is_mapped()));
+    assert!(
+        !mapped.is_empty() && mapped.iter().all(|&b| b),
+        "{mapped:?}"
+    );
+    assert_eq!(output(back.as_mut(), &x), want);
+    // A training step writes the weights: copied, the file untouched.
+    back.training();
+    let y = back.forward(&x).unwrap();
+    back.backward(&x, &y).unwrap();
+    back.visit_parameters(&mut |w, g| w.sub_(&g.mul_scalar(0.1)).unwrap());
+    back.visit_parameters(&mut |w, _| assert!(!w.is_mapped()));
+    back.evaluate();
+    assert_ne!(output(back.as_mut(), &x), want);
+    assert_eq!(std::fs::read(&path).unwrap(), file);
+    // Version 1: the same without the padding.
+    let desc = u64::from_le_bytes(file[12..20].try_into().unwrap()) as usize;
+    let mut v1 = file.clone();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let pad_at = 24 + desc;
+    let pad = (64 - (pad_at + 20) % 64) % 64;
+    assert!(v1[pad_at..pad_at + pad].iter().all(|&b| b == 0));
+    v1.drain(pad_at..pad_at + pad);
+    std::fs::write(&path, &v1).unwrap();
+    let mut old = load(&path).unwrap();
+    old.evaluate();
+    assert_eq!(output(old.as_mut(), &x), want);
+    // Damaged padding (version 2) is an error.
+    if pad > 0 {
+        let mut bad = file.clone();
+        bad[pad_at] = 1;
+        assert!(decode(&bad).is_err());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn damaged_files_are_errors() {
     manual_seed(83);

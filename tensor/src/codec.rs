@@ -16,8 +16,11 @@
 //! count fits and that the data is present) before it allocates anything, and
 //! the checksum before it returns. Round trips are bitwise, NaN payloads included.
 
+use std::sync::Arc;
+
 use crate::element::{DType, Element};
 use crate::error::{Result, TensorError};
+use crate::storage::Mapping;
 use crate::tensor::Tensor;
 
 const MAGIC: &[u8; 4] = b"BDLT";
@@ -62,6 +65,33 @@ impl<T: Element> Tensor<T> {
     /// Decodes one tensor from the start of `bytes`; returns it and the number
     /// of bytes it used.
     pub fn decode(bytes: &[u8]) -> Result<(Tensor<T>, usize)> {
+        let (sizes, data, used) = Self::checked(bytes)?;
+        let values = data
+            .chunks_exact(T::DTYPE.size())
+            .map(T::from_le_slice)
+            .collect();
+        Ok((Tensor::from_vec(values, &sizes)?, used))
+    }
+
+    /// [`Tensor::decode`] of the tensor at byte `at` of a mapped file, its
+    /// checksum verified, without copying its elements where they are
+    /// aligned (see [`Tensor::from_mapping`]); copied where not.
+    pub fn decode_mapped(map: &Arc<Mapping>, at: usize) -> Result<(Tensor<T>, usize)> {
+        let bytes = map
+            .bytes()
+            .get(at..)
+            .ok_or_else(|| bad("offset past the end of the file"))?;
+        let (sizes, data, used) = Self::checked(bytes)?;
+        let data_at = at + (used - data.len());
+        match Tensor::from_mapping(Arc::clone(map), data_at, &sizes) {
+            Ok(t) => Ok((t, used)),
+            Err(_) => Self::decode(bytes),
+        }
+    }
+
+    /// The header's sizes and the data bytes (checksum verified) of the
+    /// encoded tensor at the start of `bytes`, and the bytes it spans.
+    fn checked(bytes: &[u8]) -> Result<(Vec<usize>, &[u8], usize)> {
         if bytes.len() < 8 || &bytes[..4] != MAGIC {
             return Err(bad("not an encoded tensor (bad magic)"));
         }
@@ -112,8 +142,7 @@ impl<T: Element> Tensor<T> {
                 "checksum mismatch (stored {want:08x}, data {got:08x}): corrupt data"
             )));
         }
-        let values = data.chunks_exact(width).map(T::from_le_slice).collect();
-        Ok((Tensor::from_vec(values, &sizes)?, header + data_len))
+        Ok((sizes, data, header + data_len))
     }
 }
 

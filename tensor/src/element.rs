@@ -26,7 +26,17 @@ impl DType {
 }
 
 /// A tensor element: `f32`, `f64` or `i64`.
-pub trait Element: Copy + Default + PartialEq + PartialOrd + Debug + Send + Sync + 'static {
+pub trait Element:
+    Copy
+    + Default
+    + PartialEq
+    + PartialOrd
+    + Debug
+    + Send
+    + Sync
+    + bigdl_kernels::memory::Plain
+    + 'static
+{
     /// The type's tag.
     const DTYPE: DType;
     /// Additive identity.

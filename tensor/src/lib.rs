@@ -33,6 +33,7 @@ mod npy;
 mod random;
 mod reduce;
 mod shape;
+mod storage;
 mod tensor;
 mod view;
 
@@ -42,4 +43,5 @@ pub use element::{DType, Element, Float};
 pub use error::{Result, TensorError};
 pub use linalg::{Linalg, MatRef};
 pub use random::Generator;
+pub use storage::Mapping;
 pub use tensor::{SliceMut, SliceRef, Tensor};

@@ -9,6 +9,7 @@ use bigdl_kernels::elementwise::{Binary, Unary};
 use crate::element::{Element, Float};
 use crate::error::{Result, TensorError};
 use crate::shape::{broadcast_shapes, broadcast_strides, numel, walk};
+use crate::storage::Storage;
 use crate::tensor::Tensor;
 
 /// Whether `a`'s storage comes first in the global lock order.
@@ -22,8 +23,8 @@ fn read_pair<'a, T: Element>(
     a: &'a Tensor<T>,
     b: &'a Tensor<T>,
 ) -> (
-    RwLockReadGuard<'a, Vec<T>>,
-    Option<RwLockReadGuard<'a, Vec<T>>>,
+    RwLockReadGuard<'a, Storage<T>>,
+    Option<RwLockReadGuard<'a, Storage<T>>>,
 ) {
     if a.shares_storage(b) {
         (a.read(), None)

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::element::Element;
 use crate::error::{Result, TensorError, invalid};
 use crate::shape::{contiguous_strides, numel, walk};
+use crate::storage::{Mapping, Storage};
 
 /// A strided view of shared storage, with Torch7 semantics (0-based indices).
 ///
@@ -15,7 +16,7 @@ use crate::shape::{contiguous_strides, numel, walk};
 /// Element access and in-place operations take `&self`: the storage is behind a
 /// lock, so tensors can be shared between threads.
 pub struct Tensor<T: Element> {
-    pub(crate) storage: Arc<RwLock<Vec<T>>>,
+    pub(crate) storage: Arc<RwLock<Storage<T>>>,
     pub(crate) offset: usize,
     pub(crate) sizes: Vec<usize>,
     pub(crate) strides: Vec<usize>,
@@ -55,7 +56,7 @@ impl<T: Element> Tensor<T> {
             ));
         }
         Ok(Tensor {
-            storage: Arc::new(RwLock::new(data)),
+            storage: Arc::new(RwLock::new(Storage::Owned(data))),
             offset: 0,
             sizes: sizes.to_vec(),
             strides: contiguous_strides(sizes),
@@ -96,6 +97,37 @@ impl<T: Element> Tensor<T> {
     /// Strides in elements (0 along expanded dimensions).
     pub fn strides(&self) -> &[usize] {
         &self.strides
+    }
+
+    /// A contiguous tensor of `sizes` over the little-endian elements of
+    /// `map` from byte `offset`, without copying them: the first write to
+    /// the tensor (or any view of it) copies them into memory of its own, so
+    /// the file is never modified. Errors if the region is not inside the
+    /// file or not aligned for `T`, or this machine is not little-endian.
+    pub fn from_mapping(map: Arc<Mapping>, offset: usize, sizes: &[usize]) -> Result<Tensor<T>> {
+        let len = numel("from_mapping", sizes)?;
+        if map.slice::<T>(offset, len).is_none() {
+            return Err(invalid(
+                "from_mapping",
+                format!(
+                    "{len} {:?} elements at byte {offset} of a {}-byte file: outside it, misaligned or on a big-endian machine",
+                    T::DTYPE,
+                    map.bytes().len()
+                ),
+            ));
+        }
+        Ok(Tensor {
+            storage: Arc::new(RwLock::new(Storage::Mapped { map, offset, len })),
+            offset: 0,
+            sizes: sizes.to_vec(),
+            strides: contiguous_strides(sizes),
+        })
+    }
+
+    /// Whether the elements are still read from a mapped file (not yet
+    /// written, see [`Tensor::from_mapping`]).
+    pub fn is_mapped(&self) -> bool {
+        matches!(*self.read(), Storage::Mapped { .. })
     }
 
     /// Offset of the first element in the storage.
@@ -139,12 +171,12 @@ impl<T: Element> Tensor<T> {
         std::ptr::addr_eq(Arc::as_ptr(&self.storage), Arc::as_ptr(&other.storage))
     }
 
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<T>> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Storage<T>> {
         // A panic while the lock was held cannot leave the numbers invalid.
         self.storage.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Vec<T>> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Storage<T>> {
         self.storage.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -225,7 +257,7 @@ impl<T: Element> Tensor<T> {
         }
         // One lock per distinct storage, in order of first appearance.
         let mut owners: Vec<usize> = Vec::with_capacity(tensors.len());
-        let mut guards: Vec<RwLockWriteGuard<'_, Vec<T>>> = Vec::new();
+        let mut guards: Vec<RwLockWriteGuard<'_, Storage<T>>> = Vec::new();
         let mut firsts: Vec<usize> = Vec::new();
         for (i, t) in tensors.iter().enumerate() {
             match firsts
@@ -418,11 +450,11 @@ impl<T: Element> Tensor<T> {
 
 /// The elements of a contiguous tensor, read-locked ([`Tensor::as_slice`]).
 pub struct SliceRef<'a, T> {
-    guard: RwLockReadGuard<'a, Vec<T>>,
+    guard: RwLockReadGuard<'a, Storage<T>>,
     range: std::ops::Range<usize>,
 }
 
-impl<T> std::ops::Deref for SliceRef<'_, T> {
+impl<T: Element> std::ops::Deref for SliceRef<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         &self.guard[self.range.clone()]
@@ -431,18 +463,18 @@ impl<T> std::ops::Deref for SliceRef<'_, T> {
 
 /// The elements of a contiguous tensor, write-locked ([`Tensor::as_slice_mut`]).
 pub struct SliceMut<'a, T> {
-    guard: RwLockWriteGuard<'a, Vec<T>>,
+    guard: RwLockWriteGuard<'a, Storage<T>>,
     range: std::ops::Range<usize>,
 }
 
-impl<T> std::ops::Deref for SliceMut<'_, T> {
+impl<T: Element> std::ops::Deref for SliceMut<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         &self.guard[self.range.clone()]
     }
 }
 
-impl<T> std::ops::DerefMut for SliceMut<'_, T> {
+impl<T: Element> std::ops::DerefMut for SliceMut<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
         &mut self.guard[self.range.clone()]
     }

@@ -460,3 +460,54 @@ fn binary_encoding_round_trips_bitwise_and_rejects_damage() {
     assert!(Tensor::<f32>::decode(&huge).is_err());
     assert!(Tensor::<f32>::decode(b"BDLT").is_err());
 }
+
+/// Tensors over a memory-mapped file: read in place, copied on first write
+/// (the file never changes), checked for bounds and alignment; the encoded
+/// form decodes from a mapping with its checksum verified.
+#[test]
+fn mapped_tensors_read_in_place_and_copy_on_write() {
+    use bigdl_tensor::Mapping;
+    let dir = std::env::temp_dir().join(format!("bigdl-map-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.bin");
+    let mut bytes = vec![0u8; 4];
+    for v in [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0] {
+        bytes.extend(v.to_le_bytes());
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let map = Mapping::open(&path).unwrap();
+    let t = Tensor::<f32>::from_mapping(map.clone(), 4, &[2, 3]).unwrap();
+    assert!(t.is_mapped());
+    assert_eq!(t.to_vec(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let row = t.select(0, 1).unwrap();
+    assert_eq!(row.to_vec(), [4.0, 5.0, 6.0]);
+    // A write copies first: every view sees it, the file does not.
+    row.set(&[0], -4.0).unwrap();
+    assert!(!t.is_mapped());
+    assert_eq!(t.to_vec(), [1.0, 2.0, 3.0, -4.0, 5.0, 6.0]);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // Outside the file, misaligned: errors.
+    assert!(Tensor::<f32>::from_mapping(map.clone(), 8, &[6]).is_err());
+    assert!(Tensor::<f32>::from_mapping(map.clone(), 2, &[2]).is_err());
+    assert!(Tensor::<f64>::from_mapping(map.clone(), 4, &[1]).is_err());
+    // Encoded tensors: aligned data stays mapped, checksums are verified.
+    let mut enc = Vec::new();
+    let want = Tensor::from_vec(vec![0.5f32, -1.5, 2.5], &[3]).unwrap();
+    want.encode(&mut enc);
+    for lead in 0..4 {
+        let mut file = vec![0u8; lead];
+        file.extend(&enc);
+        std::fs::write(&path, &file).unwrap();
+        let map = Mapping::open(&path).unwrap();
+        let (got, used) = Tensor::<f32>::decode_mapped(&map, lead).unwrap();
+        assert_eq!((got.to_vec(), used), (want.to_vec(), enc.len()));
+        // The data starts 20 bytes into the encoding.
+        assert_eq!(got.is_mapped(), (lead + 20) % 4 == 0, "lead {lead}");
+        *file.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, &file).unwrap();
+        let map = Mapping::open(&path).unwrap();
+        assert!(Tensor::<f32>::decode_mapped(&map, lead).is_err());
+        assert!(Tensor::<f32>::decode_mapped(&map, file.len() + 1).is_err());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

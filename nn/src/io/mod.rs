@@ -2,12 +2,18 @@
 //! hyperparameters, structure) and its weights and state, saved and loaded
 //! bitwise.
 //!
-//! Layout (little-endian): `BDLMODEL`, version `u32` (1), description length
-//! `u64`, its CRC-32 `u32`, the description, the flat weights (one tensor in
-//! the tensor crate's checksummed `BDLT` encoding, in
-//! [`Module::visit_parameters`] order), and the non-parameter state (count
-//! `u64`, then per item a tag: 0 and a `BDLT` tensor, or 1 and a `u64`). Every
-//! length is checked against the bytes present before it is used.
+//! Layout (little-endian): `BDLMODEL`, version `u32` (2), description length
+//! `u64`, its CRC-32 `u32`, the description, zero bytes up to the alignment
+//! below (version 2; none in version 1, which still loads), the flat weights
+//! (one tensor in the tensor crate's checksummed `BDLT` encoding, in
+//! [`Module::visit_parameters`] order, its numbers starting at a multiple of
+//! 64 bytes into the file), and the non-parameter state (count `u64`, then
+//! per item a tag: 0 and a `BDLT` tensor, or 1 and a `u64`). Every length is
+//! checked against the bytes present before it is used.
+//!
+//! [`load`] maps the file into memory where the OS allows: the model's
+//! weights are then the file's pages, read (checksummed) but not copied,
+//! until something writes to them (training), which copies them first.
 
 pub mod caffe;
 pub mod onnx;
@@ -23,17 +29,28 @@ pub use spec::{Attr, Spec};
 use std::fs;
 use std::path::Path;
 
-use bigdl_tensor::{Tensor, crc32};
+use std::sync::Arc;
+
+use bigdl_tensor::{Mapping, Tensor, crc32};
 
 use crate::error::{NnError, Result};
 use crate::graph::GraphBuilder;
 use crate::layers::*;
-use crate::module::{Module, compact};
+use crate::module::{Module, compact_onto};
 use crate::sequential::Sequential;
 use crate::table::*;
 
 const MAGIC: &[u8; 8] = b"BDLMODEL";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The flat weights' numbers start at a multiple of this many bytes.
+const ALIGN: usize = 64;
+/// Bytes of a rank-1 `BDLT` header (magic, version, type, rank, size, CRC).
+const FLAT_HEADER: usize = 20;
+
+/// Zero bytes between a `desc_len`-byte description and the weights.
+fn padding(desc_len: usize) -> usize {
+    (ALIGN - (24 + desc_len + FLAT_HEADER) % ALIGN) % ALIGN
+}
 
 fn bad(path: &Path, what: impl Into<String>) -> NnError {
     NnError::Data {
@@ -63,6 +80,7 @@ pub fn encode(model: &mut dyn Module) -> Result<Vec<u8>> {
     out.extend((desc.len() as u64).to_le_bytes());
     out.extend(crc32(&desc).to_le_bytes());
     out.extend(&desc);
+    out.resize(out.len() + padding(desc.len()), 0);
     // The weights in parameter order, copied into one tensor.
     let mut flat = Vec::new();
     model.visit_parameters(&mut |w, _| flat.extend(w.to_vec()));
@@ -90,13 +108,21 @@ pub fn save(model: &mut dyn Module, path: &Path) -> Result<()> {
 }
 
 /// Loads a model saved by [`save`]: rebuilt from its description, weights
-/// and state restored, parameters compacted.
+/// and state restored, parameters compacted. The file is memory-mapped where
+/// the OS allows, and the weights stay the file's pages (no copy) until
+/// written; elsewhere it is read.
 pub fn load(path: &Path) -> Result<Box<dyn Module>> {
-    let bytes = fs::read(path).map_err(|e| NnError::Io {
-        path: path.display().to_string(),
-        what: e.to_string(),
-    })?;
-    decode(&bytes).map_err(|e| match e {
+    let decoded = match Mapping::open(path) {
+        Ok(map) => crate::module::loading(|| decode_model(map.bytes(), Some(&map))),
+        Err(_) => {
+            let bytes = fs::read(path).map_err(|e| NnError::Io {
+                path: path.display().to_string(),
+                what: e.to_string(),
+            })?;
+            decode(&bytes)
+        }
+    };
+    decoded.map_err(|e| match e {
         NnError::Data { what, .. } => bad(path, what),
         other => bad(path, other.to_string()),
     })
@@ -127,19 +153,21 @@ pub fn is_native(bytes: &[u8]) -> bool {
 
 /// Decodes a model from the bytes of a native model file.
 pub fn decode(bytes: &[u8]) -> Result<Box<dyn Module>> {
-    crate::module::loading(|| decode_model(bytes))
+    crate::module::loading(|| decode_model(bytes, None))
 }
 
-fn decode_model(bytes: &[u8]) -> Result<Box<dyn Module>> {
+/// Decodes `bytes`, which are `map`'s when given (the weights are then
+/// taken from the mapping without copying).
+fn decode_model(bytes: &[u8], map: Option<&Arc<Mapping>>) -> Result<Box<dyn Module>> {
     let here = Path::new("model");
     if bytes.len() < 24 || !is_native(bytes) {
         return Err(bad(here, "not a bigdl model file"));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
+    if version != 1 && version != VERSION {
         return Err(bad(
             here,
-            format!("model format version {version}, expected {VERSION}"),
+            format!("model format version {version}, this build reads 1 and {VERSION}"),
         ));
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -159,7 +187,18 @@ fn decode_model(bytes: &[u8]) -> Result<Box<dyn Module>> {
         return Err(bad(here, "trailing bytes after the description"));
     }
     let mut at = 24 + desc.len();
-    let (w, n) = Tensor::<f32>::decode(&bytes[at..]).map_err(|e| bad(here, e.to_string()))?;
+    if version >= 2 {
+        let pad = padding(desc.len());
+        if bytes.len() < at + pad || bytes[at..at + pad].iter().any(|&b| b != 0) {
+            return Err(bad(here, "missing or damaged padding before the weights"));
+        }
+        at += pad;
+    }
+    let (w, n) = match map {
+        Some(map) => Tensor::<f32>::decode_mapped(map, at),
+        None => Tensor::<f32>::decode(&bytes[at..]),
+    }
+    .map_err(|e| bad(here, e.to_string()))?;
     at += n;
     // The description may not make us allocate more than the file holds.
     let floats = spec_floats(&spec);
@@ -173,18 +212,14 @@ fn decode_model(bytes: &[u8]) -> Result<Box<dyn Module>> {
         ));
     }
     let mut model = build(&spec)?;
-    let flat = compact(model.as_mut())?;
-    if w.numel() != flat.weight.numel() {
+    let params = crate::module::count(model.as_mut());
+    if w.numel() != params {
         return Err(bad(
             here,
-            format!(
-                "{} weights for a model of {}",
-                w.numel(),
-                flat.weight.numel()
-            ),
+            format!("{} weights for a model of {params}", w.numel()),
         ));
     }
-    flat.weight.copy_from(&w.view(&[w.numel()])?)?;
+    compact_onto(model.as_mut(), w.view(&[params])?)?;
     let bad_here = |what: String| bad(here, what);
     let state = state::decode_state(bytes, &mut at, &bad_here)?;
     if at != bytes.len() {
