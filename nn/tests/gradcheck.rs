@@ -895,6 +895,11 @@ fn recurrent_layers() {
         &mut BiRecurrent::new(Cell::lstm(3, 2).unwrap(), Cell::gru(3, 2).unwrap()).unwrap(),
         rand(&[2, 3, 3], 4),
     );
+    // GRU with the reset gate before the hidden product (ONNX's default).
+    check(
+        &mut Recurrent::new(Cell::gru_with(3, 4, false).unwrap()),
+        rand(&[2, 4, 3], 6),
+    );
     check(
         &mut TimeDistributed::new(Linear::new(3, 2).unwrap()),
         rand(&[2, 4, 3], 5),

@@ -164,6 +164,10 @@ fn every_layer_round_trips() {
             rand(&[2, 3, 8], 8).into(),
         ),
         (
+            Box::new(Recurrent::new(Cell::gru_with(8, 3, false).unwrap())),
+            rand(&[2, 3, 8], 10).into(),
+        ),
+        (
             Box::new(TimeDistributed::new(Linear::new(8, 2).unwrap())),
             rand(&[2, 3, 8], 9).into(),
         ),

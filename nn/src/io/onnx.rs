@@ -1067,9 +1067,8 @@ fn constant_op(add: bool, c: &OnnxTensor, values: Vec<f32>) -> Result<Box<dyn Mo
 /// [`BiRecurrent`]) between the layout changes ONNX needs: returns its `Y`
 /// and `Y_h` outputs (those the node names) with their ranks. Supported:
 /// forward, reverse and bidirectional, both layouts, default activations,
-/// biases, zero initial states; not: `sequence_lens`, other initial states,
-/// peepholes, `clip`, `Y_c`, and GRU with `linear_before_reset = 0` (ONNX's
-/// default; PyTorch exports 1).
+/// biases, zero initial states, GRU with either `linear_before_reset`; not:
+/// `sequence_lens`, other initial states, peepholes, `clip`, `Y_c`.
 fn recurrent<'a>(
     g: &mut GraphBuilder,
     node: &NodeP,
@@ -1108,10 +1107,7 @@ fn recurrent<'a>(
     if node.int("input_forget", 0)? != 0 {
         return Err(node.unsupported("input_forget"));
     }
-    if kind == CellKind::Gru && node.int("linear_before_reset", 0)? != 1 {
-        return Err(node
-            .unsupported("linear_before_reset = 0 (only PyTorch's GRU, linear_before_reset = 1)"));
-    }
+    let linear_before_reset = node.int("linear_before_reset", 0)? != 0;
     let (dirs, reverse) = match node.string("direction", "forward")?.as_str() {
         "forward" => (1, false),
         "reverse" => (1, true),
@@ -1160,7 +1156,10 @@ fn recurrent<'a>(
             None => values.extend([vec![0.0; gh], vec![0.0; gh]]),
         }
     }
-    let cell = || Cell::of_kind(kind, d, h);
+    let cell = || match kind {
+        CellKind::Gru => Cell::gru_with(d, h, linear_before_reset),
+        _ => Cell::of_kind(kind, d, h),
+    };
     let mut core: Box<dyn Module> = if dirs == 2 {
         Box::new(BiRecurrent::new(cell()?, cell()?)?)
     } else {

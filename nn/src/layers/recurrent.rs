@@ -16,7 +16,11 @@ pub enum CellKind {
     Rnn,
     /// LSTM with gates in PyTorch's order (input, forget, cell, output).
     Lstm,
-    /// GRU with gates in PyTorch's order (reset, update, new).
+    /// GRU with gates in PyTorch's order (reset, update, new). PyTorch's
+    /// (and ONNX's `linear_before_reset = 1`) new gate is
+    /// `tanh(W_in x + b_in + r * (W_hn h' + b_hn))`; with
+    /// [`Cell::gru_with`]`(.., false)` it is the original
+    /// `tanh(W_in x + b_in + W_hn (r * h') + b_hn)` (ONNX's default).
     Gru,
 }
 
@@ -38,6 +42,9 @@ pub struct Cell {
     kind: CellKind,
     input: usize,
     hidden: usize,
+    /// GRU only: the reset gate scales `W_hn h' + b_hn` (true, PyTorch's)
+    /// or `h'` before the product (false).
+    linear_before_reset: bool,
     /// `[w_ih, w_hh, b_ih, b_hh]` and their gradients.
     params: [Tensor<f32>; 4],
     grads: [Tensor<f32>; 4],
@@ -58,6 +65,7 @@ impl Cell {
             kind,
             input,
             hidden,
+            linear_before_reset: true,
             params: params.try_into().expect("four"),
             grads: grads.try_into().expect("four"),
         })
@@ -78,9 +86,22 @@ impl Cell {
         Cell::new(CellKind::Lstm, input, hidden)
     }
 
-    /// A GRU cell.
+    /// A GRU cell (PyTorch's: the reset gate after the hidden product).
     pub fn gru(input: usize, hidden: usize) -> Result<Cell> {
         Cell::new(CellKind::Gru, input, hidden)
+    }
+
+    /// A GRU cell with the reset gate after (`linear_before_reset`, as
+    /// [`Cell::gru`]) or before the hidden product of the new gate.
+    pub fn gru_with(input: usize, hidden: usize, linear_before_reset: bool) -> Result<Cell> {
+        let mut c = Cell::new(CellKind::Gru, input, hidden)?;
+        c.linear_before_reset = linear_before_reset;
+        Ok(c)
+    }
+
+    /// GRU with the reset gate applied to `h'` before the hidden product.
+    fn reset_before(&self) -> bool {
+        self.kind == CellKind::Gru && !self.linear_before_reset
     }
 }
 
@@ -91,9 +112,14 @@ impl Cell {
             CellKind::Lstm => "LSTM",
             CellKind::Gru => "GRU",
         };
-        Spec::new(kind)
+        let s = Spec::new(kind)
             .int("input", self.input)
-            .int("hidden", self.hidden)
+            .int("hidden", self.hidden);
+        if self.reset_before() {
+            s.flag("linear_before_reset", false)
+        } else {
+            s
+        }
     }
 
     /// The cell a spec of [`Cell`]'s kinds describes.
@@ -102,7 +128,8 @@ impl Cell {
         match s.kind.as_str() {
             "RnnCell" => Cell::rnn(i, h),
             "LSTM" => Cell::lstm(i, h),
-            "GRU" => Cell::gru(i, h),
+            // Files from before the flag hold PyTorch's GRU.
+            "GRU" => Cell::gru_with(i, h, s.get_bool("linear_before_reset").unwrap_or(true)),
             k => Err(invalid("model file", format!("unknown recurrent cell {k}"))),
         }
     }
@@ -121,10 +148,12 @@ struct Saved {
     h: Vec<Vec<f32>>,
     /// LSTM: cell states `c_0 .. c_T`; per step activated gates `[N, G H]`
     /// (LSTM: i, f, g, o; GRU: r, z, n); GRU: the hidden side of the new
-    /// gate (`W_hn h' + b_hn`).
+    /// gate (`W_hn h' + b_hn`, or with the reset gate before the product
+    /// `W_hn (r * h') + b_hn`); and then `r * h'`.
     c: Vec<Vec<f32>>,
     gates: Vec<Vec<f32>>,
     gh_n: Vec<Vec<f32>>,
+    rh: Vec<Vec<f32>>,
     /// Gradients of the gate pre-activations, per step, from the last
     /// `update_grad_input` (x side and h side: they differ for the GRU).
     d_gx: Vec<f32>,
@@ -176,6 +205,7 @@ impl Recurrent {
         }
         let gy = gy.contiguous().to_vec();
         let w_hh = self.cell.params[1].to_vec();
+        let reset_before = self.cell.reset_before();
         let s = &mut self.saved;
         s.d_gx = vec![0.0; n * t * gh];
         s.d_gh = vec![Vec::new(); t];
@@ -223,23 +253,49 @@ impl Recurrent {
                             let (r, z, nn) = (g[row + j], g[row + hd + j], g[row + 2 * hd + j]);
                             let hp = s.h[step][k];
                             let dan = dh * (1.0 - z) * (1.0 - nn * nn);
-                            let dar = dan * s.gh_n[step][k] * r * (1.0 - r);
                             let daz = dh * (hp - nn) * z * (1.0 - z);
-                            dgx[row + j] = dar;
                             dgx[row + hd + j] = daz;
                             dgx[row + 2 * hd + j] = dan;
-                            dgh[row + j] = dar;
                             dgh[row + hd + j] = daz;
-                            dgh[row + 2 * hd + j] = dan * r;
                             dh_prev[k] = dh * z;
+                            if !reset_before {
+                                let dar = dan * s.gh_n[step][k] * r * (1.0 - r);
+                                dgx[row + j] = dar;
+                                dgh[row + j] = dar;
+                                dgh[row + 2 * hd + j] = dan * r;
+                            } else {
+                                // The reset gate's share follows below.
+                                dgh[row + 2 * hd + j] = dan;
+                            }
                         }
                     }
                 }
             }
-            // dh_prev += dgh (N x GH) * W_hh (GH x H).
-            Gemm::new(n, hd, gh)
-                .beta(1.0)
-                .run(&dgh, &w_hh, &mut dh_prev)?;
+            if reset_before {
+                // d(r * h') = dgh_n (N x H) * W_hn (H x H); then r's gradient.
+                let mut drh = vec![0.0f32; n * hd];
+                Gemm::new(n, hd, hd)
+                    .lda(gh)
+                    .run(&dgh[2 * hd..], &w_hh[2 * hd * hd..], &mut drh)?;
+                for b in 0..n {
+                    for j in 0..hd {
+                        let (k, row) = (b * hd + j, b * gh);
+                        let r = g[row + j];
+                        let dar = drh[k] * s.h[step][k] * r * (1.0 - r);
+                        dgx[row + j] = dar;
+                        dgh[row + j] = dar;
+                        dh_prev[k] += drh[k] * r;
+                    }
+                }
+            }
+            // dh_prev += dgh (N x GH') * W_hh (GH' x H), over every gate whose
+            // hidden-side input is h' (not the new gate's when reset before).
+            let gates_on_h = if reset_before { 2 * hd } else { gh };
+            Gemm::new(n, hd, gates_on_h).lda(gh).beta(1.0).run(
+                &dgh,
+                &w_hh[..gates_on_h * hd],
+                &mut dh_prev,
+            )?;
             for b in 0..n {
                 s.d_gx[(b * t + step) * gh..][..gh].copy_from_slice(&dgx[b * gh..][..gh]);
             }
@@ -298,6 +354,26 @@ impl Module for Recurrent {
             let mut c = vec![0.0f32; if kind == CellKind::Lstm { n * hd } else { 0 }];
             let mut gates = vec![0.0f32; n * gh];
             let mut gh_n = vec![0.0f32; if kind == CellKind::Gru { n * hd } else { 0 }];
+            // Reset before the product: W_hn (r * h') + b_hn, from every r.
+            let mut rh = Vec::new();
+            if self.cell.reset_before() {
+                rh = vec![0.0f32; n * hd];
+                for b in 0..n {
+                    for j in 0..hd {
+                        let a = gx[(b * t + step) * gh + j] + b_ih[j] + ghs[b * gh + j];
+                        rh[b * hd + j] = sigmoid(a) * s.h[step][b * hd + j];
+                    }
+                }
+                for row in gh_n.chunks_mut(hd) {
+                    row.copy_from_slice(&b_hh[2 * hd..]);
+                }
+                Gemm::new(n, hd, hd).trans_b(Transpose::Yes).beta(1.0).run(
+                    &rh,
+                    &w_hh[2 * hd * hd..],
+                    &mut gh_n,
+                )?;
+            }
+            let reset_before = self.cell.reset_before();
             for b in 0..n {
                 let xrow = &gx[(b * t + step) * gh..][..gh];
                 let hrow = &ghs[b * gh..][..gh];
@@ -325,8 +401,12 @@ impl Module for Recurrent {
                         CellKind::Gru => {
                             let r = sigmoid(a(0, j));
                             let z = sigmoid(a(1, j));
-                            let hn = hrow[2 * hd + j];
-                            let nn = (xrow[2 * hd + j] + b_ih[2 * hd + j] + r * hn).tanh();
+                            let (hn, scale) = if reset_before {
+                                (gh_n[k], 1.0)
+                            } else {
+                                (hrow[2 * hd + j], r)
+                            };
+                            let nn = (xrow[2 * hd + j] + b_ih[2 * hd + j] + scale * hn).tanh();
                             h[k] = (1.0 - z) * nn + z * s.h[step][k];
                             gates[row + j] = r;
                             gates[row + hd + j] = z;
@@ -343,6 +423,7 @@ impl Module for Recurrent {
             }
             s.gates.push(gates);
             s.gh_n.push(gh_n);
+            s.rh.push(rh);
         }
         Ok(Tensor::from_vec(y, &[n, t, hd])?.into())
     }
@@ -373,13 +454,25 @@ impl Module for Recurrent {
             .run(&s.d_gx, &x.as_slice()?, &mut g[0].as_slice_mut()?)?;
         {
             let mut gw = g[1].as_slice_mut()?;
+            // Gate rows whose hidden-side input is h' (all but the new gate's
+            // when the reset comes before its product: that one's is r * h').
+            let on_h = if self.cell.reset_before() { 2 * hd } else { gh };
             for step in 0..t {
                 // dW_hh += d_gh^T (GH x N) * h' (N x H).
-                Gemm::new(gh, hd, n)
+                Gemm::new(on_h, hd, n)
                     .trans_a(Transpose::Yes)
+                    .lda(gh)
                     .alpha(scale)
                     .beta(1.0)
-                    .run(&s.d_gh[step], &s.h[step], &mut gw)?;
+                    .run(&s.d_gh[step], &s.h[step], &mut gw[..on_h * hd])?;
+                if on_h < gh {
+                    Gemm::new(hd, hd, n)
+                        .trans_a(Transpose::Yes)
+                        .lda(gh)
+                        .alpha(scale)
+                        .beta(1.0)
+                        .run(&s.d_gh[step][on_h..], &s.rh[step], &mut gw[on_h * hd..])?;
+                }
             }
         }
         let mut bi = vec![0.0f64; gh];

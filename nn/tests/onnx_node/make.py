@@ -38,7 +38,7 @@ WANTED = re.compile(
     r"reshape_(reduced_dims|extended_dims|negative_dim|one_dim|reordered_all_dims|reordered_last_dims)|"
     r"squeeze|unsqueeze_axis_[0-3]|constant_pad|"
     r"convtranspose(_pads|_dilations)?|"
-    r"lstm_(defaults|with_initial_bias|batchwise)|"
+    r"lstm_(defaults|with_initial_bias|batchwise)|gru_(defaults|with_initial_bias|batchwise)|"
     r"conv_with_strides_and_asymmetric_padding|maxpool_2d_same_(upper|lower)|"
     r"conv_with_autopad_same|maxpool_2d_precomputed_same_upper|"
     r"simple_rnn_(defaults|with_initial_bias|batchwise|bidirectional)"
@@ -134,6 +134,8 @@ def recurrent_cases():
         ("LSTM", 4, "reverse", 0, {}, True),
         ("GRU", 3, "reverse", 1, {"linear_before_reset": 1}, False),
         ("RNN", 1, "forward", 1, {}, True),
+        ("GRU", 3, "forward", 0, {}, True),
+        ("GRU", 3, "bidirectional", 1, {"linear_before_reset": 0}, False),
     ]
     for op, gates, direction, layout, extra, initial in specs:
         t, n, d, h = 5, 3, 4, 6
@@ -161,6 +163,8 @@ def recurrent_cases():
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
         ys = ReferenceEvaluator(model).run(None, dict(inputs))
         name = f"test_bigdl_{op.lower()}_{direction}_layout{layout}" + ("_initial_h" if initial else "")
+        if op == "GRU" and not extra.get("linear_before_reset"):
+            name += "_reset_before"
         sd = os.path.join(OUT, name, "test_data_set_0")
         os.makedirs(sd)
         with open(os.path.join(OUT, name, "model.onnx"), "wb") as f:
