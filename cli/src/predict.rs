@@ -39,16 +39,23 @@ pub fn load_model(path: &Path, weights: Option<&Path>) -> anyhow::Result<Box<dyn
         return bigdl_nn::io::caffe::import(&proto, &bytes)
             .with_context(|| format!("{} + {}", path.display(), w.display()));
     }
-    // Native models load memory-mapped (their weights are not copied).
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 8), &mut head))
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if bigdl_nn::io::is_native(&head) {
+    // Files are memory-mapped where the OS allows: native models keep their
+    // weights in the mapped pages, other formats are parsed from them.
+    let map = bigdl_tensor::Mapping::open(path);
+    if let Ok(map) = &map
+        && bigdl_nn::io::is_native(map.bytes())
+    {
         return bigdl_nn::io::load(path).with_context(|| path.display().to_string());
     }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    bigdl_nn::io::import_any(&bytes)
+    let read;
+    let bytes = match &map {
+        Ok(map) => map.bytes(),
+        Err(_) => {
+            read = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            &read[..]
+        }
+    };
+    bigdl_nn::io::import_any(bytes)
         .with_context(|| format!("{} (Caffe models need --weights)", path.display()))
 }
 
