@@ -51,7 +51,8 @@ pub fn load_model(path: &Path, weights: Option<&Path>) -> anyhow::Result<Box<dyn
     let bytes = match &map {
         Ok(map) => map.bytes(),
         Err(_) => {
-            read = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            read =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             &read[..]
         }
     };

@@ -300,6 +300,25 @@ pub(crate) fn batched(
 }
 
 /// Checks that `grad` has the shape of `like` (the module's output).
+/// Runs `f` on `len` floats of this thread's kernel scratch, shared by every
+/// layer the thread runs (layers run one at a time per thread), so a model
+/// holds one scratch per thread rather than one per layer. Grows as needed;
+/// a nested call gets a buffer of its own.
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+            f(&mut v[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
 pub(crate) fn same_shape(layer: &str, grad: &Tensor<f32>, like: &[usize]) -> Result<()> {
     if grad.sizes() == like {
         Ok(())

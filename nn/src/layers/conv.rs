@@ -6,7 +6,7 @@ use bigdl_tensor::kernels::conv::{Conv2d, ConvPlan};
 use crate::activity::Activity;
 use crate::error::{Result, invalid};
 use crate::io::Spec;
-use crate::module::{Module, batched, init_generator, same_shape, uniform_init};
+use crate::module::{Module, batched, init_generator, same_shape, uniform_init, with_scratch};
 
 /// 2-D convolution: input `[N, C, H, W]` (or `[C, H, W]`), weight
 /// `[out, C / groups, kh, kw]`, bias `[out]` (optional), with stride, padding,
@@ -26,7 +26,6 @@ pub struct SpatialConvolution {
     bias: Option<Tensor<f32>>,
     grad_weight: Tensor<f32>,
     grad_bias: Option<Tensor<f32>>,
-    scratch: Vec<f32>,
 }
 
 impl SpatialConvolution {
@@ -81,7 +80,6 @@ impl SpatialConvolution {
             bias: Some(uniform_init(&[out_channels], fan_in, &mut g)?),
             grad_weight: Tensor::zeros(&wsize)?,
             grad_bias: Some(Tensor::zeros(&[out_channels])?),
-            scratch: Vec::new(),
         })
     }
 
@@ -120,8 +118,7 @@ impl SpatialConvolution {
         self.bias.as_ref()
     }
 
-    /// The input with a batch dimension, and the plan for its shape (scratch
-    /// resized to fit).
+    /// The input with a batch dimension, and the plan for its shape.
     fn plan(&mut self, input: &Activity) -> Result<(Tensor<f32>, bool, ConvPlan)> {
         let expected = || format!("[N, {0}, H, W] or [{0}, H, W]", self.in_channels);
         let (x, added) = batched(&self.name, input, 4, &expected)?;
@@ -150,9 +147,6 @@ impl SpatialConvolution {
         }
         .plan()
         .map_err(|e| invalid(&self.name, e.to_string()))?;
-        if self.scratch.len() < plan.scratch_len() {
-            self.scratch.resize(plan.scratch_len(), 0.0);
-        }
         Ok((x, added, plan))
     }
 
@@ -186,13 +180,10 @@ impl Module for SpatialConvolution {
         let (x, added, plan) = self.plan(input)?;
         let mut y = vec![0.0f32; plan.output_len()];
         let bias = self.bias.as_ref().map(|b| b.as_slice()).transpose()?;
-        plan.forward(
-            &x.as_slice()?,
-            &self.weight.as_slice()?,
-            bias.as_deref(),
-            &mut y,
-            &mut self.scratch[..plan.scratch_len()],
-        )?;
+        let (x_s, w_s) = (x.as_slice()?, self.weight.as_slice()?);
+        with_scratch(plan.scratch_len(), |s| {
+            plan.forward(&x_s, &w_s, bias.as_deref(), &mut y, s)
+        })?;
         Ok(Tensor::from_vec(y, &self.out_sizes(&plan, added))?.into())
     }
 
@@ -200,12 +191,10 @@ impl Module for SpatialConvolution {
         let (x, added, plan) = self.plan(input)?;
         let gy = self.grad_output(grad_output, &plan, added)?;
         let mut gx = vec![0.0f32; x.numel()];
-        plan.backward_data(
-            &gy.as_slice()?,
-            &self.weight.as_slice()?,
-            &mut gx,
-            &mut self.scratch[..plan.scratch_len()],
-        )?;
+        let (gy_s, w_s) = (gy.as_slice()?, self.weight.as_slice()?);
+        with_scratch(plan.scratch_len(), |s| {
+            plan.backward_data(&gy_s, &w_s, &mut gx, s)
+        })?;
         Ok(Tensor::from_vec(gx, input.tensor(&self.name)?.sizes())?.into())
     }
 
@@ -217,47 +206,10 @@ impl Module for SpatialConvolution {
     ) -> Result<()> {
         let (x, added, plan) = self.plan(input)?;
         let gy = self.grad_output(grad_output, &plan, added)?;
-        let scratch = &mut self.scratch[..plan.scratch_len()];
         let (x, gy) = (x.as_slice()?, gy.as_slice()?);
-        if scale == 1.0 {
-            // Weight and bias gradients may be views of one flat buffer.
-            let mut grads = vec![&self.grad_weight];
-            grads.extend(&self.grad_bias);
-            Tensor::with_disjoint_mut(&grads, |g| {
-                let (gw, gb) = g.split_at_mut(1);
-                plan.backward_weights(
-                    &x,
-                    &gy,
-                    gw[0],
-                    gb.first_mut().map(|b| &mut **b),
-                    scratch,
-                    true,
-                )
-            })??;
-        } else {
-            // The kernel accumulates unscaled: compute, then add scaled.
-            let mut gw = vec![0.0f32; plan.weight_len()];
-            let mut gb = vec![0.0f32; self.out_channels];
-            let with_bias = self.grad_bias.is_some();
-            plan.backward_weights(
-                &x,
-                &gy,
-                &mut gw,
-                with_bias.then_some(&mut gb[..]),
-                scratch,
-                false,
-            )?;
-            let add = |dst: &Tensor<f32>, src: &[f32]| -> Result<()> {
-                let mut d = dst.as_slice_mut()?;
-                d.iter_mut().zip(src).for_each(|(d, &s)| *d += scale * s);
-                Ok(())
-            };
-            add(&self.grad_weight, &gw)?;
-            if let Some(b) = &self.grad_bias {
-                add(b, &gb)?;
-            }
-        }
-        Ok(())
+        with_scratch(plan.scratch_len(), |scratch| {
+            self.weight_grads(&plan, &x, &gy, scratch, scale)
+        })
     }
 
     fn visit_parameters(&mut self, f: &mut dyn FnMut(&mut Tensor<f32>, &mut Tensor<f32>)) {
@@ -284,5 +236,57 @@ impl Module for SpatialConvolution {
                 .int("groups", self.groups)
                 .flag("bias", self.bias.is_some()),
         )
+    }
+}
+
+impl SpatialConvolution {
+    /// Adds `scale` times the weight (and bias) gradient to the gradients.
+    fn weight_grads(
+        &self,
+        plan: &ConvPlan,
+        x: &[f32],
+        gy: &[f32],
+        scratch: &mut [f32],
+        scale: f32,
+    ) -> Result<()> {
+        if scale == 1.0 {
+            // Weight and bias gradients may be views of one flat buffer.
+            let mut grads = vec![&self.grad_weight];
+            grads.extend(&self.grad_bias);
+            Tensor::with_disjoint_mut(&grads, |g| {
+                let (gw, gb) = g.split_at_mut(1);
+                plan.backward_weights(
+                    x,
+                    gy,
+                    gw[0],
+                    gb.first_mut().map(|b| &mut **b),
+                    scratch,
+                    true,
+                )
+            })??;
+        } else {
+            // The kernel accumulates unscaled: compute, then add scaled.
+            let mut gw = vec![0.0f32; plan.weight_len()];
+            let mut gb = vec![0.0f32; self.out_channels];
+            let with_bias = self.grad_bias.is_some();
+            plan.backward_weights(
+                x,
+                gy,
+                &mut gw,
+                with_bias.then_some(&mut gb[..]),
+                scratch,
+                false,
+            )?;
+            let add = |dst: &Tensor<f32>, src: &[f32]| -> Result<()> {
+                let mut d = dst.as_slice_mut()?;
+                d.iter_mut().zip(src).for_each(|(d, &s)| *d += scale * s);
+                Ok(())
+            };
+            add(&self.grad_weight, &gw)?;
+            if let Some(b) = &self.grad_bias {
+                add(b, &gb)?;
+            }
+        }
+        Ok(())
     }
 }

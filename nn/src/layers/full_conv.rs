@@ -6,7 +6,7 @@ use bigdl_tensor::kernels::conv::{Conv2d, ConvPlan};
 use crate::activity::Activity;
 use crate::error::{Result, invalid};
 use crate::io::Spec;
-use crate::module::{Module, batched, init_generator, same_shape, uniform_init};
+use crate::module::{Module, batched, init_generator, same_shape, uniform_init, with_scratch};
 
 /// Transposed convolution (Torch7's `SpatialFullConvolution`, PyTorch's
 /// `conv_transpose2d`): input `[N, in, H, W]` (or `[in, H, W]`), weight
@@ -30,7 +30,6 @@ pub struct SpatialFullConvolution {
     bias: Option<Tensor<f32>>,
     grad_weight: Tensor<f32>,
     grad_bias: Option<Tensor<f32>>,
-    scratch: Vec<f32>,
 }
 
 impl SpatialFullConvolution {
@@ -77,7 +76,6 @@ impl SpatialFullConvolution {
             bias: Some(uniform_init(&[out_channels], fan, &mut g)?),
             grad_weight: Tensor::zeros(&wsize)?,
             grad_bias: Some(Tensor::zeros(&[out_channels])?),
-            scratch: Vec::new(),
         })
     }
 
@@ -181,9 +179,6 @@ impl SpatialFullConvolution {
         .plan()
         .map_err(|e| invalid(&self.name, e.to_string()))?;
         debug_assert_eq!((plan.out_h, plan.out_w), (s[2], s[3]));
-        if self.scratch.len() < plan.scratch_len() {
-            self.scratch.resize(plan.scratch_len(), 0.0);
-        }
         Ok((x, added, plan))
     }
 
@@ -217,12 +212,10 @@ impl Module for SpatialFullConvolution {
     fn forward(&mut self, input: &Activity) -> Result<Activity> {
         let (x, added, plan) = self.plan(input)?;
         let mut y = vec![0.0f32; plan.input_len()];
-        plan.backward_data(
-            &x.as_slice()?,
-            &self.weight.as_slice()?,
-            &mut y,
-            &mut self.scratch[..plan.scratch_len()],
-        )?;
+        let (x_s, w_s) = (x.as_slice()?, self.weight.as_slice()?);
+        with_scratch(plan.scratch_len(), |s| {
+            plan.backward_data(&x_s, &w_s, &mut y, s)
+        })?;
         if let Some(b) = &self.bias {
             let b = b.as_slice()?;
             let plane = plan.conv.in_h * plan.conv.in_w;
@@ -238,13 +231,10 @@ impl Module for SpatialFullConvolution {
         let (x, added, plan) = self.plan(input)?;
         let gy = self.grad_output(grad_output, &plan, added)?;
         let mut gx = vec![0.0f32; x.numel()];
-        plan.forward(
-            &gy.as_slice()?,
-            &self.weight.as_slice()?,
-            None,
-            &mut gx,
-            &mut self.scratch[..plan.scratch_len()],
-        )?;
+        let (gy_s, w_s) = (gy.as_slice()?, self.weight.as_slice()?);
+        with_scratch(plan.scratch_len(), |s| {
+            plan.forward(&gy_s, &w_s, None, &mut gx, s)
+        })?;
         Ok(Tensor::from_vec(gx, input.tensor(&self.name)?.sizes())?.into())
     }
 
@@ -260,14 +250,9 @@ impl Module for SpatialFullConvolution {
         // The adjoint convolution's weight gradient, with its input and output
         // gradient in the roles of our output gradient and input.
         let mut gw = vec![0.0f32; plan.weight_len()];
-        plan.backward_weights(
-            &gy,
-            &x,
-            &mut gw,
-            None,
-            &mut self.scratch[..plan.scratch_len()],
-            false,
-        )?;
+        with_scratch(plan.scratch_len(), |s| {
+            plan.backward_weights(&gy, &x, &mut gw, None, s, false)
+        })?;
         {
             let mut d = self.grad_weight.as_slice_mut()?;
             d.iter_mut().zip(&gw).for_each(|(d, &s)| *d += scale * s);
