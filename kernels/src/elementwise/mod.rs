@@ -538,14 +538,20 @@ impl Kernel for Softmax {
             let m = Reduce { x, n, max: true }.run::<S>() as f32;
             let mv = S::splat(m);
             let full = n / l * l;
-            let mut acc = S::splat(0.0);
+            // Compensated (Kahan) sums per lane: the sum's error stays a few
+            // ulps however long the row (a plain f32 sum over 1000 terms in one
+            // lane drifted by 9 ulps); exp dominates the cost.
+            let (mut acc, mut comp) = (S::splat(0.0), S::splat(0.0));
             let mut tail = 0.0f32;
             for i in (0..full).step_by(l) {
                 let e = math::exp::<S>(S::sub(S::load(x.add(i)), mv));
                 if !self.log {
                     S::store(y.add(i), e);
                 }
-                acc = S::add(acc, e);
+                let t = S::sub(e, comp);
+                let sum = S::add(acc, t);
+                comp = S::sub(S::sub(sum, acc), t);
+                acc = sum;
             }
             let mut buf = [0.0f32; 16];
             if full < n {
@@ -557,7 +563,7 @@ impl Kernel for Softmax {
                 );
                 tail = buf[..n - full].iter().sum();
             }
-            let s = S::hsum(acc) + tail;
+            let s = (S::hsum(acc) - S::hsum(comp)) + tail;
             if self.log {
                 // (x - max) - ln(sum), not x - (max + ln(sum)): for large
                 // inputs max + ln(sum) rounds to max's ulp (0.001 at 1e4).
