@@ -7,8 +7,8 @@
 //!
 //! Algorithms: `im2col` + SGEMM in general; `Direct1x1` for 1x1 kernels with
 //! stride 1 and no padding, where the input already is the column matrix;
-//! `Winograd` F(4x4, 3x3) for 3x3, stride-1 convolutions with enough
-//! channels and tiles.
+//! `Winograd` F(4x4, 3x3) and F(2x2, 5x5) for 3x3 and 5x5 stride-1
+//! convolutions with enough channels and tiles.
 //!
 //! Layouts (all row-major, contiguous): input `N x C x H x W`, weight
 //! `OC x C/groups x KH x KW`, output `N x OC x OH x OW`, with
@@ -72,10 +72,10 @@ pub enum ConvAlgo {
     Im2col,
     /// 1x1 kernel, stride 1, no padding: the input is the column matrix.
     Direct1x1,
-    /// Winograd F(4x4, 3x3), all three passes (3x3 kernel, stride 1, no
-    /// dilation, one group, padding at most 2 on each side). Errors reach
-    /// about 1.2e-5 of the sum of the absolute products (im2col's stay under
-    /// 7.6e-6).
+    /// Winograd F(4x4, 3x3) or F(2x2, 5x5), all three passes (3x3 or 5x5
+    /// kernel, stride 1, no dilation, one group, each padding below the
+    /// kernel's side). Errors reach about 1.2e-5 of the sum of the absolute
+    /// products (im2col's stay under 7.6e-6).
     Winograd,
 }
 
@@ -267,9 +267,13 @@ impl Conv2d {
 /// transforms outweigh the products: 0.55-0.9x at 3 or 4 input channels),
 /// nor with fewer than 48 output tiles (the products run 32 tiles wide, and
 /// the transformed kernel, 4x the weight, is read once per block of tiles:
-/// 0.06-0.6x for ResNet-50's last stages at batch 1).
+/// 0.06-0.6x for ResNet-50's last stages at batch 1). 5x5: 1.0-1.4x on
+/// Inception's 3a branch (16 -> 32 channels), but 0.6x backward-data with 6
+/// and 12 channels (LeNet-5's conv2).
 fn prefers_winograd(c: &Conv2d, out_h: usize, out_w: usize) -> bool {
-    let tiles = c.batch * out_h.div_ceil(4) * out_w.div_ceil(4);
+    // Output tiles of 4x4 (3x3 kernels) or 2x2 (5x5).
+    let m = 7 - c.kernel_h;
+    let tiles = c.batch * out_h.div_ceil(m) * out_w.div_ceil(m);
     c.in_channels >= 8 && c.out_channels >= 8 && tiles >= 48
 }
 
@@ -296,20 +300,24 @@ impl ConvPlan {
         Ok(self)
     }
 
-    /// 3x3, stride 1, undilated, one group, every padding at most 2.
+    /// 3x3 or 5x5, stride 1, undilated, one group, every padding at most
+    /// the kernel's side less one.
     fn winograd_fits(&self) -> bool {
         let c = &self.conv;
-        (c.kernel_h, c.kernel_w, c.stride_h, c.stride_w) == (3, 3, 1, 1)
+        let r = c.kernel_h;
+        (r == 3 || r == 5)
+            && (c.kernel_w, c.stride_h, c.stride_w) == (r, 1, 1)
             && (c.dilation_h, c.dilation_w, c.groups) == (1, 1, 1)
             && [c.pad_top, c.pad_bottom, c.pad_left, c.pad_right]
                 .iter()
-                .all(|&p| p <= 2)
+                .all(|&p| p < r)
     }
 
     /// The forward pass as a Winograd geometry.
     fn winograd(&self) -> Geometry {
         let c = &self.conv;
         Geometry {
+            r: c.kernel_h,
             batch: c.batch,
             cin: c.in_channels,
             h: c.in_h,

@@ -1,6 +1,10 @@
-//! Winograd F(4x4, 3x3): 3x3 convolutions with stride 1, no dilation and one
-//! group, at a quarter of the multiplies of the direct method (Lavin & Gray,
-//! "Fast Algorithms for Convolutional Neural Networks", 2016).
+//! Winograd convolutions with stride 1, no dilation and one group: F(4x4,
+//! 3x3) for 3x3 kernels, a quarter of the direct method's multiplies, and
+//! F(2x2, 5x5) for 5x5 kernels, 36 multiplies for 100 (Lavin & Gray, "Fast
+//! Algorithms for Convolutional Neural Networks", 2016). Both use 6x6 input
+//! tiles and the same interpolation points, so they share the input
+//! transform `Bᵀ` and everything built on it; the description below is for
+//! F(4x4, 3x3), F(2x2, 5x5) has 2x2 output tiles and a 6 x 5 `G`.
 //!
 //! Each 4x4 output tile comes from a 6x6 input tile `d` and the 3x3 kernel `g`:
 //! `Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A`. Summed over input channels, the
@@ -58,6 +62,8 @@ const SKEW: usize = 16;
 /// rows/columns before the input (those after it follow from the sizes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
+    /// Kernel side: 3 (F(4x4, 3x3)) or 5 (F(2x2, 5x5)).
+    pub r: usize,
     pub batch: usize,
     pub cin: usize,
     pub h: usize,
@@ -72,15 +78,26 @@ pub(crate) struct Geometry {
 /// Bytes of `V` and `Z` a weight-gradient block aims at.
 const GRAD_BUDGET: usize = 4 << 20;
 
-/// The kernel transform `G` (6 x 3).
-const G: [[f32; 3]; 6] = [
-    [0.25, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-    [0.0, 0.0, 1.0],
-];
+/// The interpolation points of both variants (0, 1, -1, 2, -2 and
+/// infinity), and the scale of each finite point's row of `G` (Lavin's
+/// F(4x4, 3x3) normalisation, which fixes `Bᵀ`; F(2x2, 5x5) uses the same
+/// points, so the same `Bᵀ`).
+const POINTS: [f32; 5] = [0.0, 1.0, -1.0, 2.0, -2.0];
+const SCALE: [f32; 5] = [0.25, -1.0 / 6.0, -1.0 / 6.0, 1.0 / 24.0, 1.0 / 24.0];
+
+/// The kernel transform `G` (6 x r) for kernel side `r`: row `a` is
+/// `SCALE[a] (1, p, p², ...)` at point `p = POINTS[a]`, the last row picks
+/// the last tap (the point at infinity). Unused columns are zero.
+fn g_matrix(r: usize) -> [[f32; 5]; 6] {
+    let mut g = [[0.0f32; 5]; 6];
+    for (a, row) in g.iter_mut().enumerate().take(5) {
+        for (i, v) in row.iter_mut().enumerate().take(r) {
+            *v = SCALE[a] * POINTS[a].powi(i as i32);
+        }
+    }
+    g[5][r - 1] = 1.0;
+    g
+}
 
 /// How a run is cut: tiles per block and threads.
 #[derive(Clone, Copy, Debug)]
@@ -91,11 +108,13 @@ struct Cut {
 
 impl Geometry {
     /// The backward-data pass of this (forward) geometry as a forward
-    /// Winograd convolution; `None` when a padding exceeds 2.
+    /// Winograd convolution; `None` when a padding exceeds `r - 1`.
     pub fn backward_data(&self) -> Option<Geometry> {
-        let pad_bottom = (self.oh + 2).checked_sub(self.h + self.pad_top)?;
-        let pad_right = (self.ow + 2).checked_sub(self.w + self.pad_left)?;
+        let span = self.r - 1;
+        let pad_bottom = (self.oh + span).checked_sub(self.h + self.pad_top)?;
+        let pad_right = (self.ow + span).checked_sub(self.w + self.pad_left)?;
         Some(Geometry {
+            r: self.r,
             batch: self.batch,
             cin: self.cout,
             h: self.oh,
@@ -103,17 +122,21 @@ impl Geometry {
             cout: self.cin,
             oh: self.h,
             ow: self.w,
-            pad_top: 2usize.checked_sub(self.pad_top)?,
-            pad_left: 2usize.checked_sub(self.pad_left)?,
+            pad_top: span.checked_sub(self.pad_top)?,
+            pad_left: span.checked_sub(self.pad_left)?,
         })
-        .filter(|_| pad_bottom <= 2 && pad_right <= 2)
+        .filter(|_| pad_bottom <= span && pad_right <= span)
     }
 
+    /// Output tile side: 4 for 3x3 kernels, 2 for 5x5 (`m + r - 1 = 6`).
+    fn m(&self) -> usize {
+        7 - self.r
+    }
     fn tiles_y(&self) -> usize {
-        self.oh.div_ceil(4)
+        self.oh.div_ceil(self.m())
     }
     fn tiles_x(&self) -> usize {
-        self.ow.div_ceil(4)
+        self.ow.div_ceil(self.m())
     }
     fn tiles(&self) -> usize {
         self.batch * self.tiles_y() * self.tiles_x()
@@ -128,13 +151,13 @@ impl Geometry {
     }
     /// Width of the zero-padded input rows: every tile's six columns.
     fn pad_w(&self) -> usize {
-        4 * self.tiles_x() + 2
+        self.m() * self.tiles_x() + 6 - self.m()
     }
     /// Floats of the zero-padded input rows one image's share of a block
     /// spans.
     fn pad_len(&self, block: usize) -> usize {
         let rows = (self.tiles_y() - 1).min((block - 1) / self.tiles_x() + 1);
-        (4 * rows + 6) * self.pad_w()
+        (self.m() * rows + 6) * self.pad_w()
     }
     /// V, M (each with a cache line between positions), the block's
     /// untransformed tiles and the padded input rows (blocks are whole
@@ -192,7 +215,7 @@ impl Geometry {
         let cut = self.cut(threads);
         assert!(
             input.len() == self.batch * self.cin * self.h * self.w
-                && weight.len() == self.cin * self.cout * 9
+                && weight.len() == self.cin * self.cout * self.r * self.r
                 && output.len() == self.batch * self.cout * self.oh * self.ow
                 && bias.is_none_or(|b| b.len() == self.cout)
                 && scratch.len() >= self.scratch_len(threads),
@@ -301,7 +324,7 @@ impl Geometry {
         assert!(
             input.len() == self.batch * self.cin * self.h * self.w
                 && grad_output.len() == self.batch * self.cout * self.oh * self.ow
-                && grad_weight.len() == self.cin * self.cout * 9
+                && grad_weight.len() == self.cin * self.cout * self.r * self.r
                 && scratch.len() >= self.weight_grad_scratch_len(threads),
             "winograd: buffer sizes do not match {self:?}"
         );
@@ -392,21 +415,22 @@ impl Geometry {
                 .for_each(|(a, &b)| *a += b);
         }
         // dW[o][c] = Gᵀ dU[.][o][c] G.
+        let (r, g) = (self.r, g_matrix(self.r));
         for o in 0..cout {
             for c in 0..cin {
-                let mut gu = [[0.0f32; 6]; 3];
-                for (i, row) in gu.iter_mut().enumerate() {
+                let mut gu = [[0.0f32; 6]; 5];
+                for (i, row) in gu.iter_mut().enumerate().take(r) {
                     for (b, x) in row.iter_mut().enumerate() {
                         *x = (0..6)
-                            .map(|a| G[a][i] * du[((a * 6 + b) * cout + o) * cin + c])
+                            .map(|a| g[a][i] * du[((a * 6 + b) * cout + o) * cin + c])
                             .sum();
                     }
                 }
-                let dst = &mut grad_weight[(o * cin + c) * 9..][..9];
-                for i in 0..3 {
-                    for j in 0..3 {
-                        let x: f32 = (0..6).map(|b| gu[i][b] * G[b][j]).sum();
-                        dst[i * 3 + j] += x;
+                let dst = &mut grad_weight[(o * cin + c) * r * r..][..r * r];
+                for i in 0..r {
+                    for j in 0..r {
+                        let x: f32 = (0..6).map(|b| gu[i][b] * g[b][j]).sum();
+                        dst[i * r + j] += x;
                     }
                 }
             }
@@ -432,6 +456,7 @@ impl Kernel for Weights<'_> {
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
         let (cin, cout, nb) = (self.g.cin, self.g.cout, self.g.coutp() / ROWS);
+        let (r, gm) = (self.g.r, g_matrix(self.g.r));
         // Channels staged per pass, so the 36 positions (far apart in `U`)
         // are written as contiguous runs rather than 36 aliasing streams.
         const STAGE: usize = 16;
@@ -440,38 +465,34 @@ impl Kernel for Weights<'_> {
             for c0 in (0..cin).step_by(STAGE) {
                 let n = STAGE.min(cin - c0);
                 for (ci, c) in (c0..c0 + n).enumerate() {
-                    // g[i][j][r]: tap (i, j) of output channel ob * 8 + r.
-                    let mut g = [[[0.0f32; ROWS]; 3]; 3];
-                    for r in 0..ROWS.min(cout - ob * ROWS) {
-                        let o = ob * ROWS + r;
-                        for (i, row) in g.iter_mut().enumerate() {
-                            for (j, v) in row.iter_mut().enumerate() {
-                                v[r] = if self.flip {
-                                    self.weight[((c * cout + o) * 3 + 2 - i) * 3 + 2 - j]
+                    // g[i][j][l]: tap (i, j) of output channel ob * 8 + l.
+                    let mut g = [[[0.0f32; ROWS]; 5]; 5];
+                    for l in 0..ROWS.min(cout - ob * ROWS) {
+                        let o = ob * ROWS + l;
+                        for (i, row) in g.iter_mut().enumerate().take(r) {
+                            for (j, v) in row.iter_mut().enumerate().take(r) {
+                                v[l] = if self.flip {
+                                    self.weight[((c * cout + o) * r + r - 1 - i) * r + r - 1 - j]
                                 } else {
-                                    self.weight[((o * cin + c) * 3 + i) * 3 + j]
+                                    self.weight[((o * cin + c) * r + i) * r + j]
                                 };
                             }
                         }
                     }
-                    // gg = G g (6 x 3), then gg Gᵀ (6 x 6).
-                    let mut gg = [[[0.0f32; ROWS]; 3]; 6];
+                    // gg = G g (6 x r), then gg Gᵀ (6 x 6); taps past r are zero.
+                    let mut gg = [[[0.0f32; ROWS]; 5]; 6];
                     for (a, ggrow) in gg.iter_mut().enumerate() {
                         for (j, v) in ggrow.iter_mut().enumerate() {
-                            for r in 0..ROWS {
-                                v[r] = G[a][0] * g[0][j][r]
-                                    + G[a][1] * g[1][j][r]
-                                    + G[a][2] * g[2][j][r];
+                            for l in 0..ROWS {
+                                v[l] = (0..5).map(|i| gm[a][i] * g[i][j][l]).sum();
                             }
                         }
                     }
                     for (a, ggrow) in gg.iter().enumerate() {
-                        for (b, grow) in G.iter().enumerate() {
+                        for (b, grow) in gm.iter().enumerate() {
                             let dst = &mut staged[a * 6 + b][ci];
-                            for r in 0..ROWS {
-                                dst[r] = ggrow[0][r] * grow[0]
-                                    + ggrow[1][r] * grow[1]
-                                    + ggrow[2][r] * grow[2];
+                            for l in 0..ROWS {
+                                dst[l] = (0..5).map(|j| ggrow[j][l] * grow[j]).sum();
                             }
                         }
                     }
@@ -567,17 +588,18 @@ impl Tiles<'_> {
         d: *mut f32,
         pad: &mut [f32],
     ) {
-        let (st, tx_n) = (self.stride, self.g.tiles_x());
-        let pw = 4 * tx_n + SIZE - 4;
+        let tx_n = self.g.tiles_x();
+        let step = self.g.m();
+        let pw = step * tx_n + SIZE - step;
         let (ty0, ty1) = (run.first / tx_n, (run.first + run.len - 1) / tx_n);
         // Padded column x holds plane column x - left.
         let (lo, hi) = (left.min(pw), (left + w).min(pw));
         for (i, prow) in pad
             .chunks_exact_mut(pw)
-            .take(4 * (ty1 - ty0) + SIZE)
+            .take(step * (ty1 - ty0) + SIZE)
             .enumerate()
         {
-            let y = (4 * ty0 + i) as isize - top as isize;
+            let y = (step * ty0 + i) as isize - top as isize;
             if y < 0 || y as usize >= h {
                 prow.fill(0.0);
                 continue;
@@ -586,16 +608,48 @@ impl Tiles<'_> {
             prow[lo..hi].copy_from_slice(&plane[y as usize * w..][..hi - lo]);
             prow[hi..].fill(0.0);
         }
-        for t in 0..run.len {
-            let (ty, tx) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
-            let src = &pad[4 * (ty - ty0) * pw + 4 * tx..];
+        // SAFETY: forwarded.
+        unsafe {
+            match step {
+                4 => self.copy_tiles::<SIZE, 4>(run, ty0, pw, pad, d),
+                _ => self.copy_tiles::<SIZE, 2>(run, ty0, pw, pad, d),
+            }
+        }
+    }
+
+    /// The copies of [`Tiles::gather`], tile row by tile row: for each
+    /// window position a copy with the constant stride `STEP`, which the
+    /// compiler vectorises.
+    #[inline(always)]
+    unsafe fn copy_tiles<const SIZE: usize, const STEP: usize>(
+        self,
+        run: &Run,
+        ty0: usize,
+        pw: usize,
+        pad: &[f32],
+        d: *mut f32,
+    ) {
+        let (st, tx_n) = (self.stride, self.g.tiles_x());
+        let mut t = 0;
+        while t < run.len {
+            let (ty, tx0) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
+            let len = (tx_n - tx0).min(run.len - t);
             for r in 0..SIZE {
-                for (q, &x) in src[r * pw..][..SIZE].iter().enumerate() {
-                    // SAFETY: caller's contract: SIZE² rows of `stride`
-                    // floats at `d`; tile `< nt <= stride`.
-                    unsafe { *d.add((r * SIZE + q) * st + run.at + t) = x };
+                let src =
+                    &pad[(STEP * (ty - ty0) + r) * pw + STEP * tx0..][..STEP * (len - 1) + SIZE];
+                for q in 0..SIZE {
+                    // SAFETY: caller's contract: SIZE² rows of `stride` floats
+                    // at `d`; tiles `at + t .. + len` lie below `nt <= stride`.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(d.add((r * SIZE + q) * st + run.at + t), len)
+                    };
+                    for (j, v) in dst.iter_mut().enumerate() {
+                        // SAFETY: STEP j + q <= STEP (len - 1) + SIZE - 1 < src.len().
+                        *v = unsafe { *src.get_unchecked(STEP * j + q) };
+                    }
                 }
             }
+            t += len;
         }
     }
 }
@@ -656,6 +710,20 @@ impl Kernel for Block<'_> {
 
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
+        // SAFETY: forwarded.
+        unsafe {
+            match self.tiles.g.m() {
+                4 => self.run_m::<S, 4>(),
+                _ => self.run_m::<S, 2>(),
+            }
+        }
+    }
+}
+
+impl Block<'_> {
+    /// The block for output tiles of `M x M`.
+    #[inline(always)]
+    unsafe fn run_m<S: Simd, const M: usize>(self) {
         let (tiles, g) = (self.tiles, self.tiles.g);
         let (cin, coutp, stride) = (g.cin, g.coutp(), tiles.stride);
         let (vk, mk) = (cin * stride + SKEW, coutp * stride + SKEW);
@@ -707,10 +775,10 @@ impl Kernel for Block<'_> {
             for o in 0..g.cout {
                 let bias = S::splat(self.bias.map_or(0.0, |b| b[o]));
                 for t in (0..lanes).step_by(S::LANES) {
-                    output_tile::<S>(m.add(o * stride + t), mk, bias, d.add(t), stride);
+                    output_tile::<S, M>(m.add(o * stride + t), mk, bias, d.add(t), stride);
                 }
                 for run in tiles.runs() {
-                    self.scatter_tiles(o, &run, d);
+                    self.scatter_tiles::<M>(o, &run, d);
                 }
             }
         }
@@ -718,34 +786,37 @@ impl Kernel for Block<'_> {
 }
 
 impl Block<'_> {
-    /// Copies `run`'s 4x4 output tiles from `q[(i * 4 + j) * stride + tile]`
-    /// into output channel `o`, clipped to the plane.
+    /// Copies `run`'s `M x M` output tiles from `q[(i * M + j) * stride +
+    /// tile]` into output channel `o`, clipped to the plane.
     #[inline(always)]
-    unsafe fn scatter_tiles(&self, o: usize, run: &Run, q: *const f32) {
+    unsafe fn scatter_tiles<const M: usize>(&self, o: usize, run: &Run, q: *const f32) {
         let (g, st) = (self.tiles.g, self.tiles.stride);
         let tx_n = g.tiles_x();
         // SAFETY: the run's tiles are this block's alone; rows and columns
         // are clipped to the plane.
         unsafe {
             let plane = self.out.get().add((run.img * g.cout + o) * g.oh * g.ow);
-            for t in 0..run.len {
-                let (ty, tx) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
-                let (rows, cols) = ((g.oh - 4 * ty).min(4), (g.ow - 4 * tx).min(4));
-                let dst = plane.add(4 * ty * g.ow + 4 * tx);
-                let src = q.add(run.at + t);
-                if rows == 4 && cols == 4 {
-                    for i in 0..4 {
-                        for j in 0..4 {
-                            *dst.add(i * g.ow + j) = *src.add((i * 4 + j) * st);
+            let mut t = 0;
+            while t < run.len {
+                let (ty, tx0) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
+                let len = (tx_n - tx0).min(run.len - t);
+                // Whole tiles, then the last one clipped to the plane.
+                let full = ((g.ow - M * tx0) / M).min(len);
+                for i in 0..(g.oh - M * ty).min(M) {
+                    let dst = plane.add((M * ty + i) * g.ow + M * tx0);
+                    let src = q.add(i * M * st + run.at + t);
+                    for j in 0..full {
+                        for jj in 0..M {
+                            *dst.add(M * j + jj) = *src.add(jj * st + j);
                         }
                     }
-                } else {
-                    for i in 0..rows {
-                        for j in 0..cols {
-                            *dst.add(i * g.ow + j) = *src.add((i * 4 + j) * st);
+                    for j in full..len {
+                        for jj in 0..(g.ow - M * (tx0 + j)).min(M) {
+                            *dst.add(M * j + jj) = *src.add(jj * st + j);
                         }
                     }
                 }
+                t += len;
             }
         }
     }
@@ -768,51 +839,85 @@ impl Kernel for GradTransform<'_> {
 
     #[inline(always)]
     unsafe fn run<S: Simd>(self) {
-        let (tiles, g, st) = (self.tiles, self.tiles.g, self.tiles.stride);
-        let p = g.oh * g.ow;
-        for o in 0..g.cout {
-            for run in tiles.runs() {
-                let plane = &self.grad_output[(run.img * g.cout + o) * p..][..p];
-                // SAFETY: `d` holds 16 rows of `stride` floats.
-                unsafe { tiles.gather::<4>(plane, (g.oh, g.ow), (0, 0), &run, self.d, self.pad) };
-            }
-            for t in (0..tiles.lanes::<S>()).step_by(S::LANES) {
-                // SAFETY: `Z` holds 36 rows of `kstride >= cout * stride`.
-                unsafe { grad_tile::<S>(self.d.add(t), st, self.z.add(o * st + t), self.kstride) };
+        // SAFETY: forwarded.
+        unsafe {
+            match self.tiles.g.m() {
+                4 => self.run_m::<S, 4>(),
+                _ => self.run_m::<S, 2>(),
             }
         }
     }
 }
 
-/// `A y Aᵀ` for `LANES` tiles: `y[i][j]` at `d[(i * 4 + j) * dstride]`,
+impl GradTransform<'_> {
+    #[inline(always)]
+    unsafe fn run_m<S: Simd, const M: usize>(self) {
+        let (tiles, g, st) = (self.tiles, self.tiles.g, self.tiles.stride);
+        let p = g.oh * g.ow;
+        for o in 0..g.cout {
+            for run in tiles.runs() {
+                let plane = &self.grad_output[(run.img * g.cout + o) * p..][..p];
+                // SAFETY: `d` holds 36 >= M² rows of `stride` floats.
+                unsafe { tiles.gather::<M>(plane, (g.oh, g.ow), (0, 0), &run, self.d, self.pad) };
+            }
+            for t in (0..tiles.lanes::<S>()).step_by(S::LANES) {
+                // SAFETY: `Z` holds 36 rows of `kstride >= cout * stride`.
+                unsafe {
+                    grad_tile::<S, M>(self.d.add(t), st, self.z.add(o * st + t), self.kstride)
+                };
+            }
+        }
+    }
+}
+
+/// `A y Aᵀ` for `LANES` tiles: `y[i][j]` at `d[(i * M + j) * dstride]`,
 /// result `k = a * 6 + b` at `z[k * kstride]`.
 #[inline(always)]
-unsafe fn grad_tile<S: Simd>(d: *const f32, dstride: usize, z: *mut f32, kstride: usize) {
+unsafe fn grad_tile<S: Simd, const M: usize>(
+    d: *const f32,
+    dstride: usize,
+    z: *mut f32,
+    kstride: usize,
+) {
     // SAFETY: caller's contract.
     unsafe {
-        let mut t = [[S::splat(0.0); 4]; 6];
-        for j in 0..4 {
-            let mut col = [S::splat(0.0); 4];
+        let mut t = [[S::splat(0.0); M]; 6];
+        for j in 0..M {
+            let mut col = [S::splat(0.0); M];
             for (i, x) in col.iter_mut().enumerate() {
-                *x = S::load(d.add((i * 4 + j) * dstride));
+                *x = S::load(d.add((i * M + j) * dstride));
             }
-            for (row, a) in t.iter_mut().zip(grad_1d::<S>(col)) {
+            for (row, a) in t.iter_mut().zip(grad_1d::<S, M>(col)) {
                 row[j] = a;
             }
         }
         for (a, row) in t.iter().enumerate() {
-            for (b, x) in grad_1d::<S>(*row).iter().enumerate() {
+            for (b, x) in grad_1d::<S, M>(*row).iter().enumerate() {
                 S::store(z.add((a * 6 + b) * kstride), *x);
             }
         }
     }
 }
 
-/// `A y` for one column of four (`A` = `Aᵀ` transposed, 6 x 4).
+/// `A y` for one column of `M` (`A` = `Aᵀ` transposed, 6 x M).
 #[inline(always)]
-unsafe fn grad_1d<S: Simd>(y: [S::V; 4]) -> [S::V; 6] {
+unsafe fn grad_1d<S: Simd, const M: usize>(y: [S::V; M]) -> [S::V; 6] {
     // SAFETY: arithmetic only.
     unsafe {
+        let zero = S::splat(0.0);
+        let y: [S::V; 4] = std::array::from_fn(|i| if i < M { y[i] } else { zero });
+        if M == 2 {
+            // Aᵀ rows (1, 1, 1, 1, 1, 0) and (0, 1, -1, 2, -2, 1).
+            let two = S::mul(S::splat(2.0), y[1]);
+            return [
+                y[0],
+                S::add(y[0], y[1]),
+                S::sub(y[0], y[1]),
+                S::add(y[0], two),
+                S::sub(y[0], two),
+                y[1],
+            ];
+        }
         let p = S::add(y[0], y[2]);
         let q = S::add(y[1], y[3]);
         let r = S::fma(S::splat(4.0), y[2], y[0]);
@@ -875,28 +980,40 @@ unsafe fn input_1d<S: Simd>(d: [S::V; 6]) -> [S::V; 6] {
     }
 }
 
-/// `Aᵀ m` for one column of six.
+/// `Aᵀ m` for one column of six: `M` outputs.
 #[inline(always)]
-unsafe fn output_1d<S: Simd>(m: [S::V; 6]) -> [S::V; 4] {
+unsafe fn output_1d<S: Simd, const M: usize>(m: [S::V; 6]) -> [S::V; M] {
     // SAFETY: arithmetic only.
     unsafe {
         let p = S::add(m[1], m[2]);
         let q = S::sub(m[1], m[2]);
         let r = S::add(m[3], m[4]);
         let s = S::sub(m[3], m[4]);
-        [
-            S::add(S::add(m[0], p), r),
-            S::fma(S::splat(2.0), s, q),
-            S::fma(S::splat(4.0), r, p),
-            S::add(S::fma(S::splat(8.0), s, q), m[5]),
-        ]
+        let all: [S::V; 4] = if M == 2 {
+            // Aᵀ rows (1, 1, 1, 1, 1, 0) and (0, 1, -1, 2, -2, 1).
+            let zero = S::splat(0.0);
+            [
+                S::add(S::add(m[0], p), r),
+                S::add(S::fma(S::splat(2.0), s, q), m[5]),
+                zero,
+                zero,
+            ]
+        } else {
+            [
+                S::add(S::add(m[0], p), r),
+                S::fma(S::splat(2.0), s, q),
+                S::fma(S::splat(4.0), r, p),
+                S::add(S::fma(S::splat(8.0), s, q), m[5]),
+            ]
+        };
+        std::array::from_fn(|i| all[i])
     }
 }
 
 /// `Aᵀ M A + bias` for `LANES` tiles: `M[k]` at `m[k * kstride]`, result
-/// `(i, j)` at `q[(i * 4 + j) * qstride]`.
+/// `(i, j)` at `q[(i * M + j) * qstride]` (`M` the output tile side).
 #[inline(always)]
-unsafe fn output_tile<S: Simd>(
+unsafe fn output_tile<S: Simd, const M: usize>(
     m: *const f32,
     kstride: usize,
     bias: S::V,
@@ -905,19 +1022,19 @@ unsafe fn output_tile<S: Simd>(
 ) {
     // SAFETY: caller's contract.
     unsafe {
-        let mut t = [[S::splat(0.0); 6]; 4];
+        let mut t = [[S::splat(0.0); 6]; M];
         for col in 0..6 {
             let mut x = [S::splat(0.0); 6];
             for (r, v) in x.iter_mut().enumerate() {
                 *v = S::load(m.add((r * 6 + col) * kstride));
             }
-            for (row, a) in t.iter_mut().zip(output_1d::<S>(x)) {
+            for (row, a) in t.iter_mut().zip(output_1d::<S, M>(x)) {
                 row[col] = a;
             }
         }
         for (i, row) in t.iter().enumerate() {
-            for (j, y) in output_1d::<S>(*row).iter().enumerate() {
-                S::store(q.add((i * 4 + j) * qstride), S::add(*y, bias));
+            for (j, y) in output_1d::<S, M>(*row).iter().enumerate() {
+                S::store(q.add((i * M + j) * qstride), S::add(*y, bias));
             }
         }
     }

@@ -138,29 +138,33 @@ fn forward_and_backward_match_naive_references() {
 fn winograd_matches_naive_references() {
     let mut rng = Rng::from_env("winograd_matches_naive_references");
     let mut tested = 0;
-    while tested < 60 {
+    while tested < 80 {
+        // 3x3 (F(4x4, 3x3)) and 5x5 (F(2x2, 5x5)) kernels.
+        let k = [3, 5][tested % 2];
         let mut conv = Conv2d::new(
             rng.range(1, 3),
             rng.range(1, 19),
             (rng.range(1, 18), rng.range(1, 18)),
             rng.range(1, 19),
-            3,
+            k,
             1,
             0,
         );
-        conv.pad_top = rng.range(0, 2);
-        conv.pad_bottom = rng.range(0, 2);
-        conv.pad_left = rng.range(0, 2);
-        conv.pad_right = rng.range(0, 2);
+        conv.pad_top = rng.range(0, k - 1);
+        conv.pad_bottom = rng.range(0, k - 1);
+        conv.pad_left = rng.range(0, k - 1);
+        conv.pad_right = rng.range(0, k - 1);
         let Ok(p) = conv.plan() else { continue };
         tested += 1;
         let p = p.with_algo(ConvAlgo::Winograd).unwrap();
         check_against_reference(&p, &mut rng, WINOGRAD_REL);
     }
     // Many tiles: several blocks per thread.
-    let p = Conv2d::new(3, 9, (37, 45), 11, 3, 1, 1).plan().unwrap();
-    let p = p.with_algo(ConvAlgo::Winograd).unwrap();
-    check_against_reference(&p, &mut rng, WINOGRAD_REL);
+    for k in [3, 5] {
+        let p = Conv2d::new(3, 9, (37, 45), 11, k, 1, k / 2).plan().unwrap();
+        let p = p.with_algo(ConvAlgo::Winograd).unwrap();
+        check_against_reference(&p, &mut rng, WINOGRAD_REL);
+    }
 }
 
 /// Forward, backward-data and backward-weights (overwrite, then accumulate)
@@ -350,6 +354,8 @@ fn plans_pick_algorithms_and_reject_bad_geometry() {
     // Winograd where it pays (and the CPU has vectors), im2col for few tiles.
     let p = Conv2d::new(8, 16, (32, 32), 16, 3, 1, 1).plan().unwrap();
     let fast = bigdl_kernels::cpu::isa() >= bigdl_kernels::cpu::Isa::Avx2;
+    assert_eq!(p.algo == ConvAlgo::Winograd, fast);
+    let p = Conv2d::new(8, 16, (28, 28), 32, 5, 1, 2).plan().unwrap();
     assert_eq!(p.algo == ConvAlgo::Winograd, fast);
     let p = Conv2d::new(1, 512, (7, 7), 512, 3, 1, 1).plan().unwrap();
     assert_eq!(p.algo, ConvAlgo::Im2col);
