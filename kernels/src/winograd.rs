@@ -608,48 +608,17 @@ impl Tiles<'_> {
             prow[lo..hi].copy_from_slice(&plane[y as usize * w..][..hi - lo]);
             prow[hi..].fill(0.0);
         }
-        // SAFETY: forwarded.
-        unsafe {
-            match step {
-                4 => self.copy_tiles::<SIZE, 4>(run, ty0, pw, pad, d),
-                _ => self.copy_tiles::<SIZE, 2>(run, ty0, pw, pad, d),
-            }
-        }
-    }
-
-    /// The copies of [`Tiles::gather`], tile row by tile row: for each
-    /// window position a copy with the constant stride `STEP`, which the
-    /// compiler vectorises.
-    #[inline(always)]
-    unsafe fn copy_tiles<const SIZE: usize, const STEP: usize>(
-        self,
-        run: &Run,
-        ty0: usize,
-        pw: usize,
-        pad: &[f32],
-        d: *mut f32,
-    ) {
-        let (st, tx_n) = (self.stride, self.g.tiles_x());
-        let mut t = 0;
-        while t < run.len {
-            let (ty, tx0) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
-            let len = (tx_n - tx0).min(run.len - t);
+        let st = self.stride;
+        for t in 0..run.len {
+            let (ty, tx) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
+            let src = &pad[step * (ty - ty0) * pw + step * tx..];
             for r in 0..SIZE {
-                let src =
-                    &pad[(STEP * (ty - ty0) + r) * pw + STEP * tx0..][..STEP * (len - 1) + SIZE];
-                for q in 0..SIZE {
-                    // SAFETY: caller's contract: SIZE² rows of `stride` floats
-                    // at `d`; tiles `at + t .. + len` lie below `nt <= stride`.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(d.add((r * SIZE + q) * st + run.at + t), len)
-                    };
-                    for (j, v) in dst.iter_mut().enumerate() {
-                        // SAFETY: STEP j + q <= STEP (len - 1) + SIZE - 1 < src.len().
-                        *v = unsafe { *src.get_unchecked(STEP * j + q) };
-                    }
+                for (q, &x) in src[r * pw..][..SIZE].iter().enumerate() {
+                    // SAFETY: caller's contract: SIZE² rows of `stride`
+                    // floats at `d`; tile `< nt <= stride`.
+                    unsafe { *d.add((r * SIZE + q) * st + run.at + t) = x };
                 }
             }
-            t += len;
         }
     }
 }
@@ -796,27 +765,24 @@ impl Block<'_> {
         // are clipped to the plane.
         unsafe {
             let plane = self.out.get().add((run.img * g.cout + o) * g.oh * g.ow);
-            let mut t = 0;
-            while t < run.len {
-                let (ty, tx0) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
-                let len = (tx_n - tx0).min(run.len - t);
-                // Whole tiles, then the last one clipped to the plane.
-                let full = ((g.ow - M * tx0) / M).min(len);
-                for i in 0..(g.oh - M * ty).min(M) {
-                    let dst = plane.add((M * ty + i) * g.ow + M * tx0);
-                    let src = q.add(i * M * st + run.at + t);
-                    for j in 0..full {
-                        for jj in 0..M {
-                            *dst.add(M * j + jj) = *src.add(jj * st + j);
+            for t in 0..run.len {
+                let (ty, tx) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
+                let (rows, cols) = ((g.oh - M * ty).min(M), (g.ow - M * tx).min(M));
+                let dst = plane.add(M * ty * g.ow + M * tx);
+                let src = q.add(run.at + t);
+                if rows == M && cols == M {
+                    for i in 0..M {
+                        for j in 0..M {
+                            *dst.add(i * g.ow + j) = *src.add((i * M + j) * st);
                         }
                     }
-                    for j in full..len {
-                        for jj in 0..(g.ow - M * (tx0 + j)).min(M) {
-                            *dst.add(M * j + jj) = *src.add(jj * st + j);
+                } else {
+                    for i in 0..rows {
+                        for j in 0..cols {
+                            *dst.add(i * g.ow + j) = *src.add((i * M + j) * st);
                         }
                     }
                 }
-                t += len;
             }
         }
     }
