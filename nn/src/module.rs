@@ -137,30 +137,12 @@ pub struct FlatParameters {
 /// gradient buffer (copying the current values) and returns them.
 pub fn compact(model: &mut dyn Module) -> Result<FlatParameters> {
     let total = count(model);
-    let weight = Tensor::<f32>::zeros(&[total])?;
-    let grad = Tensor::<f32>::zeros(&[total])?;
-    let mut off = 0;
-    let mut err = None;
-    model.visit_parameters(&mut |w, g| {
-        if err.is_some() {
-            return;
-        }
-        let n = w.numel();
-        let moved = (|| -> Result<()> {
-            let wv = weight.narrow(0, off, n)?.view(w.sizes())?;
-            let gv = grad.narrow(0, off, n)?.view(g.sizes())?;
-            wv.copy_from(w)?;
-            gv.copy_from(g)?;
-            (*w, *g) = (wv, gv);
-            Ok(())
-        })();
-        err = moved.err();
-        off += n;
-    });
-    match err {
-        Some(e) => Err(e),
-        None => Ok(FlatParameters { weight, grad }),
-    }
+    let flat = FlatParameters {
+        weight: Tensor::<f32>::zeros(&[total])?,
+        grad: Tensor::<f32>::zeros(&[total])?,
+    };
+    bind(model, &flat, true)?;
+    Ok(flat)
 }
 
 /// [`compact`] onto a given weight buffer: `weight` (one dimension, one
@@ -179,8 +161,18 @@ pub fn compact_onto(model: &mut dyn Module, weight: Tensor<f32>) -> Result<FlatP
             ),
         ));
     }
-    let weight = weight.contiguous();
-    let grad = Tensor::<f32>::zeros(&[total])?;
+    let flat = FlatParameters {
+        weight: weight.contiguous(),
+        grad: Tensor::<f32>::zeros(&[total])?,
+    };
+    bind(model, &flat, false)?;
+    Ok(flat)
+}
+
+/// Makes every parameter and gradient of `model` a view of `flat`'s buffers,
+/// in [`Module::visit_parameters`] order, copying the current values in when
+/// `copy` (else the buffers' values become the parameters').
+fn bind(model: &mut dyn Module, flat: &FlatParameters, copy: bool) -> Result<()> {
     let mut off = 0;
     let mut err = None;
     model.visit_parameters(&mut |w, g| {
@@ -189,18 +181,19 @@ pub fn compact_onto(model: &mut dyn Module, weight: Tensor<f32>) -> Result<FlatP
         }
         let n = w.numel();
         let moved = (|| -> Result<()> {
-            let wv = weight.narrow(0, off, n)?.view(w.sizes())?;
-            let gv = grad.narrow(0, off, n)?.view(g.sizes())?;
+            let wv = flat.weight.narrow(0, off, n)?.view(w.sizes())?;
+            let gv = flat.grad.narrow(0, off, n)?.view(g.sizes())?;
+            if copy {
+                wv.copy_from(w)?;
+                gv.copy_from(g)?;
+            }
             (*w, *g) = (wv, gv);
             Ok(())
         })();
         err = moved.err();
         off += n;
     });
-    match err {
-        Some(e) => Err(e),
-        None => Ok(FlatParameters { weight, grad }),
-    }
+    err.map_or(Ok(()), Err)
 }
 
 /// A replica of `model` for another thread (BigDL's model per core): it shares
