@@ -182,9 +182,10 @@ impl Geometry {
         let tiles = self.tiles();
         let threads = threads.clamp(1, tiles.div_ceil(min).max(1));
         let fit = fit.clamp(min, max);
-        let blocks = tiles.div_ceil(fit).next_multiple_of(threads);
+        // At least one block, so an empty batch still has a block size.
+        let blocks = tiles.div_ceil(fit).next_multiple_of(threads).max(1);
         Cut {
-            block: tiles.div_ceil(blocks).next_multiple_of(CHUNK),
+            block: tiles.div_ceil(blocks).next_multiple_of(CHUNK).max(CHUNK),
             threads,
         }
     }

@@ -159,6 +159,18 @@ fn winograd_matches_naive_references() {
         let p = p.with_algo(ConvAlgo::Winograd).unwrap();
         check_against_reference(&p, &mut rng, WINOGRAD_REL);
     }
+    // An empty batch.
+    let p = Conv2d::new(0, 9, (8, 8), 11, 3, 1, 1).plan().unwrap();
+    let p = p.with_algo(ConvAlgo::Winograd).unwrap();
+    let mut s = vec![0.0; p.scratch_len()];
+    p.forward(&[], &vec![0.0; p.weight_len()], None, &mut [], &mut s)
+        .unwrap();
+    p.backward_data(&[], &vec![0.0; p.weight_len()], &mut [], &mut s)
+        .unwrap();
+    let mut gw = vec![1.0; p.weight_len()];
+    p.backward_weights(&[], &[], &mut gw, None, &mut s, false)
+        .unwrap();
+    assert!(gw.iter().all(|&v| v == 0.0));
     // Many tiles: several blocks per thread.
     for k in [3, 5] {
         let p = Conv2d::new(3, 9, (37, 45), 11, k, 1, k / 2).plan().unwrap();
