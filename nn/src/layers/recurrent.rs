@@ -128,8 +128,16 @@ impl Cell {
         match s.kind.as_str() {
             "RnnCell" => Cell::rnn(i, h),
             "LSTM" => Cell::lstm(i, h),
-            // Files from before the flag hold PyTorch's GRU.
-            "GRU" => Cell::gru_with(i, h, s.get_bool("linear_before_reset").unwrap_or(true)),
+            "GRU" => {
+                // Files from before the flag hold PyTorch's GRU.
+                let flag = "linear_before_reset";
+                let lbr = if s.attrs.iter().any(|(n, _)| n == flag) {
+                    s.get_bool(flag)?
+                } else {
+                    true
+                };
+                Cell::gru_with(i, h, lbr)
+            }
             k => Err(invalid("model file", format!("unknown recurrent cell {k}"))),
         }
     }
