@@ -247,15 +247,8 @@ impl BatchNorm {
         self.check_params(OP, gamma, None)?;
         let m = (self.batch * self.spatial) as f64;
         // dbeta = sum gy, dgamma = sum gy * xhat, per channel.
-        let acc = self.channel_sums(|ch, r| {
-            let mu = saved.mean[ch] as f64;
-            r.fold([0.0; 2], |a, i| {
-                [
-                    a[0] + grad_y[i] as f64,
-                    a[1] + grad_y[i] as f64 * (x[i] as f64 - mu),
-                ]
-            })
-        });
+        let acc =
+            self.channel_sums(|ch, r| run_grad_sums(&grad_y[r.clone()], &x[r], saved.mean[ch]));
         let dbeta: Vec<f64> = acc.iter().map(|a| a[0]).collect();
         let dgamma: Vec<f64> = acc
             .iter()
@@ -289,6 +282,32 @@ impl BatchNorm {
         }
         Ok(())
     }
+}
+
+/// `(Σ gy, Σ gy (x - mu))` over one run: in 16 f32 lanes per sum, which
+/// the compiler vectorises (an f64 running sum is a chain of dependent adds,
+/// one per element), the lanes then added in f64.
+fn run_grad_sums(gy: &[f32], x: &[f32], mu: f32) -> [f64; 2] {
+    const L: usize = 16;
+    let (mut a, mut b) = ([0.0f32; L], [0.0f32; L]);
+    let (gc, xc) = (gy.chunks_exact(L), x.chunks_exact(L));
+    let (gt, xt) = (gc.remainder(), xc.remainder());
+    for (g, x) in gc.zip(xc) {
+        for l in 0..L {
+            a[l] += g[l];
+            b[l] += g[l] * (x[l] - mu);
+        }
+    }
+    let mut out = [0.0f64; 2];
+    for l in 0..L {
+        out[0] += a[l] as f64;
+        out[1] += b[l] as f64;
+    }
+    for (&g, &x) in gt.iter().zip(xt) {
+        out[0] += g as f64;
+        out[1] += g as f64 * (x as f64 - mu as f64);
+    }
+    out
 }
 
 /// Local response normalisation across channels:

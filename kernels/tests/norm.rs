@@ -13,7 +13,7 @@ fn rand_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
 #[test]
 fn batchnorm_train_infer_and_gradients() {
     let mut rng = Rng::from_env("batchnorm_train_infer_and_gradients");
-    for (batch, channels, spatial) in [(4, 3, 5), (8, 2, 1), (1, 2, 9)] {
+    for (batch, channels, spatial) in [(4, 3, 5), (8, 2, 1), (1, 2, 9), (3, 2, 37), (2, 3, 64)] {
         let bn = BatchNorm {
             batch,
             channels,
@@ -82,6 +82,39 @@ fn batchnorm_train_infer_and_gradients() {
             Some(&mut gb),
         )
         .unwrap();
+        // Against the f64 formula: dbeta = Σ gy, dgamma = Σ gy xhat,
+        // gx = g invstd / m (m gy - dbeta - xhat dgamma).
+        let m = (bn.batch * bn.spatial) as f64;
+        for c in 0..channels {
+            let idx: Vec<usize> = (0..bn.batch)
+                .flat_map(|n| (0..bn.spatial).map(move |s| (n * channels + c) * bn.spatial + s))
+                .collect();
+            let mean = idx.iter().map(|&i| x[i] as f64).sum::<f64>() / m;
+            let var = idx
+                .iter()
+                .map(|&i| (x[i] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / m;
+            let inv = 1.0 / (var + 1e-5).sqrt();
+            let db: f64 = idx.iter().map(|&i| gy[i] as f64).sum();
+            let dg: f64 = idx
+                .iter()
+                .map(|&i| gy[i] as f64 * (x[i] as f64 - mean) * inv)
+                .sum();
+            let mag: f64 = idx.iter().map(|&i| gy[i].abs() as f64).sum();
+            assert!((gb[c] as f64 - db).abs() <= 1e-5 * mag, "dbeta {c}");
+            assert!((gg[c] as f64 - dg).abs() <= 1e-4 * mag, "dgamma {c}");
+            for &i in &idx {
+                let xhat = (x[i] as f64 - mean) * inv;
+                let want = gamma[c] as f64 * inv / m * (m * gy[i] as f64 - db - xhat * dg);
+                let tol = 1e-4 * gamma[c].abs() as f64 * inv * (gy[i].abs() as f64 + mag / m);
+                assert!(
+                    (gx[i] as f64 - want).abs() <= tol,
+                    "dx[{i}] {} vs {want}",
+                    gx[i]
+                );
+            }
+        }
         let eps = 1e-2f32;
         for i in 0..len.min(12) {
             let (mut xp, mut xm) = (x.clone(), x.clone());
