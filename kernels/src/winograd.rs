@@ -576,7 +576,8 @@ impl Tiles<'_> {
 
     /// Writes the `SIZE x SIZE` windows of `run` in `plane` (`h x w`, with
     /// `top` and `left` zero rows and columns before it) at tile origins
-    /// `(4 ty, 4 tx)` as rows of the block's tiles: `d[(r * SIZE + q) *
+    /// `(m ty, m tx)` (`m` the output tile side) as rows of the block's
+    /// tiles: `d[(r * SIZE + q) *
     /// stride + tile]`, zero outside the plane. Reads them from a zero-padded
     /// copy of the rows the run spans, in `pad`.
     #[inline(always)]
@@ -790,8 +791,8 @@ impl Block<'_> {
 }
 
 /// The output-gradient transform of a block of tiles: `Z[k][o][tile] = (A
-/// dY Aᵀ)[k]` at `z + k * kstride + o * stride`, with `d` (16 rows) and
-/// `pad` as work space.
+/// dY Aᵀ)[k]` at `z + k * kstride + o * stride`, with `d` (`m²` of its 36
+/// rows) and `pad` as work space.
 struct GradTransform<'a> {
     tiles: Tiles<'a>,
     grad_output: &'a [f32],
