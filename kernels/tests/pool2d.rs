@@ -114,6 +114,64 @@ fn forward_and_backward_match_references() {
     }
 }
 
+/// Max pooling on rows wide enough for whole vectors and their tails, with
+/// ties (small integers) and NaNs: the value and argmax of a scan of each
+/// window in row-major order, where the first maximum wins ties and the
+/// first NaN wins over everything.
+#[test]
+fn max_ties_and_nans_follow_scan_order() {
+    let mut rng = Rng::from_env("max_ties_and_nans_follow_scan_order");
+    let mut tested = 0;
+    while tested < 200 {
+        let pool = Pool2d {
+            in_w: rng.range(1, 70),
+            ..random_pool(&mut rng)
+        };
+        let Ok(p) = pool.plan() else { continue };
+        tested += 1;
+        let nan_rate = rng.range(0, 2) * 16;
+        let x: Vec<f32> = (0..p.input_len())
+            .map(|_| {
+                if nan_rate > 0 && rng.range(0, nan_rate) == 0 {
+                    f32::NAN
+                } else {
+                    rng.small_int()
+                }
+            })
+            .collect();
+        let (mut y, mut idx) = (vec![0.5; p.output_len()], vec![u32::MAX; p.output_len()]);
+        p.max_forward(&x, &mut y, &mut idx).unwrap();
+        let hw = pool.in_h * pool.in_w;
+        for plane in 0..pool.batch * pool.channels {
+            for oh in 0..p.out_h {
+                for ow in 0..p.out_w {
+                    let o = plane * p.out_h * p.out_w + oh * p.out_w + ow;
+                    let (cells, _) = window(&p, oh, ow);
+                    let mut best = (f32::NEG_INFINITY, cells[0]);
+                    for &(h, w) in &cells {
+                        let v = x[plane * hw + h * pool.in_w + w];
+                        if v.is_nan() {
+                            best = (v, (h, w));
+                            break;
+                        }
+                        if v > best.0 {
+                            best = (v, (h, w));
+                        }
+                    }
+                    let at = best.1.0 * pool.in_w + best.1.1;
+                    assert!(
+                        y[o].to_bits() == best.0.to_bits() || (y[o].is_nan() && best.0.is_nan()),
+                        "{pool:?} at {oh},{ow}: {} vs {}",
+                        y[o],
+                        best.0
+                    );
+                    assert_eq!(idx[o] as usize, at, "{pool:?} argmax at {oh},{ow}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn finite_difference_gradients() {
     let mut rng = Rng::from_env("pool finite_difference_gradients");
