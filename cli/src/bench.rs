@@ -278,12 +278,12 @@ fn model(args: &ModelArgs) -> anyhow::Result<()> {
     m.evaluate();
     let mut g = bigdl_tensor::Generator::new(1);
     let x: Activity = Tensor::<f32>::uniform(&args.shape, -1.0, 1.0, &mut g)?.into();
-    m.forward(&x)?; // warm-up: scratch buffers, page faults
+    m.predict(&x)?; // warm-up: scratch buffers, page faults
     let mut times = Vec::new();
     let started = Instant::now();
     while times.len() < 3 || started.elapsed() < Duration::from_millis(args.min_ms) {
         let t = Instant::now();
-        m.forward(&x)?;
+        m.predict(&x)?;
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);

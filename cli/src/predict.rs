@@ -115,7 +115,7 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
     for start in (0..n).step_by(a.batch_size) {
         let len = a.batch_size.min(n - start);
         let y = model
-            .forward(&Activity::from(x.narrow(0, start, len)?.contiguous()))?
+            .predict(&Activity::from(x.narrow(0, start, len)?.contiguous()))?
             .into_tensor("bigdl predict")?;
         outs.push(y);
     }

@@ -18,7 +18,7 @@ use crate::error::{KernelError, Result};
 use rayon::prelude::*;
 
 use crate::cpu::{self, Isa};
-use crate::gemm::{Gemm, Transpose};
+use crate::gemm::{Epilogue, Gemm, Transpose};
 use crate::pool;
 use crate::winograd::Geometry;
 
@@ -262,6 +262,39 @@ impl Conv2d {
     }
 }
 
+/// Element-wise work fused into a convolution's output, after the bias:
+/// `y = relu?(y + residual)`, in the order separate passes take (so the
+/// results are the same bit for bit), done while each block of the output
+/// is in cache. This is how a ResNet block's addition and ReLUs cost no
+/// pass of their own at inference.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tail<'a> {
+    /// Added to the output (same shape).
+    pub residual: Option<&'a [f32]>,
+    /// Then `max(·, 0)` (NaN and -0 pass through, as the ReLU kernels).
+    pub relu: bool,
+}
+
+impl Tail<'_> {
+    /// Whether there is nothing to do.
+    pub(crate) fn is_none(&self) -> bool {
+        self.residual.is_none() && !self.relu
+    }
+
+    /// `relu?(v + residual[at])`, in the order separate passes would take.
+    ///
+    /// # Safety
+    /// `at` is inside the output.
+    #[inline(always)]
+    pub(crate) unsafe fn apply(&self, v: f32, at: usize) -> f32 {
+        // SAFETY: the residual is as long as the output (caller's contract).
+        let v = self
+            .residual
+            .map_or(v, |r| v + unsafe { *r.get_unchecked(at) });
+        if self.relu && v < 0.0 { 0.0 } else { v }
+    }
+}
+
 /// Whether Winograd beats im2col for an eligible convolution, as measured on
 /// Zen 4 (BENCHMARKS.md): not with fewer than 8 channels in or out (the
 /// transforms outweigh the products: 0.55-0.9x at 3 or 4 input channels),
@@ -436,6 +469,20 @@ impl ConvPlan {
         output: &mut [f32],
         scratch: &mut [f32],
     ) -> Result<()> {
+        self.forward_with(input, weight, bias, Tail::default(), output, scratch)
+    }
+
+    /// `output = relu?(conv(input, weight) + bias + residual)`: the forward
+    /// pass with `tail` fused into it.
+    pub fn forward_with(
+        &self,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        tail: Tail<'_>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<()> {
         self.check(&[
             ("input", input.len(), self.input_len()),
             ("weight", weight.len(), self.weight_len()),
@@ -445,6 +492,9 @@ impl ConvPlan {
         if let Some(b) = bias {
             self.check(&[("bias", b.len(), self.conv.out_channels)])?;
         }
+        if let Some(r) = tail.residual {
+            self.check(&[("residual", r.len(), self.output_len())])?;
+        }
         if self.algo == ConvAlgo::Winograd {
             self.winograd().run(
                 cpu::isa(),
@@ -453,6 +503,7 @@ impl ConvPlan {
                 weight,
                 false,
                 bias,
+                tail,
                 output,
                 scratch,
             );
@@ -462,13 +513,18 @@ impl ConvPlan {
             self.input_len() / self.conv.batch.max(1),
             self.output_len() / self.conv.batch.max(1),
         );
-        self.par_images(input, in_img, output, out_img, scratch, |x, y, s| {
-            self.forward_images(x, weight, bias, y, s)
+        self.par_images(input, in_img, output, out_img, scratch, |i0, x, y, s| {
+            let tail = Tail {
+                residual: tail.residual.map(|r| &r[i0 * out_img..][..y.len()]),
+                ..tail
+            };
+            self.forward_images(x, weight, bias, tail, y, s)
         })
     }
 
-    /// Runs `f(images_in, images_out, thread_scratch)` over groups of whole
-    /// images, one group per thread when the plan has several.
+    /// Runs `f(first_image, images_in, images_out, thread_scratch)` over
+    /// groups of whole images, one group per thread when the plan has
+    /// several.
     fn par_images(
         &self,
         a: &[f32],
@@ -476,21 +532,22 @@ impl ConvPlan {
         b: &mut [f32],
         b_img: usize,
         scratch: &mut [f32],
-        f: impl Fn(&[f32], &mut [f32], &mut [f32]) -> Result<()> + Sync,
+        f: impl Fn(usize, &[f32], &mut [f32], &mut [f32]) -> Result<()> + Sync,
     ) -> Result<()> {
         if self.threads <= 1 || a.is_empty() {
-            return f(a, b, scratch);
+            return f(0, a, b, scratch);
         }
         let per = self.per_task();
         let tasks: Vec<_> = a
             .chunks(per * a_img)
             .zip(b.chunks_mut(per * b_img))
             .zip(scratch.chunks_mut(self.thread_scratch().max(1)))
+            .enumerate()
             .collect();
         pool::pool().install(|| {
             tasks
                 .into_par_iter()
-                .map(|((a, b), s)| f(a, b, s))
+                .map(|(t, ((a, b), s))| f(t * per, a, b, s))
                 .collect::<Result<Vec<()>>>()
         })?;
         Ok(())
@@ -501,6 +558,7 @@ impl ConvPlan {
         input: &[f32],
         weight: &[f32],
         bias: Option<&[f32]>,
+        tail: Tail<'_>,
         output: &mut [f32],
         scratch: &mut [f32],
     ) -> Result<()> {
@@ -522,11 +580,18 @@ impl ConvPlan {
                     for i in 0..b {
                         for o in 0..ocg {
                             let bv = bias.map_or(0.0, |bias| bias[g * ocg + o]);
-                            let dst =
-                                &mut output[((i0 + i) * c.out_channels + g * ocg + o) * p..][..p];
-                            dst.iter_mut()
-                                .zip(&stage[o * ld + i * p..][..p])
-                                .for_each(|(d, &v)| *d = v + bv);
+                            let at = ((i0 + i) * c.out_channels + g * ocg + o) * p;
+                            let src = &stage[o * ld + i * p..][..p];
+                            let dst = &mut output[at..][..p];
+                            if tail.is_none() {
+                                dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v + bv);
+                            } else {
+                                for (j, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
+                                    // SAFETY: at + j < output.len(), the
+                                    // residual's length.
+                                    *d = unsafe { tail.apply(v + bv, at + j) };
+                                }
+                            }
                         }
                     }
                 }
@@ -537,14 +602,14 @@ impl ConvPlan {
             for g in 0..c.groups {
                 let cols = self.columns(&input[n * in_img + g * in_grp..][..in_grp], scratch);
                 let w = &weight[g * ocg * k..][..ocg * k];
-                let out = &mut output[(n * c.out_channels + g * ocg) * p..][..ocg * p];
-                Gemm::new(ocg, p, k).run(w, cols, out)?;
-                if let Some(b) = bias {
-                    for (o, row) in out.chunks_mut(p).enumerate() {
-                        let bv = b[g * ocg + o];
-                        row.iter_mut().for_each(|v| *v += bv);
-                    }
-                }
+                let at = (n * c.out_channels + g * ocg) * p;
+                let out = &mut output[at..][..ocg * p];
+                let epilogue = Epilogue {
+                    row_bias: bias.map(|b| &b[g * ocg..][..ocg]),
+                    residual: tail.residual.map(|r| &r[at..][..ocg * p]),
+                    relu: tail.relu,
+                };
+                Gemm::new(ocg, p, k).run_with(w, cols, out, &epilogue)?;
             }
         }
         Ok(())
@@ -572,6 +637,7 @@ impl ConvPlan {
                 weight,
                 true,
                 None,
+                Tail::default(),
                 grad_input,
                 scratch,
             );
@@ -587,7 +653,7 @@ impl ConvPlan {
             grad_input,
             in_img,
             scratch,
-            |gy, gx, s| self.backward_data_images(gy, weight, gx, s),
+            |_, gy, gx, s| self.backward_data_images(gy, weight, gx, s),
         )
     }
 

@@ -36,6 +36,7 @@
 //! the output convolved with the flipped kernel, channels swapped and padding
 //! `2 - pad`; [`Geometry::backward_data`] describes it.
 
+use crate::conv::Tail;
 use crate::cpu::{self, Isa};
 use crate::elementwise::simd::Simd;
 use crate::elementwise::{Kernel, dispatch};
@@ -199,8 +200,9 @@ impl Geometry {
     /// `output = conv(input, weight) + bias`, where `weight` is
     /// `cout x cin x 3 x 3`, or, with `flip`, the weight of the forward
     /// convolution whose backward-data pass this is (`cin x cout x 3 x 3`,
-    /// applied rotated by 180 degrees). Sizes are the caller's to check;
-    /// `scratch` holds at least [`Geometry::scratch_len`] floats.
+    /// applied rotated by 180 degrees), then `tail` (added residual, ReLU).
+    /// Sizes are the caller's to check; `scratch` holds at least
+    /// [`Geometry::scratch_len`] floats.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -210,6 +212,7 @@ impl Geometry {
         weight: &[f32],
         flip: bool,
         bias: Option<&[f32]>,
+        tail: Tail<'_>,
         output: &mut [f32],
         scratch: &mut [f32],
     ) {
@@ -219,6 +222,7 @@ impl Geometry {
                 && weight.len() == self.cin * self.cout * self.r * self.r
                 && output.len() == self.batch * self.cout * self.oh * self.ow
                 && bias.is_none_or(|b| b.len() == self.cout)
+                && tail.residual.is_none_or(|r| r.len() == output.len())
                 && scratch.len() >= self.scratch_len(threads),
             "winograd: buffer sizes do not match {self:?}"
         );
@@ -246,6 +250,7 @@ impl Geometry {
                     u,
                     input,
                     bias,
+                    tail,
                     out,
                     work: work.as_mut_ptr(),
                 };
@@ -672,6 +677,7 @@ struct Block<'a> {
     u: &'a [f32],
     input: &'a [f32],
     bias: Option<&'a [f32]>,
+    tail: Tail<'a>,
     out: SyncPtr,
     work: *mut f32,
 }
@@ -766,13 +772,23 @@ impl Block<'_> {
         // SAFETY: the run's tiles are this block's alone; rows and columns
         // are clipped to the plane.
         unsafe {
-            let plane = self.out.get().add((run.img * g.cout + o) * g.oh * g.ow);
+            let plane_at = (run.img * g.cout + o) * g.oh * g.ow;
+            let plane = self.out.get().add(plane_at);
             for t in 0..run.len {
                 let (ty, tx) = ((run.first + t) / tx_n, (run.first + t) % tx_n);
                 let (rows, cols) = ((g.oh - M * ty).min(M), (g.ow - M * tx).min(M));
-                let dst = plane.add(M * ty * g.ow + M * tx);
+                let at = M * ty * g.ow + M * tx;
+                let dst = plane.add(at);
                 let src = q.add(run.at + t);
-                if rows == M && cols == M {
+                if !self.tail.is_none() {
+                    for i in 0..rows {
+                        for j in 0..cols {
+                            let v = *src.add((i * M + j) * st);
+                            let at = plane_at + at + i * g.ow + j;
+                            *dst.add(i * g.ow + j) = self.tail.apply(v, at);
+                        }
+                    }
+                } else if rows == M && cols == M {
                     for i in 0..M {
                         for j in 0..M {
                             *dst.add(i * g.ow + j) = *src.add((i * M + j) * st);

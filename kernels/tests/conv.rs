@@ -5,7 +5,7 @@
 mod common;
 
 use bigdl_kernels::KernelError;
-use bigdl_kernels::conv::{Conv2d, ConvAlgo, ConvPlan};
+use bigdl_kernels::conv::{Conv2d, ConvAlgo, ConvPlan, Tail};
 use bigdl_kernels::pool;
 use common::Rng;
 
@@ -481,4 +481,75 @@ fn parallel_matches_sequential(par: &ConvPlan, seq: &ConvPlan) {
         }];
         assert!((u - v).abs() <= 1e-6 * m, "{u} vs {v} (scale {m})");
     }
+}
+
+/// `forward_with` (residual and ReLU fused into the output) gives what
+/// `forward` followed by separate passes gives, bit for bit, on every
+/// algorithm that applies (im2col per image and in blocks of images, 1x1,
+/// Winograd), on one thread and on several.
+#[test]
+fn fused_tail_equals_separate_passes() {
+    let mut rng = Rng::from_env("fused_tail_equals_separate_passes");
+    let mut convs: Vec<Conv2d> = (0..40).map(|_| random_conv(&mut rng)).collect();
+    convs.push(Conv2d::new(4, 9, (23, 30), 10, 3, 1, 1));
+    convs.push(Conv2d::new(3, 8, (12, 12), 9, 5, 1, 2));
+    convs.push(Conv2d::new(6, 16, (3, 3), 8, 1, 1, 0));
+    for conv in convs {
+        let Ok(plan) = conv.plan() else { continue };
+        for algo in [ConvAlgo::Im2col, ConvAlgo::Direct1x1, ConvAlgo::Winograd] {
+            let Ok(par) = plan.with_algo(algo) else {
+                continue;
+            };
+            let seq = pool::pool().install(|| conv.plan().unwrap().with_algo(algo).unwrap());
+            let x: Vec<f32> = (0..par.input_len()).map(|_| rng.float()).collect();
+            let w: Vec<f32> = (0..par.weight_len()).map(|_| rng.float()).collect();
+            let b: Vec<f32> = (0..conv.out_channels).map(|_| rng.float()).collect();
+            let r: Vec<f32> = (0..par.output_len()).map(|_| rng.float()).collect();
+            for p in [&par, &seq] {
+                for (residual, relu) in [(true, true), (true, false), (false, true)] {
+                    let run = || {
+                        let mut s = vec![0.0; p.scratch_len()];
+                        let mut want = vec![f32::NAN; p.output_len()];
+                        p.forward(&x, &w, Some(&b), &mut want, &mut s).unwrap();
+                        for (i, v) in want.iter_mut().enumerate() {
+                            if residual {
+                                *v += r[i];
+                            }
+                            if relu && *v < 0.0 {
+                                *v = 0.0;
+                            }
+                        }
+                        let tail = Tail {
+                            residual: residual.then_some(&r[..]),
+                            relu,
+                        };
+                        let mut got = vec![f32::NAN; p.output_len()];
+                        p.forward_with(&x, &w, Some(&b), tail, &mut got, &mut s)
+                            .unwrap();
+                        (want, got)
+                    };
+                    let (want, got) = if p.threads == 1 {
+                        pool::pool().install(run)
+                    } else {
+                        run()
+                    };
+                    let same = want
+                        .iter()
+                        .zip(&got)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{algo:?} {conv:?} residual {residual} relu {relu}");
+                }
+            }
+        }
+    }
+    // A residual of the wrong length is an error.
+    let p = Conv2d::new(1, 2, (4, 4), 2, 3, 1, 1).plan().unwrap();
+    let mut s = vec![0.0; p.scratch_len()];
+    let (x, w) = (vec![0.0; p.input_len()], vec![0.0; p.weight_len()]);
+    let tail = Tail {
+        residual: Some(&[0.0; 3]),
+        relu: false,
+    };
+    let mut y = vec![0.0; p.output_len()];
+    assert!(p.forward_with(&x, &w, None, tail, &mut y, &mut s).is_err());
 }

@@ -7,7 +7,7 @@ mod common;
 
 use bigdl_kernels::KernelError;
 use bigdl_kernels::cpu::Isa;
-use bigdl_kernels::gemm::{Backend, Gemm, Layout, Parallelism, Transpose};
+use bigdl_kernels::gemm::{Backend, Epilogue, Gemm, Layout, Parallelism, Transpose};
 use common::{Rng, check, operands, reference};
 
 /// Something that runs a GEMM: a backend, or the native kernel at one ISA level.
@@ -27,6 +27,20 @@ fn run(e: Engine, g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<(), K
     match e {
         Engine::Backend(be) => g.run_on(be, a, b, c),
         Engine::Native(isa) => g.run_native_isa(isa, a, b, c),
+    }
+}
+
+fn run_with(
+    e: Engine,
+    g: &Gemm,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    epi: &Epilogue<'_>,
+) -> Result<(), KernelError> {
+    match e {
+        Engine::Backend(be) => g.run_on_with(be, a, b, c, epi),
+        Engine::Native(isa) => g.run_native_isa_with(isa, a, b, c, epi),
     }
 }
 
@@ -277,5 +291,97 @@ fn every_backend_reports_what_runs() {
     }
     if cfg!(feature = "openblas") {
         Backend::OpenBlas.check().unwrap();
+    }
+}
+
+/// The fused epilogue (row bias, residual, ReLU) gives what separate passes
+/// over the product give, bit for bit, on every engine, layout and
+/// transpose, for tiles on and off the micro-tile, several cache blocks of
+/// `k`, `beta` 0 and not, and one or two threads; padding stays untouched.
+#[test]
+fn epilogue_equals_separate_passes() {
+    let mut rng = Rng::from_env("epilogue_equals_separate_passes");
+    for round in 0..24 {
+        let (m, n) = (rng.range(1, 70), rng.range(1, 90));
+        let k = if round % 4 == 0 {
+            rng.range(300, 800)
+        } else {
+            rng.range(0, 40)
+        };
+        let threads = rng.range(1, 2);
+        for g in all_variants(m, n, k) {
+            let g = g
+                .beta(if rng.range(0, 1) == 0 { 0.0 } else { 0.5 })
+                .parallelism(Parallelism::Threads(threads));
+            for e in engines() {
+                let mut fill = || rng.float() * 4.0;
+                let (a, b, c) = operands(&g, 2, &mut fill);
+                let bias: Vec<f32> = (0..m).map(|_| fill()).collect();
+                let residual: Vec<f32> = c
+                    .data
+                    .iter()
+                    .map(|x| if x.is_nan() { *x } else { fill() })
+                    .collect();
+                let (use_bias, use_res, relu) = (
+                    rng.range(0, 1) == 1,
+                    rng.range(0, 1) == 1,
+                    rng.range(0, 1) == 1,
+                );
+                let epi = Epilogue {
+                    row_bias: use_bias.then_some(&bias[..]),
+                    residual: use_res.then_some(&residual[..]),
+                    relu,
+                };
+                let g = g.lda(a.ld).ldb(b.ld).ldc(c.ld);
+                let mut want = c.data.clone();
+                run(e, &g, &a.data, &b.data, &mut want).unwrap();
+                for (i, &row_bias) in bias.iter().enumerate() {
+                    for j in 0..n {
+                        let at = match g.layout {
+                            Layout::RowMajor => i * c.ld + j,
+                            Layout::ColMajor => i + j * c.ld,
+                        };
+                        let mut v = want[at];
+                        if use_bias {
+                            v += row_bias;
+                        }
+                        if use_res {
+                            v += residual[at];
+                        }
+                        want[at] = if relu && v < 0.0 { 0.0 } else { v };
+                    }
+                }
+                let mut got = c.data.clone();
+                run_with(e, &g, &a.data, &b.data, &mut got, &epi)
+                    .unwrap_or_else(|err| panic!("{e:?} {g:?}: {err}"));
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()));
+                assert!(
+                    same,
+                    "{e:?} {g:?} bias {use_bias} residual {use_res} relu {relu}"
+                );
+            }
+        }
+    }
+    // Short operands are errors.
+    let g = Gemm::new(3, 4, 2);
+    let (a, b, mut c) = ([1.0; 6], [1.0; 8], [0.0; 12]);
+    let short = [0.0; 2];
+    for epi in [
+        Epilogue {
+            row_bias: Some(&short),
+            ..Epilogue::default()
+        },
+        Epilogue {
+            residual: Some(&short),
+            ..Epilogue::default()
+        },
+    ] {
+        assert!(matches!(
+            g.run_with(&a, &b, &mut c, &epi),
+            Err(KernelError::BufferTooSmall { .. })
+        ));
     }
 }

@@ -4,7 +4,7 @@ use bigdl_tensor::Tensor;
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid};
-use crate::module::Module;
+use crate::module::{FusionRole, Module};
 use crate::table::{Identity, add_activities, zeros_like};
 
 /// A node of a graph under construction (an index into its builder).
@@ -177,6 +177,55 @@ impl Graph {
         Ok(Graph::pack(out))
     }
 
+    /// How [`Module::predict`] runs each node: a ReLU that alone reads a
+    /// convolution, or an addition that alone reads it (with another input
+    /// computed before it) and the ReLU that alone reads the addition, run
+    /// inside the convolution; their nodes take its output.
+    fn fusion_plan(&self) -> Vec<Step> {
+        let n = self.nodes.len();
+        let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, (_, preds)) in self.nodes.iter().enumerate() {
+            for &p in preds {
+                readers[p].push(i);
+            }
+        }
+        // The node that alone reads node i's output.
+        let sole =
+            |i: usize| (readers[i].len() == 1 && !self.outputs.contains(&i)).then(|| readers[i][0]);
+        let role = |i: usize| self.nodes[i].0.fusion_role();
+        let mut steps = vec![Step::Run; n];
+        for i in 0..n {
+            if role(i) != FusionRole::Producer || self.inputs.contains(&i) {
+                continue;
+            }
+            let Some(j) = sole(i) else { continue };
+            let (mut residual, mut last) = (None, i);
+            let preds = &self.nodes[j].1;
+            if role(j) == FusionRole::Add && preds.len() == 2 && preds.contains(&i) {
+                let r = if preds[0] == i { preds[1] } else { preds[0] };
+                if r >= i {
+                    continue; // Not computed yet when node i runs (or i itself).
+                }
+                residual = Some(r);
+                last = j;
+            }
+            let relu = match if residual.is_some() { sole(j) } else { Some(j) } {
+                Some(k) if role(k) == FusionRole::Relu && self.nodes[k].1 == [last] => {
+                    steps[k] = Step::Alias(last);
+                    true
+                }
+                _ => false,
+            };
+            if residual.is_some() {
+                steps[j] = Step::Alias(i);
+            }
+            if residual.is_some() || relu {
+                steps[i] = Step::Fused { residual, relu };
+            }
+        }
+        steps
+    }
+
     fn pack(items: Vec<Activity>) -> Activity {
         if items.len() == 1 {
             items.into_iter().next().expect("one item")
@@ -229,6 +278,18 @@ impl Graph {
     }
 }
 
+/// What [`Module::predict`] does at a node of a graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// The node's own `predict`.
+    Run,
+    /// `predict_with` the output of node `residual` added, then ReLU.
+    Fused { residual: Option<usize>, relu: bool },
+    /// Fused into the node it reads, whose output (computed with this
+    /// node's work) it takes.
+    Alias(usize),
+}
+
 fn accumulate(slot: &mut Option<Activity>, g: Activity) -> Result<()> {
     *slot = Some(match slot.take() {
         None => g,
@@ -259,6 +320,58 @@ impl Module for Graph {
             };
             outputs[i] = Some(self.nodes[i].0.forward(&x)?);
             self.node_inputs.push(x);
+        }
+        Ok(Graph::pack(
+            self.outputs
+                .iter()
+                .map(|&o| outputs[o].clone().expect("computed"))
+                .collect(),
+        ))
+    }
+
+    fn predict(&mut self, input: &Activity) -> Result<Activity> {
+        let given = self.graph_inputs(input)?;
+        self.node_inputs.clear();
+        self.node_grads.clear();
+        let n = self.nodes.len();
+        let steps = self.fusion_plan();
+        // The last node reading each output (graph outputs are kept).
+        let mut last_read = vec![0; n];
+        for (i, (_, preds)) in self.nodes.iter().enumerate() {
+            for &p in preds {
+                last_read[p] = i;
+            }
+        }
+        for &o in &self.outputs {
+            last_read[o] = n;
+        }
+        let mut outputs: Vec<Option<Activity>> = vec![None; n];
+        for i in 0..n {
+            let output = |p: usize| outputs[p].clone().expect("topological order");
+            outputs[i] = Some(match steps[i] {
+                Step::Alias(src) => output(src),
+                step => {
+                    let x = match self.inputs.iter().position(|&k| k == i) {
+                        Some(k) => given[k].clone(),
+                        None => Graph::pack(self.nodes[i].1.iter().map(|&p| output(p)).collect()),
+                    };
+                    let m = &mut self.nodes[i].0;
+                    match step {
+                        Step::Fused { residual, relu } => {
+                            let r = residual
+                                .map(|r| output(r).into_tensor(m.name()))
+                                .transpose()?;
+                            m.predict_with(&x, r.as_ref(), relu)?
+                        }
+                        _ => m.predict(&x)?,
+                    }
+                }
+            });
+            for &p in &self.nodes[i].1 {
+                if last_read[p] == i {
+                    outputs[p] = None;
+                }
+            }
         }
         Ok(Graph::pack(
             self.outputs

@@ -67,7 +67,9 @@ pub use criterion::{
 };
 pub use error::{NnError, Result};
 pub use graph::{Graph, GraphBuilder, Node};
-pub use module::{FlatParameters, Module, StateMut, compact, compact_onto, manual_seed, replicate};
+pub use module::{
+    FlatParameters, FusionRole, Module, StateMut, compact, compact_onto, manual_seed, replicate,
+};
 pub use optim::{
     Adadelta, Adagrad, Adam, Adamax, OptimMethod, OptimState, RmsProp, Schedule, Sgd,
     clip_by_l2_norm, clip_by_value,

@@ -26,6 +26,47 @@ pub trait Module: Send + Sync + fmt::Debug {
     /// Computes the output for `input`.
     fn forward(&mut self, input: &Activity) -> Result<Activity>;
 
+    /// Computes the output for `input` for inference only: the values of
+    /// [`Module::forward`] (in the current training or evaluation mode),
+    /// without keeping what a backward pass needs. Containers free each
+    /// intermediate output once nothing else reads it, and run a ReLU, or an
+    /// addition and then a ReLU, that follows a convolution inside the
+    /// convolution's pass over its output ([`Module::fusion_role`]). A
+    /// backward pass needs a `forward` first.
+    fn predict(&mut self, input: &Activity) -> Result<Activity> {
+        self.forward(input)
+    }
+
+    /// What the module is to the inference fusion of [`Module::predict`].
+    fn fusion_role(&self) -> FusionRole {
+        FusionRole::None
+    }
+
+    /// [`Module::predict`] followed by `relu?(output + residual)` (ReLU
+    /// last, NaN passing through): containers call it on
+    /// [`FusionRole::Producer`]s, which compute it in one pass. This default
+    /// takes separate passes.
+    fn predict_with(
+        &mut self,
+        input: &Activity,
+        residual: Option<&Tensor<f32>>,
+        relu: bool,
+    ) -> Result<Activity> {
+        let y = self.predict(input)?.into_tensor(self.name())?.contiguous();
+        let mut v = y.to_vec();
+        if let Some(r) = residual {
+            same_shape(self.name(), r, y.sizes())?;
+            let r = r.contiguous();
+            for (v, &r) in v.iter_mut().zip(r.as_slice()?.iter()) {
+                *v += r;
+            }
+        }
+        if relu {
+            v.iter_mut().filter(|v| **v < 0.0).for_each(|v| *v = 0.0);
+        }
+        Ok(Tensor::from_vec(v, y.sizes())?.into())
+    }
+
     /// The gradient of the loss with respect to `input`, given the gradient
     /// with respect to the output.
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity>;
@@ -105,6 +146,20 @@ pub trait Module: Send + Sync + fmt::Debug {
     fn evaluate(&mut self) {
         self.set_training(false);
     }
+}
+
+/// What a module is to inference fusion ([`Module::predict`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FusionRole {
+    /// Not fused.
+    None,
+    /// Computes `relu?(output + residual)` in its own pass over the output
+    /// ([`Module::predict_with`]; convolutions).
+    Producer,
+    /// `max(x, 0)`.
+    Relu,
+    /// The sum of its inputs.
+    Add,
 }
 
 /// A piece of a module's non-parameter state (see [`Module::visit_state`]).

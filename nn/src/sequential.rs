@@ -2,7 +2,7 @@
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid};
-use crate::module::Module;
+use crate::module::{FusionRole, Module};
 
 /// Applies its modules in order; the backward pass runs them in reverse.
 #[derive(Clone, Debug, Default)]
@@ -62,6 +62,27 @@ impl Module for Sequential {
         for m in &mut self.modules {
             x = m.forward(&x)?;
             self.inputs.push(x.clone());
+        }
+        Ok(x)
+    }
+
+    fn predict(&mut self, input: &Activity) -> Result<Activity> {
+        self.inputs.clear();
+        let mut x = input.clone();
+        let mut i = 0;
+        while i < self.modules.len() {
+            // A ReLU after a convolution runs inside it.
+            let fused = self.modules[i].fusion_role() == FusionRole::Producer
+                && self
+                    .modules
+                    .get(i + 1)
+                    .is_some_and(|m| m.fusion_role() == FusionRole::Relu);
+            x = if fused {
+                self.modules[i].predict_with(&x, None, true)?
+            } else {
+                self.modules[i].predict(&x)?
+            };
+            i += 1 + fused as usize;
         }
         Ok(x)
     }

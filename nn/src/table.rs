@@ -7,7 +7,7 @@ use bigdl_tensor::Tensor;
 use crate::activity::Activity;
 use crate::error::{Result, invalid, shape};
 use crate::io::Spec;
-use crate::module::Module;
+use crate::module::{FusionRole, Module};
 use crate::sequential::children_spec;
 
 /// `a + b` for activities of the same structure (gradients of a shared input).
@@ -197,6 +197,16 @@ impl Module for ConcatTable {
             .modules
             .iter_mut()
             .map(|m| m.forward(input))
+            .collect::<Result<_>>()?;
+        Ok(Activity::Table(outs))
+    }
+
+    fn predict(&mut self, input: &Activity) -> Result<Activity> {
+        let outs = self
+            .children
+            .modules
+            .iter_mut()
+            .map(|m| m.predict(input))
             .collect::<Result<_>>()?;
         Ok(Activity::Table(outs))
     }
@@ -401,6 +411,29 @@ impl Concat {
         self
     }
 
+    /// Runs every child on `input` with `f` and joins the outputs.
+    fn run(
+        &mut self,
+        input: &Activity,
+        f: impl Fn(&mut Box<dyn Module>, &Activity) -> Result<Activity>,
+    ) -> Result<Activity> {
+        let outs = self
+            .children
+            .modules
+            .iter_mut()
+            .map(|m| f(m, input)?.into_tensor("Concat"))
+            .collect::<Result<Vec<_>>>()?;
+        if outs.is_empty() {
+            return Err(invalid("Concat", "no children"));
+        }
+        self.sizes = outs
+            .iter()
+            .map(|t| t.sizes().get(self.dim).copied().unwrap_or(0))
+            .collect();
+        let refs: Vec<&Tensor<f32>> = outs.iter().collect();
+        Ok(Tensor::cat(&refs, self.dim)?.into())
+    }
+
     /// Each child's slice of `grad_output` along `dim`.
     fn split(&self, grad_output: &Activity) -> Result<Vec<Activity>> {
         let gy = grad_output.tensor("Concat")?;
@@ -428,21 +461,11 @@ impl Module for Concat {
     }
 
     fn forward(&mut self, input: &Activity) -> Result<Activity> {
-        let outs = self
-            .children
-            .modules
-            .iter_mut()
-            .map(|m| m.forward(input)?.into_tensor("Concat"))
-            .collect::<Result<Vec<_>>>()?;
-        if outs.is_empty() {
-            return Err(invalid("Concat", "no children"));
-        }
-        self.sizes = outs
-            .iter()
-            .map(|t| t.sizes().get(self.dim).copied().unwrap_or(0))
-            .collect();
-        let refs: Vec<&Tensor<f32>> = outs.iter().collect();
-        Ok(Tensor::cat(&refs, self.dim)?.into())
+        self.run(input, |m, x| m.forward(x))
+    }
+
+    fn predict(&mut self, input: &Activity) -> Result<Activity> {
+        self.run(input, |m, x| m.predict(x))
     }
 
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
@@ -513,6 +536,9 @@ impl CAddTable {
 impl Module for CAddTable {
     fn name(&self) -> &str {
         "CAddTable"
+    }
+    fn fusion_role(&self) -> FusionRole {
+        FusionRole::Add
     }
     fn forward(&mut self, input: &Activity) -> Result<Activity> {
         let xs = tensors(self.name(), input)?;

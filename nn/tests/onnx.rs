@@ -75,7 +75,13 @@ fn onnx_node_tests_pass() {
                             .collect(),
                     )
                 };
-                Ok(match m.forward(&x).map_err(|e| e.to_string())? {
+                let y = m.forward(&x).map_err(|e| e.to_string())?;
+                // Inference (`predict`, fused) gives forward's values exactly.
+                let p = m.predict(&x).map_err(|e| e.to_string())?;
+                if bits(&y) != bits(&p) {
+                    return Err("predict differs from forward".into());
+                }
+                Ok(match y {
                     Activity::Tensor(t) => vec![t],
                     Activity::Table(v) => {
                         v.into_iter().map(|a| a.into_tensor("t").unwrap()).collect()
@@ -163,7 +169,10 @@ fn pytorch_exported_cnn_matches_pytorch() {
     let model = std::fs::read(dir.join("cnn.onnx")).unwrap();
     let mut m = import(&model, &[]).unwrap();
     let x = Tensor::<f32>::read_npy(dir.join("cnn.x.npy")).unwrap();
-    let y = m.forward(&x.into()).unwrap().into_tensor("t").unwrap();
+    let x = Activity::from(x);
+    let y = m.forward(&x).unwrap();
+    assert_eq!(bits(&y), bits(&m.predict(&x).unwrap()));
+    let y = y.into_tensor("t").unwrap();
     for reference in ["cnn.y.npy", "cnn.ort.npy"] {
         let want = Tensor::<f32>::read_npy(dir.join(reference)).unwrap();
         assert_eq!(y.sizes(), want.sizes());
@@ -173,5 +182,13 @@ fn pytorch_exported_cnn_matches_pytorch() {
                 "{reference}: {a} vs {b}"
             );
         }
+    }
+}
+
+/// The bits of every tensor of `a`, depth first.
+fn bits(a: &Activity) -> Vec<Vec<u32>> {
+    match a {
+        Activity::Tensor(t) => vec![t.to_vec().iter().map(|v| v.to_bits()).collect()],
+        Activity::Table(v) => v.iter().flat_map(bits).collect(),
     }
 }

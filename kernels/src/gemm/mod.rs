@@ -40,7 +40,7 @@ use crate::error::{KernelError, Result};
 use crate::pool;
 
 pub use blocking::Blocking;
-pub(crate) use problem::Problem;
+pub(crate) use problem::{Epi, Problem};
 
 const OP: &str = "sgemm";
 
@@ -199,6 +199,20 @@ impl fmt::Display for Backend {
     }
 }
 
+/// Element-wise work fused into a GEMM's output, done on each block of `C`
+/// while it is in cache: `C = relu?(alpha op(A) op(B) + beta C + bias +
+/// residual)`, the bias added before the residual, as separate passes
+/// would (so the results are the same bit for bit). See [`Gemm::run_with`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// One value per row of `C` (`m` values), added to the row.
+    pub row_bias: Option<&'a [f32]>,
+    /// A matrix stored like `C` (same layout and leading dimension), added.
+    pub residual: Option<&'a [f32]>,
+    /// Then `max(·, 0)` (NaN and -0 pass through, as the ReLU kernels).
+    pub relu: bool,
+}
+
 /// A GEMM call: shapes, layout, transposes, scalars, leading dimensions.
 ///
 /// ```
@@ -324,10 +338,34 @@ impl Gemm {
         self.run_on(Backend::from_env()?, a, b, c)
     }
 
+    /// Runs on the default backend, with `epilogue` applied to `C`.
+    pub fn run_with(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        epilogue: &Epilogue<'_>,
+    ) -> Result<()> {
+        self.run_on_with(Backend::from_env()?, a, b, c, epilogue)
+    }
+
     /// Runs on `backend`.
     pub fn run_on(&self, backend: Backend, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+        self.run_on_with(backend, a, b, c, &Epilogue::default())
+    }
+
+    /// Runs on `backend`, with `epilogue` applied to `C`.
+    pub fn run_on_with(
+        &self,
+        backend: Backend,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        epilogue: &Epilogue<'_>,
+    ) -> Result<()> {
         backend.check()?;
-        let problem = self.problem(a, b, c)?;
+        let mut problem = self.problem(a, b, c)?;
+        problem.epi = self.epi(epilogue, c.len())?;
         match backend {
             Backend::Native => self.run_native(cpu::isa(), problem),
             #[cfg(feature = "mkl")]
@@ -337,7 +375,10 @@ impl Gemm {
                     // SAFETY: `problem` was validated against the slices above and
                     // checked to be expressible in CBLAS; blocks of it stay inside
                     // the slices and do not overlap.
-                    unsafe { cblas::call(mkl::SGEMM, p) }
+                    unsafe {
+                        cblas::call(mkl::SGEMM, p);
+                        p.apply_epi(0, p.m, 0, p.n);
+                    }
                 })
             }
             #[cfg(feature = "openblas")]
@@ -346,7 +387,10 @@ impl Gemm {
                 cblas::check(&problem)?;
                 self.run_parallel(problem, cblas::GRAIN, &|p| {
                     // SAFETY: as for MKL above.
-                    unsafe { cblas::call(sgemm, p) }
+                    unsafe {
+                        cblas::call(sgemm, p);
+                        p.apply_epi(0, p.m, 0, p.n);
+                    }
                 })
             }
             #[allow(unreachable_patterns)]
@@ -357,6 +401,18 @@ impl Gemm {
     /// Runs the native kernel at a chosen ISA level (for tests and benchmarks that
     /// compare levels). Errors if this CPU cannot run `isa`.
     pub fn run_native_isa(&self, isa: Isa, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> {
+        self.run_native_isa_with(isa, a, b, c, &Epilogue::default())
+    }
+
+    /// [`Gemm::run_native_isa`] with `epilogue` applied to `C`.
+    pub fn run_native_isa_with(
+        &self,
+        isa: Isa,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        epilogue: &Epilogue<'_>,
+    ) -> Result<()> {
         if !isa.is_supported() {
             return Err(KernelError::Unsupported {
                 op: OP,
@@ -364,7 +420,8 @@ impl Gemm {
                 reason: format!("this CPU does not support {isa}"),
             });
         }
-        let problem = self.problem(a, b, c)?;
+        let mut problem = self.problem(a, b, c)?;
+        problem.epi = self.epi(epilogue, c.len())?;
         self.run_native(isa, problem)
     }
 
@@ -378,6 +435,7 @@ impl Gemm {
                 #[cfg(target_arch = "x86_64")]
                 if isa == Isa::Avx512 && dot::suits(p) {
                     dot::gemm(p);
+                    p.apply_epi(0, p.m, 0, p.n);
                     return;
                 }
                 native::gemm(isa, &blocking, p)
@@ -398,8 +456,12 @@ impl Gemm {
             return Ok(());
         }
         if p.k == 0 || p.alpha == 0.0 {
-            // SAFETY: `p.c` covers the validated `m x n` C.
-            unsafe { p.scale_c() };
+            // SAFETY: `p.c` covers the validated `m x n` C, and the epilogue's
+            // operands match it.
+            unsafe {
+                p.scale_c();
+                p.apply_epi(0, p.m, 0, p.n);
+            }
             return Ok(());
         }
         let max = match self.parallelism {
@@ -426,6 +488,39 @@ impl Gemm {
             ld: ld.unwrap_or(len.max(1)),
             lines_are_rows,
         }
+    }
+
+    /// The raw epilogue, its operands checked against `m` and `C`'s extent
+    /// (`c_len` elements, already validated).
+    fn epi(&self, e: &Epilogue<'_>, c_len: usize) -> Result<Epi> {
+        let sc = self.stored(self.m, self.n, Transpose::No, self.ldc);
+        let c_needed = if sc.lines == 0 || sc.len == 0 {
+            0
+        } else {
+            (sc.lines - 1) * sc.ld + sc.len
+        };
+        debug_assert!(c_needed <= c_len);
+        for (name, len, needed) in [
+            ("row_bias", e.row_bias.map(<[f32]>::len), self.m),
+            ("residual", e.residual.map(<[f32]>::len), c_needed),
+        ] {
+            if let Some(len) = len.filter(|&len| len < needed) {
+                return Err(KernelError::BufferTooSmall {
+                    op: OP,
+                    name,
+                    len,
+                    needed,
+                });
+            }
+        }
+        Ok(Epi {
+            bias: e.row_bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+            // One value per row of C, whatever the layout.
+            bias_rs: 1,
+            bias_cs: 0,
+            res: e.residual.map_or(std::ptr::null(), <[f32]>::as_ptr),
+            relu: e.relu,
+        })
     }
 
     /// Validates shapes, leading dimensions and buffer lengths, and describes the
@@ -502,6 +597,7 @@ impl Gemm {
             c: c.as_mut_ptr(),
             rsc,
             csc,
+            epi: Epi::NONE,
         })
     }
 }

@@ -52,7 +52,10 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
     let p = p.c_row_major();
     if p.m == 0 || p.n == 0 || p.k == 0 {
         // SAFETY: C is a valid m x n matrix (caller's contract).
-        unsafe { p.scale_c() };
+        unsafe {
+            p.scale_c();
+            p.apply_epi(0, p.m, 0, p.n);
+        }
         return;
     }
     let direct = microkernel::has_direct(isa);
@@ -135,6 +138,10 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
                             // lie inside A and B; the C tile is inside C; the CPU
                             // supports `isa`.
                             unsafe { kernel(nr)(&tile) };
+                            if pc + kc == p.k {
+                                // SAFETY: the tile lies inside C.
+                                unsafe { p.apply_epi(ic + ir, mr, jc + jr, nr) };
+                            }
                         }
                     }
                 }

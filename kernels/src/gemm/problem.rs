@@ -22,6 +22,36 @@ pub(crate) struct Problem {
     pub c: *mut f32,
     pub rsc: isize,
     pub csc: isize,
+    /// Element-wise work on the finished `C`.
+    pub epi: Epi,
+}
+
+/// The raw form of [`super::Epilogue`]: element `(i, j)` of `C` gets
+/// `bias[i * bias_rs + j * bias_cs]` (unless `bias` is null) and
+/// `res[i * rsc + j * csc]` (unless `res` is null, strides of `C`) added,
+/// then `max(·, 0)` if `relu`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Epi {
+    pub bias: *const f32,
+    pub bias_rs: isize,
+    pub bias_cs: isize,
+    pub res: *const f32,
+    pub relu: bool,
+}
+
+impl Epi {
+    /// Nothing to do.
+    pub const NONE: Epi = Epi {
+        bias: std::ptr::null(),
+        bias_rs: 0,
+        bias_cs: 0,
+        res: std::ptr::null(),
+        relu: false,
+    };
+
+    pub fn is_none(&self) -> bool {
+        self.bias.is_null() && self.res.is_null() && !self.relu
+    }
 }
 
 // SAFETY: a `Problem` is a view of slices borrowed (`&`, `&mut`) for the call. It is
@@ -56,6 +86,11 @@ impl Problem {
             csb: self.rsa,
             rsc: self.csc,
             csc: self.rsc,
+            epi: Epi {
+                bias_rs: self.epi.bias_cs,
+                bias_cs: self.epi.bias_rs,
+                ..self.epi
+            },
             ..*self
         }
     }
@@ -86,7 +121,54 @@ impl Problem {
                 a: self.a.offset(i0 * self.rsa),
                 b: self.b.offset(j0 * self.csb),
                 c: self.c.offset(i0 * self.rsc + j0 * self.csc),
+                epi: Epi {
+                    bias: offset(self.epi.bias, i0 * self.epi.bias_rs + j0 * self.epi.bias_cs),
+                    res: offset(self.epi.res, i0 * self.rsc + j0 * self.csc),
+                    ..self.epi
+                },
                 ..*self
+            }
+        }
+    }
+
+    /// Applies the epilogue to rows `i0..i0+m` and columns `j0..j0+n` of `C`.
+    ///
+    /// # Safety
+    /// The block must lie inside the problem, whose `C` (and epilogue
+    /// operands) describe valid matrices.
+    pub unsafe fn apply_epi(&self, i0: usize, m: usize, j0: usize, n: usize) {
+        let e = &self.epi;
+        if e.is_none() {
+            return;
+        }
+        for i in i0..i0 + m {
+            let (i, j0) = (i as isize, j0 as isize);
+            // SAFETY: (i, j0..j0+n) is inside C and the epilogue operands
+            // (caller's contract); unit-stride rows are slices of them.
+            unsafe {
+                if self.csc == 1 && e.bias_cs == 0 {
+                    let c = std::slice::from_raw_parts_mut(self.c.offset(i * self.rsc + j0), n);
+                    let bias = if e.bias.is_null() {
+                        0.0
+                    } else {
+                        *e.bias.offset(i * e.bias_rs)
+                    };
+                    let res = (!e.res.is_null())
+                        .then(|| std::slice::from_raw_parts(e.res.offset(i * self.rsc + j0), n));
+                    epi_row(c, bias, res, e.relu);
+                    continue;
+                }
+                for j in j0..j0 + n as isize {
+                    let at = i * self.rsc + j * self.csc;
+                    let mut v = *self.c.offset(at);
+                    if !e.bias.is_null() {
+                        v += *e.bias.offset(i * e.bias_rs + j * e.bias_cs);
+                    }
+                    if !e.res.is_null() {
+                        v += *e.res.offset(at);
+                    }
+                    *self.c.offset(at) = if e.relu { relu_f32(v) } else { v };
+                }
             }
         }
     }
@@ -152,6 +234,34 @@ impl Problem {
     }
 }
 
+/// `p + by`, a null `p` (no operand) staying null.
+fn offset(p: *const f32, by: isize) -> *const f32 {
+    if p.is_null() {
+        p
+    } else {
+        p.wrapping_offset(by)
+    }
+}
+
+/// `c = relu?(c + bias + res)` along a row.
+fn epi_row(c: &mut [f32], bias: f32, res: Option<&[f32]>, relu: bool) {
+    match (res, relu) {
+        (Some(r), true) => c
+            .iter_mut()
+            .zip(r)
+            .for_each(|(c, &r)| *c = relu_f32(*c + bias + r)),
+        (Some(r), false) => c.iter_mut().zip(r).for_each(|(c, &r)| *c = *c + bias + r),
+        (None, true) => c.iter_mut().for_each(|c| *c = relu_f32(*c + bias)),
+        (None, false) => c.iter_mut().for_each(|c| *c += bias),
+    }
+}
+
+/// `max(v, 0)` as the ReLU kernels compute it: NaN and -0 pass through.
+#[inline(always)]
+pub(crate) fn relu_f32(v: f32) -> f32 {
+    if v < 0.0 { 0.0 } else { v }
+}
+
 fn round_up(x: usize, to: usize) -> usize {
     x.div_ceil(to.max(1)) * to.max(1)
 }
@@ -182,6 +292,7 @@ mod tests {
             c: bufs.c.as_mut_ptr(),
             rsc: n as isize,
             csc: 1,
+            epi: Epi::NONE,
         }
     }
 

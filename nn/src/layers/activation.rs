@@ -7,7 +7,7 @@ use bigdl_tensor::kernels::elementwise::{self, Unary};
 use crate::activity::Activity;
 use crate::error::{Result, shape};
 use crate::io::Spec;
-use crate::module::{Module, same_shape};
+use crate::module::{FusionRole, Module, same_shape};
 
 /// The functions of this file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +154,13 @@ macro_rules! activation {
             }
             fn forward(&mut self, input: &Activity) -> Result<Activity> {
                 self.0.forward(input)
+            }
+            fn fusion_role(&self) -> FusionRole {
+                if self.0.kind == Kind::Relu {
+                    FusionRole::Relu
+                } else {
+                    FusionRole::None
+                }
             }
             fn update_grad_input(
                 &mut self,

@@ -1,12 +1,14 @@
 //! `SpatialConvolution`: 2-D convolution over NCHW input.
 
 use bigdl_tensor::Tensor;
-use bigdl_tensor::kernels::conv::{Conv2d, ConvPlan};
+use bigdl_tensor::kernels::conv::{Conv2d, ConvPlan, Tail};
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid};
 use crate::io::Spec;
-use crate::module::{Module, batched, init_generator, same_shape, uniform_init, with_scratch};
+use crate::module::{
+    FusionRole, Module, batched, init_generator, same_shape, uniform_init, with_scratch,
+};
 
 /// 2-D convolution: input `[N, C, H, W]` (or `[C, H, W]`), weight
 /// `[out, C / groups, kh, kw]`, bias `[out]` (optional), with stride, padding,
@@ -177,14 +179,40 @@ impl Module for SpatialConvolution {
     }
 
     fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        self.predict_with(input, None, false)
+    }
+
+    fn fusion_role(&self) -> FusionRole {
+        FusionRole::Producer
+    }
+
+    fn predict_with(
+        &mut self,
+        input: &Activity,
+        residual: Option<&Tensor<f32>>,
+        relu: bool,
+    ) -> Result<Activity> {
         let (x, added, plan) = self.plan(input)?;
+        let sizes = self.out_sizes(&plan, added);
+        let residual = match residual {
+            Some(r) => {
+                same_shape(&self.name, r, &sizes)?;
+                Some(r.contiguous())
+            }
+            None => None,
+        };
         let mut y = vec![0.0f32; plan.output_len()];
         let bias = self.bias.as_ref().map(|b| b.as_slice()).transpose()?;
+        let residual = residual.as_ref().map(|r| r.as_slice()).transpose()?;
         let (x_s, w_s) = (x.as_slice()?, self.weight.as_slice()?);
+        let tail = Tail {
+            residual: residual.as_deref(),
+            relu,
+        };
         with_scratch(plan.scratch_len(), |s| {
-            plan.forward(&x_s, &w_s, bias.as_deref(), &mut y, s)
+            plan.forward_with(&x_s, &w_s, bias.as_deref(), tail, &mut y, s)
         })?;
-        Ok(Tensor::from_vec(y, &self.out_sizes(&plan, added))?.into())
+        Ok(Tensor::from_vec(y, &sizes)?.into())
     }
 
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {

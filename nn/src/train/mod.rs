@@ -146,7 +146,7 @@ pub fn evaluate(
         for batch in data.epoch(0, 0) {
             let batch = batch?;
             let out = model
-                .forward(&batch.input.clone().into())?
+                .predict(&batch.input.clone().into())?
                 .into_tensor("evaluate")?;
             for (m, s) in methods.iter_mut().zip(sums.iter_mut()) {
                 let (v, n) = m.score(&out, &batch.target)?;
@@ -528,7 +528,7 @@ impl LocalOptimizer {
                         .map(|(i, r)| {
                             let s = shard_range(b, parts, i);
                             let x: Activity = batch.input.narrow(0, s.start, s.len())?.into();
-                            r.model.forward(&x)?.into_tensor("LocalOptimizer")
+                            r.model.predict(&x)?.into_tensor("LocalOptimizer")
                         })
                         .collect::<Result<Vec<_>>>()
                 })?;
