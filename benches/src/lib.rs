@@ -325,6 +325,16 @@ pub const LAYERS: &[Layer] = &[
         p: 1,
     },
     Layer::Conv {
+        name: "resnet50.res5.3x3",
+        n: 32,
+        c: 512,
+        hw: 7,
+        oc: 512,
+        k: 3,
+        s: 1,
+        p: 1,
+    },
+    Layer::Conv {
         name: "resnet50.res5.1x1",
         n: 32,
         c: 2048,

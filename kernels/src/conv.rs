@@ -101,6 +101,10 @@ pub struct ConvPlan {
     /// Threads a Winograd run splits its tiles over (the pool's, or 1 when
     /// planned inside a worker), whatever the batch.
     tile_threads: usize,
+    /// Whether a Winograd plan computes weight gradients with Winograd too
+    /// (else im2col): only with at least [`WINOGRAD_GRAD_TILES`] tiles per
+    /// thread, or when forced by [`ConvPlan::with_algo`].
+    winograd_grad: bool,
 }
 
 fn invalid(what: String) -> KernelError {
@@ -245,6 +249,7 @@ impl Conv2d {
                 ConvAlgo::Im2col
             },
             tile_threads,
+            winograd_grad: false,
             threads,
             block: if out_h * out_w >= BLOCK_COLUMNS {
                 1
@@ -257,6 +262,10 @@ impl Conv2d {
         };
         if plan.winograd_fits() && cpu::isa() >= Isa::Avx2 && prefers_winograd(c, out_h, out_w) {
             plan.algo = ConvAlgo::Winograd;
+            // Each thread's `dU` (36 x cin x cout floats) is read and written
+            // once per block of tiles: with few tiles, im2col is faster.
+            plan.winograd_grad =
+                plan.winograd().tiles() >= WINOGRAD_GRAD_TILES * tile_threads.max(1);
         }
         Ok(plan)
     }
@@ -295,6 +304,12 @@ impl Tail<'_> {
     }
 }
 
+/// Output tiles per thread from which Winograd's weight gradient beats
+/// im2col's, measured on Zen 4 with `conv_table` (2 threads): ResNet-50's
+/// res5 3x3 (64 tiles per thread) 2.3x slower, res4 (256) on par, res2
+/// (3136) 2.2x faster.
+const WINOGRAD_GRAD_TILES: usize = 256;
+
 /// Whether Winograd beats im2col for an eligible convolution, as measured on
 /// Zen 4 (BENCHMARKS.md): not with fewer than 8 channels in or out (the
 /// transforms outweigh the products: 0.55-0.9x at 3 or 4 input channels),
@@ -312,7 +327,7 @@ fn prefers_winograd(c: &Conv2d, out_h: usize, out_w: usize) -> bool {
 
 impl ConvPlan {
     /// This plan with another algorithm, when it applies to the geometry
-    /// (for tests and benchmarks that compare them).
+    /// (for tests and benchmarks that compare them), for all three passes.
     pub fn with_algo(mut self, algo: ConvAlgo) -> Result<ConvPlan> {
         let c = &self.conv;
         let fits = match algo {
@@ -330,6 +345,7 @@ impl ConvPlan {
             return Err(invalid(format!("{algo:?} does not apply to {c:?}")));
         }
         self.algo = algo;
+        self.winograd_grad = algo == ConvAlgo::Winograd;
         Ok(self)
     }
 
@@ -431,13 +447,18 @@ impl ConvPlan {
 
     /// Floats of scratch every run needs.
     pub fn scratch_len(&self) -> usize {
+        let im2col = self.threads * self.thread_scratch();
         if self.algo == ConvAlgo::Winograd {
             let g = self.winograd();
             g.scratch_len(self.tile_threads)
                 .max(self.winograd_backward().scratch_len(self.tile_threads))
-                .max(g.weight_grad_scratch_len(self.tile_threads))
+                .max(if self.winograd_grad {
+                    g.weight_grad_scratch_len(self.tile_threads)
+                } else {
+                    im2col
+                })
         } else {
-            self.threads * self.thread_scratch()
+            im2col
         }
     }
 
@@ -740,7 +761,7 @@ impl ConvPlan {
             grad_weight.fill(0.0);
         }
         let mut bias_sum = vec![0.0f64; if grad_bias.is_some() { oc } else { 0 }];
-        if self.algo == ConvAlgo::Winograd {
+        if self.algo == ConvAlgo::Winograd && self.winograd_grad {
             self.winograd().run_weight_grad(
                 cpu::isa(),
                 self.tile_threads,

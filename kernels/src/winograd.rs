@@ -139,7 +139,7 @@ impl Geometry {
     fn tiles_x(&self) -> usize {
         self.ow.div_ceil(self.m())
     }
-    fn tiles(&self) -> usize {
+    pub fn tiles(&self) -> usize {
         self.batch * self.tiles_y() * self.tiles_x()
     }
     /// Output channels rounded up to the micro-kernel's row block.

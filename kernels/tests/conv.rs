@@ -171,6 +171,11 @@ fn winograd_matches_naive_references() {
     p.backward_weights(&[], &[], &mut gw, None, &mut s, false)
         .unwrap();
     assert!(gw.iter().all(|&v| v == 0.0));
+    // The plan's own choice for 48 tiles: Winograd forward and
+    // backward-data, im2col weight gradients (too few tiles per thread).
+    let p = Conv2d::new(3, 9, (16, 16), 11, 3, 1, 1).plan().unwrap();
+    assert_eq!(p.algo, ConvAlgo::Winograd);
+    check_against_reference(&p, &mut rng, WINOGRAD_REL);
     // Many tiles: several blocks per thread.
     for k in [3, 5] {
         let p = Conv2d::new(3, 9, (37, 45), 11, k, 1, k / 2).plan().unwrap();

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use super::blocking::{Blocking, micro_tile};
 use super::microkernel::{self, Tile};
 use super::pack::{pack_a, pack_b};
-use super::problem::Problem;
+use super::problem::{Epi, Problem};
 use crate::cpu::Isa;
 
 /// Alignment of packed panels, in floats (64 bytes: one cache line, one zmm).
@@ -108,6 +108,14 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
                             abuf.wrapping_add(ir * kc)
                         };
                         let kernel = |nr| microkernel::select(isa, mr, nr, direct_a);
+                        // The epilogue, on the last block of k: in the kernel where
+                        // it can, after it otherwise.
+                        let last = pc + kc == p.k;
+                        let in_kernel = last
+                            && microkernel::fuse_epilogue(isa)
+                            && p.csc == 1
+                            && p.epi.bias_cs == 0;
+                        let after = last && !in_kernel && !p.epi.is_none();
                         for jr in (0..nc).step_by(NR) {
                             let nr = NR.min(nc - jr);
                             let (b, b_ks) = if direct_b {
@@ -130,6 +138,12 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
                                 csc: p.csc,
                                 m: mr,
                                 n: nr,
+                                epi: if in_kernel {
+                                    // SAFETY: the tile lies inside C.
+                                    unsafe { p.block(ic + ir, mr, jc + jr, nr) }.epi
+                                } else {
+                                    Epi::NONE
+                                },
                             };
                             // SAFETY: packed panels were filled above for this (ir, jr)
                             // and B panels start at multiples of NR * kc floats from a
@@ -138,7 +152,7 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
                             // lie inside A and B; the C tile is inside C; the CPU
                             // supports `isa`.
                             unsafe { kernel(nr)(&tile) };
-                            if pc + kc == p.k {
+                            if after {
                                 // SAFETY: the tile lies inside C.
                                 unsafe { p.apply_epi(ic + ir, mr, jc + jr, nr) };
                             }

@@ -98,22 +98,39 @@ unsafe fn tile_avx512<const R: usize, const V: usize, const DIRECT_A: bool>(t: &
     }
     let alpha = _mm512_set1_ps(t.alpha);
     let beta = _mm512_set1_ps(t.beta);
+    let e = &t.epi;
     for (r, acc_r) in acc.iter().enumerate() {
         if r >= t.m {
             break;
         }
+        // SAFETY: the epilogue's operands cover the tile (module contract).
+        let bias = (!e.bias.is_null())
+            .then(|| _mm512_set1_ps(unsafe { *e.bias.offset(r as isize * e.bias_rs) }));
         for (v, &acc_rv) in acc_r.iter().enumerate() {
             let mask = mask[v];
             if mask == 0 {
                 break;
             }
             // SAFETY: row r < m of C, the columns of vector v below n, unit stride;
-            // masked-off lanes are neither read nor written.
+            // masked-off lanes are neither read nor written. The residual is
+            // stored like C.
             unsafe {
-                let c = t.c.offset(r as isize * t.rsc).add(v * LANES);
+                let at = r as isize * t.rsc + (v * LANES) as isize;
+                let c = t.c.offset(at);
                 let mut x = _mm512_mul_ps(acc_rv, alpha);
                 if t.beta != 0.0 {
                     x = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, c), beta, x);
+                }
+                // The epilogue in the order of separate passes: bias, residual,
+                // then max(0, x), which keeps NaN and -0 as the ReLU kernels.
+                if let Some(b) = bias {
+                    x = _mm512_add_ps(x, b);
+                }
+                if !e.res.is_null() {
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, e.res.offset(at)));
+                }
+                if e.relu {
+                    x = _mm512_max_ps(_mm512_setzero_ps(), x);
                 }
                 _mm512_mask_storeu_ps(c, mask, x);
             }

@@ -26,6 +26,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 
 use crate::cpu::Isa;
+use crate::gemm::Epi;
 
 /// Arguments of one micro-kernel call (see the module docs).
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +45,17 @@ pub(crate) struct Tile {
     pub csc: isize,
     pub m: usize,
     pub n: usize,
+    /// Epilogue applied while storing, by kernels that [`fuse_epilogue`]
+    /// (`Epi::NONE` otherwise): its operands are offset to the tile, the
+    /// bias one value per row (`bias_cs == 0`), and `csc == 1`.
+    pub epi: Epi,
+}
+
+/// Whether `isa`'s kernels apply a tile's epilogue as they store it (for a
+/// unit-stride `C` and a bias per row); for other kernels and layouts the
+/// caller applies it after the kernel.
+pub(crate) fn fuse_epilogue(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa == Isa::Avx512
 }
 
 /// A micro-kernel.
