@@ -174,7 +174,9 @@ fn winograd_matches_naive_references() {
     // The plan's own choice for 48 tiles: Winograd forward and
     // backward-data, im2col weight gradients (too few tiles per thread).
     let p = Conv2d::new(3, 9, (16, 16), 11, 3, 1, 1).plan().unwrap();
-    assert_eq!(p.algo, ConvAlgo::Winograd);
+    if bigdl_kernels::cpu::isa() >= bigdl_kernels::cpu::Isa::Avx2 {
+        assert_eq!(p.algo, ConvAlgo::Winograd);
+    }
     check_against_reference(&p, &mut rng, WINOGRAD_REL);
     // Many tiles: several blocks per thread.
     for k in [3, 5] {
