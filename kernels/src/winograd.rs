@@ -475,18 +475,33 @@ impl Kernel for Weights<'_> {
                 let n = STAGE.min(cin - c0);
                 for (ci, c) in (c0..c0 + n).enumerate() {
                     // g[i][j][l]: tap (i, j) of output channel ob * 8 + l.
+                    // Lanes innermost: strided loads (gathers), not
+                    // scattered stores.
                     let mut g = [[[0.0f32; ROWS]; 5]; 5];
-                    for l in 0..ROWS.min(cout - ob * ROWS) {
-                        let o = ob * ROWS + l;
-                        for (i, row) in g.iter_mut().enumerate().take(r) {
-                            for (j, v) in row.iter_mut().enumerate().take(r) {
-                                v[l] = if self.flip {
-                                    self.weight[((c * cout + o) * r + r - 1 - i) * r + r - 1 - j]
-                                } else {
-                                    self.weight[((o * cin + c) * r + i) * r + j]
-                                };
+                    let lanes = ROWS.min(cout - ob * ROWS);
+                    let o0 = ob * ROWS;
+                    for (i, row) in g.iter_mut().enumerate().take(r) {
+                        for (j, v) in row.iter_mut().enumerate().take(r) {
+                            if self.flip {
+                                let at = (c * cout + o0) * r * r + (r - 1 - i) * r + r - 1 - j;
+                                gather(v, &self.weight[at..], r * r, lanes);
+                            } else {
+                                let at = (o0 * cin + c) * r * r + i * r + j;
+                                gather(v, &self.weight[at..], cin * r * r, lanes);
                             }
                         }
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if S::LANES >= ROWS {
+                        // SAFETY: AVX2 and FMA come with the ISA levels
+                        // whose vectors hold eight lanes or more.
+                        unsafe {
+                            match r {
+                                3 => kernel_tile_avx2::<3>(&g, &gm, &mut staged, ci),
+                                _ => kernel_tile_avx2::<5>(&g, &gm, &mut staged, ci),
+                            }
+                        }
+                        continue;
                     }
                     match r {
                         3 => kernel_tile::<3>(&g, &gm, &mut staged, ci),
@@ -505,6 +520,22 @@ impl Kernel for Weights<'_> {
                     dst.copy_from_slice(st[..n].as_flattened());
                 }
             }
+        }
+    }
+}
+
+/// `v[l] = w[l * stride]` for the first `lanes` lanes (all eight, a
+/// constant trip count the compiler turns into a gather, or fewer).
+#[inline(always)]
+fn gather(v: &mut [f32; ROWS], w: &[f32], stride: usize, lanes: usize) {
+    if lanes == ROWS {
+        let w = &w[..(ROWS - 1) * stride + 1];
+        for (l, v) in v.iter_mut().enumerate() {
+            *v = w[l * stride];
+        }
+    } else {
+        for (l, v) in v.iter_mut().enumerate().take(lanes) {
+            *v = w[l * stride];
         }
     }
 }
@@ -543,6 +574,43 @@ fn kernel_tile<const R: usize>(
                 }
             }
             staged[a * 6 + b][ci] = v;
+        }
+    }
+}
+
+/// [`kernel_tile`] with AVX2 vectors of the eight lanes and FMA.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_tile_avx2<const R: usize>(
+    g: &[[[f32; ROWS]; 5]; 5],
+    gm: &[[f32; 5]; 6],
+    staged: &mut [[[f32; ROWS]; STAGE]; POS],
+    ci: usize,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: every pointer is to an array of eight floats.
+    unsafe {
+        let gv: [[__m256; R]; R] =
+            std::array::from_fn(|i| std::array::from_fn(|j| _mm256_loadu_ps(g[i][j].as_ptr())));
+        let mut gg = [[_mm256_setzero_ps(); R]; 6];
+        for (a, ggrow) in gg.iter_mut().enumerate() {
+            for (j, v) in ggrow.iter_mut().enumerate() {
+                for (i, grow) in gv.iter().enumerate() {
+                    *v = _mm256_fmadd_ps(_mm256_set1_ps(gm[a][i]), grow[j], *v);
+                }
+            }
+        }
+        for (a, ggrow) in gg.iter().enumerate() {
+            for (b, grow) in gm.iter().enumerate() {
+                let mut v = _mm256_setzero_ps();
+                for (j, x) in ggrow.iter().enumerate() {
+                    v = _mm256_fmadd_ps(*x, _mm256_set1_ps(grow[j]), v);
+                }
+                _mm256_storeu_ps(staged[a * 6 + b][ci].as_mut_ptr(), v);
+            }
         }
     }
 }
