@@ -304,6 +304,11 @@ impl Tail<'_> {
     }
 }
 
+/// Floats of a forward pass's column matrix at a time (512 KiB: half of
+/// Zen 4's L2), and the fewest columns a chunk has.
+const CHUNK_FLOATS: usize = 128 << 10;
+const MIN_CHUNK_COLUMNS: usize = 512;
+
 /// Output tiles per thread from which Winograd's weight gradient beats
 /// im2col's, measured on Zen 4 with `conv_table` (2 threads): ResNet-50's
 /// res5 3x3 (64 tiles per thread) 2.3x slower, res4 (256) on par, res2
@@ -619,18 +624,43 @@ impl ConvPlan {
             }
             return Ok(());
         }
+        let chunk = self.forward_chunk_rows();
         for n in 0..input.len() / in_img {
             for g in 0..c.groups {
-                let cols = self.columns(&input[n * in_img + g * in_grp..][..in_grp], scratch);
+                let x = &input[n * in_img + g * in_grp..][..in_grp];
                 let w = &weight[g * ocg * k..][..ocg * k];
                 let at = (n * c.out_channels + g * ocg) * p;
                 let out = &mut output[at..][..ocg * p];
-                let epilogue = Epilogue {
-                    row_bias: bias.map(|b| &b[g * ocg..][..ocg]),
-                    residual: tail.residual.map(|r| &r[at..][..ocg * p]),
-                    relu: tail.relu,
-                };
-                Gemm::new(ocg, p, k).run_with(w, cols, out, &epilogue)?;
+                let row_bias = bias.map(|b| &b[g * ocg..][..ocg]);
+                if chunk >= self.out_h {
+                    let epilogue = Epilogue {
+                        row_bias,
+                        residual: tail.residual.map(|r| &r[at..][..ocg * p]),
+                        relu: tail.relu,
+                    };
+                    let cols = self.columns(x, scratch);
+                    Gemm::new(ocg, p, k).run_with(w, cols, out, &epilogue)?;
+                    continue;
+                }
+                // Columns of `chunk` output rows at a time, into columns
+                // q0.. of the output (leading dimension p).
+                for oh0 in (0..self.out_h).step_by(chunk) {
+                    let oh1 = (oh0 + chunk).min(self.out_h);
+                    let (q0, len) = (oh0 * self.out_w, (oh1 - oh0) * self.out_w);
+                    let cols = &mut scratch[..k * len];
+                    self.im2col_rows(x, cols, len, 0, oh0..oh1);
+                    let epilogue = Epilogue {
+                        row_bias,
+                        residual: tail.residual.map(|r| &r[at + q0..][..(ocg - 1) * p + len]),
+                        relu: tail.relu,
+                    };
+                    Gemm::new(ocg, len, k).ldc(p).run_with(
+                        w,
+                        cols,
+                        &mut out[q0..][..(ocg - 1) * p + len],
+                        &epilogue,
+                    )?;
+                }
             }
         }
         Ok(())
@@ -939,17 +969,34 @@ impl ConvPlan {
     /// `r * ld + off` (`OH x OW` values each).
     fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
         let c = &self.conv;
-        let (oh_n, ow_n) = (self.out_h, self.out_w);
-        if c.stride_h == 1 && c.stride_w == 1 && ow_n == c.in_w {
+        if c.stride_h == 1 && c.stride_w == 1 && self.out_w == c.in_w {
             self.im2col_same_width(x, cols, ld, off);
-            return;
+        } else {
+            self.im2col_rows(x, cols, ld, off, 0..self.out_h);
         }
+    }
+
+    /// [`ConvPlan::im2col`] for output rows `oh0..oh1` only: rows of
+    /// `(oh1 - oh0) x OW` values.
+    fn im2col_rows(
+        &self,
+        x: &[f32],
+        cols: &mut [f32],
+        ld: usize,
+        off: usize,
+        std::ops::Range {
+            start: oh0,
+            end: oh1,
+        }: std::ops::Range<usize>,
+    ) {
+        let c = &self.conv;
+        let ow_n = self.out_w;
         let mut row = 0;
         for ch in 0..self.cg() {
             let plane = &x[ch * c.in_h * c.in_w..][..c.in_h * c.in_w];
             for kh in 0..c.kernel_h {
                 for kw in 0..c.kernel_w {
-                    let dst = &mut cols[row * ld + off..][..oh_n * ow_n];
+                    let dst = &mut cols[row * ld + off..][..(oh1 - oh0) * ow_n];
                     let (lo, hi) =
                         valid_range(ow_n, kw * c.dilation_w, c.pad_left, c.stride_w, c.in_w);
                     let base = kw * c.dilation_w;
@@ -957,14 +1004,12 @@ impl ConvPlan {
                     // (ih grows with oh); the others are zero.
                     let ih_of =
                         |oh: usize| (oh * c.stride_h + kh * c.dilation_h).wrapping_sub(c.pad_top);
-                    let oh_lo = (0..oh_n).find(|&oh| ih_of(oh) < c.in_h).unwrap_or(oh_n);
-                    let oh_hi = (oh_lo..oh_n)
-                        .find(|&oh| ih_of(oh) >= c.in_h)
-                        .unwrap_or(oh_n);
-                    dst[..oh_lo * ow_n].fill(0.0);
-                    dst[oh_hi * ow_n..].fill(0.0);
+                    let oh_lo = (oh0..oh1).find(|&oh| ih_of(oh) < c.in_h).unwrap_or(oh1);
+                    let oh_hi = (oh_lo..oh1).find(|&oh| ih_of(oh) >= c.in_h).unwrap_or(oh1);
+                    dst[..(oh_lo - oh0) * ow_n].fill(0.0);
+                    dst[(oh_hi - oh0) * ow_n..].fill(0.0);
                     for oh in oh_lo..oh_hi {
-                        let d = &mut dst[oh * ow_n..][..ow_n];
+                        let d = &mut dst[(oh - oh0) * ow_n..][..ow_n];
                         let src = &plane[ih_of(oh) * c.in_w..][..c.in_w];
                         if hi <= lo {
                             // No column of this row reads inside the image.
@@ -979,11 +1024,26 @@ impl ConvPlan {
                     }
                     // Edge columns by strided stores (per-row one-float
                     // slices would become memset calls).
-                    zero_columns(dst, ow_n, oh_lo..oh_hi, (lo, hi));
+                    zero_columns(dst, ow_n, oh_lo - oh0..oh_hi - oh0, (lo, hi));
                     row += 1;
                 }
             }
         }
+    }
+
+    /// Output rows per column matrix in a forward pass, so that the matrix
+    /// stays in the L2 cache between its unfolding and the GEMM's packing
+    /// (ResNet-50's 7x7 stem: 7.4 MB per image at once); all rows where it
+    /// is small, or where the same-width unfolding (one copy per row of the
+    /// matrix) applies.
+    fn forward_chunk_rows(&self) -> usize {
+        let c = &self.conv;
+        let same_width = c.stride_h == 1 && c.stride_w == 1 && self.out_w == c.in_w;
+        if self.algo != ConvAlgo::Im2col || self.block > 1 || same_width {
+            return self.out_h;
+        }
+        let cols = (CHUNK_FLOATS / self.k()).max(MIN_CHUNK_COLUMNS);
+        (cols / self.out_w.max(1)).clamp(1, self.out_h.max(1))
     }
 
     /// Kernel tap `(kh, kw)` of a stride-1 convolution whose output is as

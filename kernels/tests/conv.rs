@@ -129,6 +129,18 @@ fn forward_and_backward_match_naive_references() {
         };
         check_against_reference(&p, &mut rng, rel);
     }
+    // Column matrices larger than a chunk: unfolded a few output rows at a
+    // time (a 7x7 stride-2 stem, and a strided 3x3 with groups).
+    for conv in [
+        Conv2d::new(2, 3, (70, 69), 4, 7, 2, 3),
+        Conv2d {
+            groups: 2,
+            ..Conv2d::new(1, 64, (81, 80), 6, 3, 2, 1)
+        },
+    ] {
+        let p = conv.plan().unwrap();
+        check_against_reference(&p, &mut rng, IM2COL_REL);
+    }
 }
 
 /// Winograd, forced, on random eligible geometries: odd sizes, planes smaller
@@ -501,6 +513,7 @@ fn fused_tail_equals_separate_passes() {
     convs.push(Conv2d::new(4, 9, (23, 30), 10, 3, 1, 1));
     convs.push(Conv2d::new(3, 8, (12, 12), 9, 5, 1, 2));
     convs.push(Conv2d::new(6, 16, (3, 3), 8, 1, 1, 0));
+    convs.push(Conv2d::new(2, 3, (70, 69), 4, 7, 2, 3));
     for conv in convs {
         let Ok(plan) = conv.plan() else { continue };
         for algo in [ConvAlgo::Im2col, ConvAlgo::Direct1x1, ConvAlgo::Winograd] {
