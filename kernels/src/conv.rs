@@ -310,10 +310,11 @@ const CHUNK_FLOATS: usize = 128 << 10;
 const MIN_CHUNK_COLUMNS: usize = 512;
 
 /// Output tiles per thread from which Winograd's weight gradient beats
-/// im2col's, measured on Zen 4 with `conv_table` (2 threads): ResNet-50's
-/// res5 3x3 (64 tiles per thread) 2.3x slower, res4 (256) on par, res2
-/// (3136) 2.2x faster.
-const WINOGRAD_GRAD_TILES: usize = 256;
+/// im2col's, measured on Zen 4 with `conv_table` (2 threads): 512 channels
+/// on 7x7 planes, 32 tiles per thread 1.2-2x slower, 64 (ResNet-50's res5 at
+/// batch 32) 1.1x faster; 24 per thread (128 channels at 28x28, batch 1)
+/// 1.2x slower; ResNet-50's res2 (3136 per thread) 2.2x faster.
+const WINOGRAD_GRAD_TILES: usize = 64;
 
 /// Whether Winograd beats im2col for an eligible convolution, as measured on
 /// Zen 4 (BENCHMARKS.md): not with fewer than 8 channels in or out (the

@@ -413,34 +413,38 @@ impl Geometry {
         if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
-        let (first, rest) = scratch.split_at_mut(thread_len);
-        let du = &mut first[..du_len];
-        for part in rest.chunks(thread_len).take(cut.threads - 1) {
-            du.iter_mut()
-                .zip(&part[..du_len])
-                .for_each(|(a, &b)| *a += b);
-        }
-        // dW[o][c] = Gᵀ dU[.][o][c] G.
+        // dW[o][c] += Gᵀ (Σ_threads dU[.][o][c]) G, output channels split
+        // over the threads, eight input channels (contiguous in dU) at a time.
+        let parts: Vec<&[f32]> = scratch
+            .chunks(thread_len)
+            .take(cut.threads)
+            .map(|p| &p[..du_len])
+            .collect();
         let (r, g) = (self.r, g_matrix(self.r));
-        for o in 0..cout {
-            for c in 0..cin {
-                let mut gu = [[0.0f32; 6]; 5];
-                for (i, row) in gu.iter_mut().enumerate().take(r) {
-                    for (b, x) in row.iter_mut().enumerate() {
-                        *x = (0..6)
-                            .map(|a| g[a][i] * du[((a * 6 + b) * cout + o) * cin + c])
-                            .sum();
+        let gw = SyncPtr(grad_weight.as_mut_ptr());
+        let per_o = cout.div_ceil(threads.max(1));
+        pool::run_tasks(cout.div_ceil(per_o), |t| {
+            for o in t * per_o..((t + 1) * per_o).min(cout) {
+                for c0 in (0..cin).step_by(ROWS) {
+                    let n = ROWS.min(cin - c0);
+                    let mut d = [[0.0f32; ROWS]; POS];
+                    for part in &parts {
+                        for (k, dk) in d.iter_mut().enumerate() {
+                            let src = &part[(k * cout + o) * cin + c0..][..n];
+                            dk.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
+                        }
                     }
-                }
-                let dst = &mut grad_weight[(o * cin + c) * r * r..][..r * r];
-                for i in 0..r {
-                    for j in 0..r {
-                        let x: f32 = (0..6).map(|b| gu[i][b] * g[b][j]).sum();
-                        dst[i * r + j] += x;
+                    let x = back_transform(&d, &g, r);
+                    for (l, c) in (c0..c0 + n).enumerate() {
+                        for (tap, xt) in x.iter().enumerate().take(r * r) {
+                            // SAFETY: kernel (o, c) is inside `grad_weight`
+                            // and written only by the task of `o`.
+                            unsafe { *gw.get().add((o * cin + c) * r * r + tap) += xt[l] };
+                        }
                     }
                 }
             }
-        }
+        });
         Ok(())
     }
 }
@@ -522,6 +526,37 @@ impl Kernel for Weights<'_> {
             }
         }
     }
+}
+
+/// `Gᵀ D G` for eight kernels at once (lane `l` of `d[a * 6 + b]` is
+/// position `(a, b)` of kernel `l`): tap `(i, j)` at `[i * r + j]`.
+fn back_transform(d: &[[f32; ROWS]; POS], g: &[[f32; 5]; 6], r: usize) -> [[f32; ROWS]; 25] {
+    // gu[i][b] = Σ_a G[a][i] D[a][b].
+    let mut gu = [[[0.0f32; ROWS]; 6]; 5];
+    for (i, gui) in gu.iter_mut().enumerate().take(r) {
+        for (b, v) in gui.iter_mut().enumerate() {
+            for (a, grow) in g.iter().enumerate() {
+                let w = grow[i];
+                for l in 0..ROWS {
+                    v[l] += w * d[a * 6 + b][l];
+                }
+            }
+        }
+    }
+    // x[i][j] = Σ_b gu[i][b] G[b][j].
+    let mut x = [[0.0f32; ROWS]; 25];
+    for (i, gui) in gu.iter().enumerate().take(r) {
+        for j in 0..r {
+            let v = &mut x[i * r + j];
+            for (b, u) in gui.iter().enumerate() {
+                let w = g[b][j];
+                for l in 0..ROWS {
+                    v[l] += u[l] * w;
+                }
+            }
+        }
+    }
+    x
 }
 
 /// `v[l] = w[l * stride]` for the first `lanes` lanes (all eight, a
