@@ -97,7 +97,7 @@ def main():
     err = np.abs(ours - want).max() / np.abs(want).max()
     print(f"bigdl vs ONNX Runtime on 4 images: max |difference| / max |output| = {err:.2e}")
 
-    gflop = 4.09  # forward multiply-adds x 2 per image
+    gflop = 2 * 4.09  # 4.09 G multiply-adds per image (convolutions and the classifier)
     print(f"\n{THREADS} threads; median over at least {MIN_S:.0f} s per cell\n")
     print("| batch | impl | ms/batch | images/s | GFLOP/s | bigdl vs impl |")
     print("|---:|---|---:|---:|---:|---:|")
