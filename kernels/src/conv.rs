@@ -1018,9 +1018,8 @@ impl ConvPlan {
                             let start = lo + base - c.pad_left;
                             d[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
                         } else {
-                            for (ow, v) in d.iter_mut().enumerate().take(hi).skip(lo) {
-                                *v = src[ow * c.stride_w + base - c.pad_left];
-                            }
+                            let start = lo * c.stride_w + base - c.pad_left;
+                            copy_strided(&mut d[lo..hi], &src[start..], c.stride_w);
                         }
                     }
                     // Edge columns by strided stores (per-row one-float
@@ -1192,6 +1191,53 @@ fn zero_columns(
     for col in (0..lo).chain(hi..width) {
         for r in rows.clone() {
             m[r * width + col] = 0.0;
+        }
+    }
+}
+
+/// `dst[i] = src[i * stride]`: the columns of a strided convolution's
+/// unfolding (stride 2 on AVX-512: 16 at a time, the even elements of 32).
+fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    let src = &src[..(n - 1) * stride + 1];
+    #[cfg(target_arch = "x86_64")]
+    if stride == 2 && cpu::isa() == Isa::Avx512 {
+        // SAFETY: AVX-512F is available; `src` holds 2n - 1 elements.
+        unsafe { copy_evens_avx512(dst, src) };
+        return;
+    }
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = src[i * stride];
+    }
+}
+
+/// `dst[i] = src[2 i]`.
+///
+/// # Safety
+/// The CPU supports AVX-512F; `src.len() >= 2 * dst.len() - 1`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn copy_evens_avx512(dst: &mut [f32], src: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = dst.len();
+    debug_assert!(src.len() >= 2 * n - 1);
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let mask = |k: usize| if k >= 16 { 0xffff } else { (1u16 << k) - 1 };
+    for i in (0..n).step_by(16) {
+        let len = (n - i).min(16);
+        // Elements 0..2 len - 1 of the 32 from src[2 i].
+        let reads = 2 * len - 1;
+        let p = src.as_ptr().wrapping_add(2 * i);
+        // SAFETY: masked-off lanes are not accessed; the others are inside
+        // `src` (2 i + reads <= 2 n - 1) and `dst`.
+        unsafe {
+            let a = _mm512_maskz_loadu_ps(mask(reads), p);
+            let b = _mm512_maskz_loadu_ps(mask(reads.saturating_sub(16)), p.wrapping_add(16));
+            let v = _mm512_permutex2var_ps(a, evens, b);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask(len), v);
         }
     }
 }
