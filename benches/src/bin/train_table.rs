@@ -84,7 +84,8 @@ fn main() {
     )
     .unwrap();
     let train = median(times);
-    // Inference: the trained model in evaluation mode, batch by batch.
+    // Inference (`predict`): the trained model in evaluation mode, batch by
+    // batch.
     let model = opt.model();
     model.evaluate();
     let loader = DataLoader::new(set, batch);
@@ -92,7 +93,7 @@ fn main() {
     for (k, b) in loader.epoch(0, 0).enumerate() {
         let b = b.unwrap();
         let t0 = Instant::now();
-        let y = model.forward(&Activity::from(b.input.clone())).unwrap();
+        let y = model.predict(&Activity::from(b.input.clone())).unwrap();
         std::hint::black_box(y);
         if k >= 2 {
             times.push(b.len() as f64 / t0.elapsed().as_secs_f64());
