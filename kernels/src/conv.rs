@@ -101,9 +101,14 @@ pub struct ConvPlan {
     /// Threads a Winograd run splits its tiles over (the pool's, or 1 when
     /// planned inside a worker), whatever the batch.
     tile_threads: usize,
+    /// Whether a Winograd plan's backward-data pass runs on Winograd too
+    /// (else im2col): when the channel counts swapped pass the forward
+    /// pass's test, or when forced by [`ConvPlan::with_algo`].
+    winograd_data: bool,
     /// Whether a Winograd plan computes weight gradients with Winograd too
-    /// (else im2col): only with at least [`WINOGRAD_GRAD_TILES`] tiles per
-    /// thread, or when forced by [`ConvPlan::with_algo`].
+    /// (else im2col): with at least 8 channels in and out and
+    /// [`WINOGRAD_GRAD_TILES`] tiles per thread, or when forced by
+    /// [`ConvPlan::with_algo`].
     winograd_grad: bool,
 }
 
@@ -249,6 +254,7 @@ impl Conv2d {
                 ConvAlgo::Im2col
             },
             tile_threads,
+            winograd_data: false,
             winograd_grad: false,
             threads,
             block: if out_h * out_w >= BLOCK_COLUMNS {
@@ -260,12 +266,22 @@ impl Conv2d {
                     .max(1)
             },
         };
-        if plan.winograd_fits() && cpu::isa() >= Isa::Avx2 && prefers_winograd(c, out_h, out_w) {
+        let (cin, cout) = (c.in_channels, c.out_channels);
+        if plan.winograd_fits()
+            && cpu::isa() >= Isa::Avx2
+            && prefers_winograd(cin, cout, plan.winograd().tiles())
+        {
             plan.algo = ConvAlgo::Winograd;
+            // Backward-data is a Winograd convolution from cout to cin
+            // channels over the input plane's tiles.
+            plan.winograd_data = prefers_winograd(cout, cin, plan.winograd_backward().tiles());
             // Each thread's `dU` (36 x cin x cout floats) is read and written
-            // once per block of tiles: with few tiles, im2col is faster.
-            plan.winograd_grad =
-                plan.winograd().tiles() >= WINOGRAD_GRAD_TILES * tile_threads.max(1);
+            // once per block of tiles, in products of cout x cin: with few
+            // tiles or channels, im2col is faster (LeNet-5's conv2, 6 -> 12
+            // channels: 0.6x).
+            plan.winograd_grad = cin >= 8
+                && cout >= 8
+                && plan.winograd().tiles() >= WINOGRAD_GRAD_TILES * tile_threads.max(1);
         }
         Ok(plan)
     }
@@ -316,19 +332,16 @@ const MIN_CHUNK_COLUMNS: usize = 512;
 /// 1.2x slower; ResNet-50's res2 (3136 per thread) 2.2x faster.
 const WINOGRAD_GRAD_TILES: usize = 64;
 
-/// Whether Winograd beats im2col for an eligible convolution, as measured on
-/// Zen 4 (BENCHMARKS.md): not with fewer than 8 channels in or out (the
-/// transforms outweigh the products: 0.55-0.9x at 3 or 4 input channels),
-/// nor with fewer than 48 output tiles (the products run 32 tiles wide, and
-/// the transformed kernel, 4x the weight, is read once per block of tiles:
-/// 0.06-0.6x for ResNet-50's last stages at batch 1). 5x5: 1.0-1.4x on
-/// Inception's 3a branch (16 -> 32 channels), but 0.6x backward-data with 6
-/// and 12 channels (LeNet-5's conv2).
-fn prefers_winograd(c: &Conv2d, out_h: usize, out_w: usize) -> bool {
-    // Output tiles of 4x4 (3x3 kernels) or 2x2 (5x5).
-    let m = 7 - c.kernel_h;
-    let tiles = c.batch * out_h.div_ceil(m) * out_w.div_ceil(m);
-    c.in_channels >= 8 && c.out_channels >= 8 && tiles >= 48
+/// Whether Winograd beats im2col for a pass from `cin` to `cout` channels
+/// over `tiles` output tiles, as measured on Zen 4 (BENCHMARKS.md): not with
+/// fewer than 6 channels in (the transforms outweigh the products: 0.55-0.9x
+/// at 3 or 4; LeNet-5's conv2 forward, 6 -> 12 channels, 1.9x faster) or 8
+/// out (its backward-data pass, 12 -> 6: 0.6x), nor with fewer than 48
+/// output tiles (the products run 32 tiles wide, and the transformed
+/// kernel, 4x the weight, is read once per block of tiles: 0.06-0.6x for
+/// ResNet-50's last stages at batch 1).
+fn prefers_winograd(cin: usize, cout: usize, tiles: usize) -> bool {
+    cin >= 6 && cout >= 8 && tiles >= 48
 }
 
 impl ConvPlan {
@@ -351,6 +364,7 @@ impl ConvPlan {
             return Err(invalid(format!("{algo:?} does not apply to {c:?}")));
         }
         self.algo = algo;
+        self.winograd_data = algo == ConvAlgo::Winograd;
         self.winograd_grad = algo == ConvAlgo::Winograd;
         Ok(self)
     }
@@ -457,7 +471,11 @@ impl ConvPlan {
         if self.algo == ConvAlgo::Winograd {
             let g = self.winograd();
             g.scratch_len(self.tile_threads)
-                .max(self.winograd_backward().scratch_len(self.tile_threads))
+                .max(if self.winograd_data {
+                    self.winograd_backward().scratch_len(self.tile_threads)
+                } else {
+                    im2col
+                })
                 .max(if self.winograd_grad {
                     g.weight_grad_scratch_len(self.tile_threads)
                 } else {
@@ -681,7 +699,7 @@ impl ConvPlan {
             ("grad_input", grad_input.len(), self.input_len()),
             ("scratch", scratch.len(), self.scratch_len()),
         ])?;
-        if self.algo == ConvAlgo::Winograd {
+        if self.algo == ConvAlgo::Winograd && self.winograd_data {
             self.winograd_backward().run(
                 cpu::isa(),
                 self.tile_threads,

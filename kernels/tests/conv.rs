@@ -186,11 +186,17 @@ fn winograd_matches_naive_references() {
     assert!(gw.iter().all(|&v| v == 0.0));
     // The plan's own choice for 48 tiles: Winograd forward and
     // backward-data, im2col weight gradients (too few tiles per thread).
-    let p = Conv2d::new(3, 9, (16, 16), 11, 3, 1, 1).plan().unwrap();
-    if bigdl_kernels::cpu::isa() >= bigdl_kernels::cpu::Isa::Avx2 {
-        assert_eq!(p.algo, ConvAlgo::Winograd);
+    // And LeNet-5's conv2 (6 -> 12 channels, 5x5): Winograd forward only.
+    for conv in [
+        Conv2d::new(3, 9, (16, 16), 11, 3, 1, 1),
+        Conv2d::new(16, 6, (12, 12), 12, 5, 1, 0),
+    ] {
+        let p = conv.plan().unwrap();
+        if bigdl_kernels::cpu::isa() >= bigdl_kernels::cpu::Isa::Avx2 {
+            assert_eq!(p.algo, ConvAlgo::Winograd);
+        }
+        check_against_reference(&p, &mut rng, WINOGRAD_REL);
     }
-    check_against_reference(&p, &mut rng, WINOGRAD_REL);
     // Many tiles: several blocks per thread.
     for k in [3, 5] {
         let p = Conv2d::new(3, 9, (37, 45), 11, k, 1, k / 2).plan().unwrap();
