@@ -89,6 +89,16 @@ pub trait Module: Send + Sync + fmt::Debug {
         Ok(grad_input)
     }
 
+    /// [`Module::backward`] for a caller that does not need the gradient
+    /// with respect to the input (an optimizer's step): the same parameter
+    /// gradients, but layers whose `acc_grad_parameters` needs only the
+    /// input and output gradient (convolutions, linear layers) skip their
+    /// input gradient, and sequential containers skip the input gradients
+    /// no parameter depends on (a first convolution's backward-data pass).
+    fn backward_parameters(&mut self, input: &Activity, grad_output: &Activity) -> Result<()> {
+        self.backward(input, grad_output).map(drop)
+    }
+
     /// Calls `f(weight, grad)` for every parameter, in a fixed order; `f` may
     /// replace both tensors (by views of the same shape), which is how
     /// parameters are compacted into one buffer.
@@ -146,6 +156,13 @@ pub trait Module: Send + Sync + fmt::Debug {
     fn evaluate(&mut self) {
         self.set_training(false);
     }
+}
+
+/// Whether `m` has parameters.
+pub(crate) fn has_parameters(m: &mut dyn Module) -> bool {
+    let mut any = false;
+    m.visit_parameters(&mut |_, _| any = true);
+    any
 }
 
 /// What a module is to inference fusion ([`Module::predict`]).

@@ -2,7 +2,7 @@
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid};
-use crate::module::{FusionRole, Module};
+use crate::module::{FusionRole, Module, has_parameters};
 
 /// Applies its modules in order; the backward pass runs them in reverse.
 #[derive(Clone, Debug, Default)]
@@ -124,6 +124,23 @@ impl Module for Sequential {
             g = m.backward(&self.inputs[i], &g)?;
         }
         Ok(g)
+    }
+
+    fn backward_parameters(&mut self, _input: &Activity, grad_output: &Activity) -> Result<()> {
+        self.check_forwarded()?;
+        // The modules before the first one with parameters need no gradient.
+        let Some(first) = self
+            .modules
+            .iter_mut()
+            .position(|m| has_parameters(&mut **m))
+        else {
+            return Ok(());
+        };
+        let mut g = grad_output.clone();
+        for i in (first + 1..self.modules.len()).rev() {
+            g = self.modules[i].backward(&self.inputs[i], &g)?;
+        }
+        self.modules[first].backward_parameters(&self.inputs[first], &g)
     }
 
     fn visit_parameters(

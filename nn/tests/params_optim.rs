@@ -252,3 +252,53 @@ fn replicas_draw_their_own_dropout_masks() {
     let yb = b.forward(&x).unwrap().tensor("t").unwrap().to_vec();
     assert_ne!(ya, yb);
 }
+
+/// `backward_parameters` (what an optimizer's step calls) accumulates the
+/// parameter gradients `backward` does, bit for bit, on models whose first
+/// module has no parameters (LeNet-5 starts with a Reshape) or has them
+/// (ResNet-8, and a lone convolution or linear layer).
+#[test]
+fn backward_parameters_matches_backward() {
+    let cases: Vec<(Box<dyn Module>, Vec<usize>)> = vec![
+        (
+            Box::new(bigdl_nn::models::lenet5(10).unwrap()),
+            vec![3, 784],
+        ),
+        (
+            Box::new(bigdl_nn::models::resnet_cifar(8, 10).unwrap()),
+            vec![2, 3, 8, 8],
+        ),
+        (Box::new(model()), vec![2, 1, 5, 5]),
+        (
+            Box::new(SpatialConvolution::new(2, 3, (3, 3)).unwrap()),
+            vec![2, 2, 6, 5],
+        ),
+        (Box::new(Linear::new(7, 4).unwrap()), vec![3, 7]),
+    ];
+    for (m, shape) in cases {
+        manual_seed(5);
+        let x: Activity = Tensor::<f32>::uniform(&shape, -1.0, 1.0, &mut Generator::new(3))
+            .unwrap()
+            .into();
+        let grads = |mut m: Box<dyn Module>, full: bool| {
+            m.zero_grad_parameters();
+            let y = m.forward(&x).unwrap();
+            let y = y.tensor("t").unwrap();
+            let gy: Vec<f32> = y.to_vec().iter().map(|v| v * 0.5 - 0.1).collect();
+            let gy = Activity::from(Tensor::from_vec(gy, y.sizes()).unwrap());
+            if full {
+                m.backward(&x, &gy).unwrap();
+            } else {
+                m.backward_parameters(&x, &gy).unwrap();
+            }
+            m.parameters()
+                .iter()
+                .flat_map(|(_, g)| g.to_vec())
+                .map(f32::to_bits)
+                .collect::<Vec<_>>()
+        };
+        let want = grads(m.clone_module(), true);
+        assert!(!want.is_empty());
+        assert_eq!(grads(m, false), want);
+    }
+}

@@ -428,7 +428,7 @@ fn local_gradient(s: &mut Session, xs: &[f32], dims: &[usize], ls: &[f32]) -> Re
     let y = s.model.forward(&input)?;
     let loss = s.criterion.forward(&y, &target)?;
     let gy = s.criterion.backward(&y, &target)?;
-    s.model.backward(&input, &gy)?;
+    s.model.backward_parameters(&input, &gy)?;
     Ok(loss)
 }
 

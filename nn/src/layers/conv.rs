@@ -240,6 +240,10 @@ impl Module for SpatialConvolution {
         })
     }
 
+    fn backward_parameters(&mut self, input: &Activity, grad_output: &Activity) -> Result<()> {
+        self.acc_grad_parameters(input, grad_output, 1.0)
+    }
+
     fn visit_parameters(&mut self, f: &mut dyn FnMut(&mut Tensor<f32>, &mut Tensor<f32>)) {
         f(&mut self.weight, &mut self.grad_weight);
         if let (Some(b), Some(gb)) = (&mut self.bias, &mut self.grad_bias) {

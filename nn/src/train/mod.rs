@@ -460,7 +460,7 @@ impl LocalOptimizer {
             let y = rep.model.forward(&x)?;
             let loss = rep.criterion.forward(&y, &t)?;
             let gy = rep.criterion.backward(&y, &t)?;
-            rep.model.backward(&x, &gy)?;
+            rep.model.backward_parameters(&x, &gy)?;
             Ok(loss)
         };
         let losses: Vec<f32> = if slices.len() > 1 {
