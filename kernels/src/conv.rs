@@ -18,7 +18,7 @@ use crate::error::{KernelError, Result};
 use rayon::prelude::*;
 
 use crate::cpu::{self, Isa};
-use crate::gemm::{Epilogue, Gemm, Transpose};
+use crate::gemm::{Epilogue, Gemm, Transpose, relu_f32};
 use crate::pool;
 use crate::winograd::Geometry;
 
@@ -316,7 +316,7 @@ impl Tail<'_> {
         let v = self
             .residual
             .map_or(v, |r| v + unsafe { *r.get_unchecked(at) });
-        if self.relu && v < 0.0 { 0.0 } else { v }
+        if self.relu { relu_f32(v) } else { v }
     }
 }
 

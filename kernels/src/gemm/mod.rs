@@ -40,7 +40,7 @@ use crate::error::{KernelError, Result};
 use crate::pool;
 
 pub use blocking::Blocking;
-pub(crate) use problem::{Epi, Problem};
+pub(crate) use problem::{Epi, Problem, relu_f32};
 
 const OP: &str = "sgemm";
 
