@@ -20,6 +20,8 @@ use rayon::prelude::*;
 use crate::cpu::{self, Isa};
 use crate::gemm::{Epilogue, Gemm, Transpose, relu_f32};
 use crate::pool;
+#[cfg(target_arch = "x86_64")]
+use crate::strided;
 use crate::winograd::Geometry;
 
 const OP: &str = "conv2d";
@@ -987,8 +989,7 @@ impl ConvPlan {
     /// Unfolds one image's group `x` into rows (c, kh, kw) of `cols`, row `r` at
     /// `r * ld + off` (`OH x OW` values each).
     fn im2col(&self, x: &[f32], cols: &mut [f32], ld: usize, off: usize) {
-        let c = &self.conv;
-        if c.stride_h == 1 && c.stride_w == 1 && self.out_w == c.in_w {
+        if self.same_width() {
             self.im2col_same_width(x, cols, ld, off);
         } else {
             self.im2col_rows(x, cols, ld, off, 0..self.out_h);
@@ -1055,16 +1056,22 @@ impl ConvPlan {
     /// is small, or where the same-width unfolding (one copy per row of the
     /// matrix) applies, and where images run in turn.
     fn forward_chunk_rows(&self) -> usize {
-        let c = &self.conv;
-        let same_width = c.stride_h == 1 && c.stride_w == 1 && self.out_w == c.in_w;
         // With images in turn, the GEMM runs on every thread: one product
         // per image splits better (ResNet-50's stem at batch 1: 3.25 ms
         // whole, 3.85 ms in chunks).
-        if self.algo != ConvAlgo::Im2col || self.block > 1 || self.threads <= 1 || same_width {
+        if self.algo != ConvAlgo::Im2col || self.block > 1 || self.threads <= 1 || self.same_width()
+        {
             return self.out_h;
         }
         let cols = (CHUNK_FLOATS / self.k()).max(MIN_CHUNK_COLUMNS);
         (cols / self.out_w.max(1)).clamp(1, self.out_h.max(1))
+    }
+
+    /// Stride 1 with the output as wide as the input: the unfolding of a
+    /// tap is one shifted copy of the plane ([`ConvPlan::same_width_tap`]).
+    fn same_width(&self) -> bool {
+        let c = &self.conv;
+        c.stride_h == 1 && c.stride_w == 1 && self.out_w == c.in_w
     }
 
     /// Kernel tap `(kh, kw)` of a stride-1 convolution whose output is as
@@ -1127,7 +1134,7 @@ impl ConvPlan {
     fn col2im(&self, cols: &mut [f32], gx: &mut [f32], ld: usize, off: usize) {
         let c = &self.conv;
         let (oh_n, ow_n) = (self.out_h, self.out_w);
-        if c.stride_h == 1 && c.stride_w == 1 && ow_n == c.in_w {
+        if self.same_width() {
             self.col2im_same_width(cols, gx, ld, off);
             return;
         }
@@ -1239,23 +1246,16 @@ fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn copy_evens_avx512(dst: &mut [f32], src: &[f32]) {
-    use std::arch::x86_64::*;
+    use std::arch::x86_64::_mm512_mask_storeu_ps;
     let n = dst.len();
     debug_assert!(src.len() >= 2 * n - 1);
-    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let mask = |k: usize| if k >= 16 { 0xffff } else { (1u16 << k) - 1 };
     for i in (0..n).step_by(16) {
         let len = (n - i).min(16);
-        // Elements 0..2 len - 1 of the 32 from src[2 i].
-        let reads = 2 * len - 1;
-        let p = src.as_ptr().wrapping_add(2 * i);
-        // SAFETY: masked-off lanes are not accessed; the others are inside
-        // `src` (2 i + reads <= 2 n - 1) and `dst`.
+        // SAFETY: lanes 0..len read src[2 i ..= 2 (i + len - 1)], inside
+        // `src`, and write dst[i..i + len].
         unsafe {
-            let a = _mm512_maskz_loadu_ps(mask(reads), p);
-            let b = _mm512_maskz_loadu_ps(mask(reads.saturating_sub(16)), p.wrapping_add(16));
-            let v = _mm512_permutex2var_ps(a, evens, b);
-            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask(len), v);
+            let v = strided::load(src.as_ptr().add(2 * i), 2, 0, len);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), strided::lanes(0, len), v);
         }
     }
 }

@@ -44,6 +44,8 @@ pub mod memory;
 pub mod norm;
 pub mod pool;
 pub mod pool2d;
+#[cfg(target_arch = "x86_64")]
+mod strided;
 mod winograd;
 
 pub use error::{KernelError, Result};

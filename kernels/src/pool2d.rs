@@ -463,6 +463,8 @@ impl PoolPlan {
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use crate::strided;
+
     /// The input rows of one row of windows.
     pub(super) struct Row<'a> {
         /// Rows `first_row..`, `w` floats each.
@@ -474,27 +476,14 @@ mod avx512 {
         pub pad: usize,
     }
 
-    /// Lane masks of 16 bits spread to even bits of 32: lane `l` of a
-    /// stride-2 tap reads element `2 l` of the 32 loaded.
-    const SPREAD: [u16; 256] = {
-        let mut t = [0u16; 256];
-        let mut m = 0;
-        while m < 256 {
-            let mut l = 0;
-            while l < 8 {
-                if m & (1 << l) != 0 {
-                    t[m] |= 1 << (2 * l);
-                }
-                l += 1;
-            }
-            m += 1;
-        }
-        t
-    };
-
-    fn lanes(from: usize, to: usize) -> __mmask16 {
-        let bits = |n: usize| if n >= 16 { 0xffffu32 } else { (1u32 << n) - 1 };
-        (bits(to) & !bits(from)) as __mmask16
+    /// The lanes where candidate `v` replaces the running maximum `cur`
+    /// (within `m`): a larger value, or a NaN over anything but a NaN.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn take(v: __m512, cur: __m512, m: __mmask16) -> __mmask16 {
+        let nan_v = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        let nan_cur = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(cur, cur);
+        (_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, cur) | nan_v) & !(nan_v & nan_cur) & m
     }
 
     /// Max pooling of outputs `o0 .. o0 + y.len()` (at most 16) of a row of
@@ -517,7 +506,6 @@ mod avx512 {
         let (n, s, w) = (y.len(), row.s, row.w);
         debug_assert!((1..=16).contains(&n) && idx.len() == n && (s == 1 || s == 2));
         let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let step = _mm512_mullo_epi32(lane, _mm512_set1_epi32(s as i32));
         // Before any tap: -inf at the window's first element (plane
         // positions as u32 bit patterns in i32 lanes).
@@ -537,34 +525,21 @@ mod avx512 {
                 if lo >= hi {
                     continue;
                 }
-                let m = lanes(lo - o0, hi - o0);
                 // Element of lane 0 (before the row when the left lanes
                 // are padding: those lanes are masked off, never read).
                 let first = (o0 * s + kw) as isize - row.pad as isize;
                 let p = xr.as_ptr().wrapping_offset(first);
-                // SAFETY: unmasked lanes read inside `xr` (caller's contract).
-                let v = unsafe {
-                    if s == 1 {
-                        _mm512_maskz_loadu_ps(m, p)
-                    } else {
-                        let (mlo, mhi) = (SPREAD[(m & 0xff) as usize], SPREAD[(m >> 8) as usize]);
-                        let a = _mm512_maskz_loadu_ps(mlo, p);
-                        let b = _mm512_maskz_loadu_ps(mhi, p.wrapping_add(16));
-                        _mm512_permutex2var_ps(a, evens, b)
-                    }
-                };
+                // SAFETY: the lanes lo - o0 .. hi - o0 read inside `xr`
+                // (caller's contract).
+                let v = unsafe { strided::load(p, s, lo - o0, hi - o0) };
                 let at = ((row.first_row + r) * w) as isize + first;
                 let pos = _mm512_add_epi32(_mm512_set1_epi32(at as i32), step);
-                // A later candidate replaces only a larger value; a NaN
-                // anything but a NaN.
-                let nan_v = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                let nan_b = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(bv, bv);
-                let take = (_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, bv) | nan_v) & !(nan_v & nan_b) & m;
-                bv = _mm512_mask_mov_ps(bv, take, v);
-                bi = _mm512_mask_mov_epi32(bi, take, pos);
+                let t = take(v, bv, strided::lanes(lo - o0, hi - o0));
+                bv = _mm512_mask_mov_ps(bv, t, v);
+                bi = _mm512_mask_mov_epi32(bi, t, pos);
             }
         }
-        let m = lanes(0, n);
+        let m = strided::lanes(0, n);
         // SAFETY: lanes of `m` are y[..n] and idx[..n].
         unsafe {
             _mm512_mask_storeu_ps(y.as_mut_ptr(), m, bv);
@@ -585,56 +560,27 @@ mod avx512 {
         let n = y.len();
         // The tap reads x[..(n - 1) * s + 1].
         assert!(n >= 1 && x.len() > (n - 1) * s && idx.len() == n);
-        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let step = _mm512_mullo_epi32(
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
             _mm512_set1_epi32(s as i32),
         );
         let mut o = 0;
         while o < n {
-            let m = if n - o >= 16 {
-                0xffff
-            } else {
-                (1u16 << (n - o)) - 1
-            };
-            let xp = x.as_ptr().wrapping_add(o * s);
-            // SAFETY: lanes of `m` are outputs o..n, whose inputs lie in
-            // x[..(n - 1) * s + 1]; masked-off elements are not read.
-            let v = unsafe {
-                if s == 1 {
-                    _mm512_maskz_loadu_ps(m, xp)
-                } else {
-                    // Elements 0..2 * len - 1 of the 32 from xp.
-                    let len = (n - o).min(16);
-                    let reads = 2 * len - 1;
-                    let lo = if reads >= 16 {
-                        0xffff
-                    } else {
-                        (1u16 << reads) - 1
-                    };
-                    let hi = if reads > 16 {
-                        (1u16 << (reads - 16)) - 1
-                    } else {
-                        0
-                    };
-                    let a = _mm512_maskz_loadu_ps(lo, xp);
-                    let b = _mm512_maskz_loadu_ps(hi, xp.wrapping_add(16));
-                    _mm512_permutex2var_ps(a, evens, b)
-                }
-            };
+            let len = (n - o).min(16);
+            let m = strided::lanes(0, len);
+            // SAFETY: lanes 0..len are outputs o..n, whose inputs lie in
+            // x[..(n - 1) * s + 1].
+            let v = unsafe { strided::load(x.as_ptr().add(o * s), s, 0, len) };
             let yp = y.as_mut_ptr().wrapping_add(o);
             // SAFETY: lanes of `m` are y[o..n].
             let cur = unsafe { _mm512_maskz_loadu_ps(m, yp) };
-            let nan_v = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-            // A NaN replaces anything but a NaN (whose position is kept).
-            let nan_cur = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(cur, cur);
-            let take = (_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, cur) | nan_v) & !(nan_v & nan_cur) & m;
+            let t = take(v, cur, m);
             // Plane positions: u32 bit patterns in i32 lanes.
             let pos = _mm512_add_epi32(_mm512_set1_epi32((at as usize + o * s) as i32), step);
-            // SAFETY: lanes of `take` (within `m`) are y[o..n] and idx[o..n].
+            // SAFETY: lanes of `t` (within `m`) are y[o..n] and idx[o..n].
             unsafe {
-                _mm512_mask_storeu_ps(yp, take, v);
-                _mm512_mask_storeu_epi32(idx.as_mut_ptr().wrapping_add(o).cast(), take, pos);
+                _mm512_mask_storeu_ps(yp, t, v);
+                _mm512_mask_storeu_epi32(idx.as_mut_ptr().wrapping_add(o).cast(), t, pos);
             }
             o += 16;
         }

@@ -449,11 +449,11 @@ impl Geometry {
     }
 }
 
-/// The kernel transform of output-channel blocks `blocks`.
 /// Input channels whose transformed kernels are staged before they are
 /// written out.
 const STAGE: usize = 16;
 
+/// The kernel transform of output-channel blocks `blocks`.
 struct Weights<'a> {
     g: &'a Geometry,
     weight: &'a [f32],
@@ -713,9 +713,9 @@ impl Tiles<'_> {
     /// Writes the `SIZE x SIZE` windows of `run` in `plane` (`h x w`, with
     /// `top` and `left` zero rows and columns before it) at tile origins
     /// `(m ty, m tx)` (`m` the output tile side) as rows of the block's
-    /// tiles: `d[(r * SIZE + q) *
-    /// stride + tile]`, zero outside the plane. Reads them from a zero-padded
-    /// copy of the rows the run spans, in `pad`.
+    /// tiles: `d[(r * SIZE + q) * stride + tile]`, zero outside the plane.
+    /// Reads them from a zero-padded copy of the rows the run spans, in
+    /// `pad`.
     #[inline(always)]
     unsafe fn gather<const SIZE: usize>(
         self,
@@ -901,7 +901,8 @@ impl Block<'_> {
         let (g, st) = (self.tiles.g, self.tiles.stride);
         let tx_n = g.tiles_x();
         // SAFETY: the run's tiles are this block's alone; rows and columns
-        // are clipped to the plane.
+        // are clipped to the plane, so `at` indexes the output, which the
+        // residual is as long as (asserted by `run`).
         unsafe {
             let plane_at = (run.img * g.cout + o) * g.oh * g.ow;
             let plane = self.out.get().add(plane_at);

@@ -364,8 +364,7 @@ impl Gemm {
         epilogue: &Epilogue<'_>,
     ) -> Result<()> {
         backend.check()?;
-        let mut problem = self.problem(a, b, c)?;
-        problem.epi = self.epi(epilogue, c.len())?;
+        let problem = self.problem(a, b, c, epilogue)?;
         match backend {
             Backend::Native => self.run_native(cpu::isa(), problem),
             #[cfg(feature = "mkl")]
@@ -420,8 +419,7 @@ impl Gemm {
                 reason: format!("this CPU does not support {isa}"),
             });
         }
-        let mut problem = self.problem(a, b, c)?;
-        problem.epi = self.epi(epilogue, c.len())?;
+        let problem = self.problem(a, b, c, epilogue)?;
         self.run_native(isa, problem)
     }
 
@@ -490,50 +488,30 @@ impl Gemm {
         }
     }
 
-    /// The raw epilogue, its operands checked against `m` and `C`'s extent
-    /// (`c_len` elements, already validated).
-    fn epi(&self, e: &Epilogue<'_>, c_len: usize) -> Result<Epi> {
-        let sc = self.stored(self.m, self.n, Transpose::No, self.ldc);
-        let c_needed = if sc.lines == 0 || sc.len == 0 {
-            0
-        } else {
-            (sc.lines - 1) * sc.ld + sc.len
-        };
-        debug_assert!(c_needed <= c_len);
-        for (name, len, needed) in [
-            ("row_bias", e.row_bias.map(<[f32]>::len), self.m),
-            ("residual", e.residual.map(<[f32]>::len), c_needed),
-        ] {
-            if let Some(len) = len.filter(|&len| len < needed) {
-                return Err(KernelError::BufferTooSmall {
-                    op: OP,
-                    name,
-                    len,
-                    needed,
-                });
-            }
-        }
-        Ok(Epi {
-            bias: e.row_bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
-            // One value per row of C, whatever the layout.
-            bias_rs: 1,
-            bias_cs: 0,
-            res: e.residual.map_or(std::ptr::null(), <[f32]>::as_ptr),
-            relu: e.relu,
-        })
-    }
-
-    /// Validates shapes, leading dimensions and buffer lengths, and describes the
-    /// call as strided matrices.
-    fn problem(&self, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<Problem> {
+    /// Validates shapes, leading dimensions and buffer lengths (the
+    /// epilogue's too: a bias per row of `C`, a residual stored like `C`),
+    /// and describes the call as strided matrices.
+    fn problem(&self, a: &[f32], b: &[f32], c: &mut [f32], e: &Epilogue<'_>) -> Result<Problem> {
         let sa = self.stored(self.m, self.k, self.trans_a, self.lda);
         let sb = self.stored(self.k, self.n, self.trans_b, self.ldb);
         let sc = self.stored(self.m, self.n, Transpose::No, self.ldc);
+        if let Some(bias) = e.row_bias.filter(|b| b.len() < self.m) {
+            return Err(KernelError::BufferTooSmall {
+                op: OP,
+                name: "row_bias",
+                len: bias.len(),
+                needed: self.m,
+            });
+        }
+        let residual = e.residual.map(|r| ("residual", &sc, r.len()));
         for (name, s, len) in [
             ("a", &sa, a.len()),
             ("b", &sb, b.len()),
             ("c", &sc, c.len()),
-        ] {
+        ]
+        .into_iter()
+        .chain(residual)
+        {
             if s.ld < s.len.max(1) {
                 return Err(KernelError::InvalidArgument {
                     op: OP,
@@ -597,7 +575,14 @@ impl Gemm {
             c: c.as_mut_ptr(),
             rsc,
             csc,
-            epi: Epi::NONE,
+            epi: Epi {
+                bias: e.row_bias.map_or(std::ptr::null(), <[f32]>::as_ptr),
+                // One value per row of C, whatever the layout.
+                bias_rs: 1,
+                bias_cs: 0,
+                res: e.residual.map_or(std::ptr::null(), <[f32]>::as_ptr),
+                relu: e.relu,
+            },
         })
     }
 }
