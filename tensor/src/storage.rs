@@ -20,6 +20,8 @@ pub(crate) enum Storage<T> {
         offset: usize,
         len: usize,
     },
+    /// Elements also held elsewhere (see [`crate::Tensor::from_shared`]).
+    Shared(Arc<Vec<T>>),
 }
 
 impl<T: Element> Deref for Storage<T> {
@@ -27,6 +29,7 @@ impl<T: Element> Deref for Storage<T> {
     fn deref(&self) -> &[T] {
         match self {
             Storage::Owned(v) => v,
+            Storage::Shared(v) => v,
             Storage::Mapped { map, offset, len } => map
                 .slice(*offset, *len)
                 .expect("from_mapping checked the region"),
@@ -35,14 +38,20 @@ impl<T: Element> Deref for Storage<T> {
 }
 
 impl<T: Element> DerefMut for Storage<T> {
-    /// Writing to mapped elements first copies them into memory of their own.
+    /// Writing to mapped elements first copies them into memory of their
+    /// own; shared elements are taken over when no one else holds them any
+    /// more, else copied.
     fn deref_mut(&mut self) -> &mut [T] {
-        if let Storage::Mapped { .. } = self {
-            *self = Storage::Owned(self.deref().to_vec());
+        if !matches!(self, Storage::Owned(_)) {
+            let own = match std::mem::replace(self, Storage::Owned(Vec::new())) {
+                Storage::Shared(v) => Arc::try_unwrap(v).unwrap_or_else(|v| v.to_vec()),
+                other => other.to_vec(),
+            };
+            *self = Storage::Owned(own);
         }
         match self {
             Storage::Owned(v) => v,
-            Storage::Mapped { .. } => unreachable!("just copied"),
+            _ => unreachable!("just made owned"),
         }
     }
 }

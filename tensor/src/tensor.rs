@@ -63,6 +63,27 @@ impl<T: Element> Tensor<T> {
         })
     }
 
+    /// A contiguous tensor of `sizes` over `data` without copying it, while
+    /// others may hold it too: the first write to the tensor (or any view of
+    /// it) takes the values over if no one else holds them by then, and
+    /// copies them otherwise, so writes never show through `data`. Model
+    /// importers hand the values they parsed to the layers this way.
+    pub fn from_shared(data: Arc<Vec<T>>, sizes: &[usize]) -> Result<Tensor<T>> {
+        let n = numel("from_shared", sizes)?;
+        if data.len() != n {
+            return Err(invalid(
+                "from_shared",
+                format!("{} values for shape {sizes:?} ({n} elements)", data.len()),
+            ));
+        }
+        Ok(Tensor {
+            storage: Arc::new(RwLock::new(Storage::Shared(data))),
+            offset: 0,
+            sizes: sizes.to_vec(),
+            strides: contiguous_strides(sizes),
+        })
+    }
+
     /// A tensor of `sizes` filled with `value`.
     pub fn full(sizes: &[usize], value: T) -> Result<Tensor<T>> {
         let n = numel("full", sizes)?;

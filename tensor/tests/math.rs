@@ -511,3 +511,24 @@ fn mapped_tensors_read_in_place_and_copy_on_write() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Shared values: read in place; a write while others hold them copies
+/// (they never see it), a write once no one else does takes them over.
+#[test]
+fn shared_tensors_copy_on_write_and_take_over() {
+    use std::sync::Arc;
+    let data = Arc::new(vec![1.0f32, 2.0, 3.0, 4.0]);
+    let t = Tensor::from_shared(data.clone(), &[2, 2]).unwrap();
+    assert_eq!(t.select(0, 1).unwrap().to_vec(), [3.0, 4.0]);
+    t.select(0, 1).unwrap().set(&[0], -3.0).unwrap();
+    assert_eq!(t.to_vec(), [1.0, 2.0, -3.0, 4.0]);
+    assert_eq!(*data, [1.0, 2.0, 3.0, 4.0]);
+
+    let at = data.as_ptr() as usize;
+    let t = Tensor::from_shared(data, &[4]).unwrap();
+    t.set(&[3], 8.0).unwrap();
+    assert_eq!(t.to_vec(), [1.0, 2.0, 3.0, 8.0]);
+    assert_eq!(t.as_slice().unwrap().as_ptr() as usize, at, "copied");
+
+    assert!(Tensor::from_shared(Arc::new(vec![0.0f32; 3]), &[2, 2]).is_err());
+}
