@@ -895,6 +895,49 @@ fn recurrent_layers() {
         &mut BiRecurrent::new(Cell::lstm(3, 2).unwrap(), Cell::gru(3, 2).unwrap()).unwrap(),
         rand(&[2, 3, 3], 4),
     );
+    // LSTM with peepholes; initial states in, the last cell state out.
+    check(
+        &mut Recurrent::new(Cell::lstm_peephole(3, 4).unwrap()),
+        rand(&[2, 4, 3], 8),
+    );
+    let states = |k: usize| -> Activity {
+        let mut t = vec![rand(&[2, 4, 3], 9).into()];
+        t.extend((0..k).map(|i| rand(&[2, 4], 10 + i as u64).into()));
+        Activity::Table(t)
+    };
+    check_act(
+        &mut Recurrent::new(Cell::lstm_peephole(3, 4).unwrap())
+            .with_cell_state()
+            .unwrap(),
+        states(2),
+        1e-2,
+    );
+    check_act(
+        &mut Recurrent::new(Cell::lstm(3, 4).unwrap()),
+        states(1),
+        1e-2,
+    );
+    check_act(
+        &mut Recurrent::new(Cell::gru_with(3, 4, false).unwrap()),
+        states(1),
+        1e-2,
+    );
+    check_act(
+        &mut Recurrent::new(Cell::rnn(3, 4).unwrap()),
+        states(1),
+        1e-2,
+    );
+    // A cell state for a GRU, a state of the wrong shape, a cell state
+    // output without an LSTM: errors.
+    let mut gru = Recurrent::new(Cell::gru(3, 4).unwrap());
+    assert!(gru.forward(&states(2)).is_err());
+    let bad = Activity::Table(vec![rand(&[2, 4, 3], 9).into(), rand(&[2, 3], 1).into()]);
+    assert!(gru.forward(&bad).is_err());
+    assert!(
+        Recurrent::new(Cell::gru(3, 4).unwrap())
+            .with_cell_state()
+            .is_err()
+    );
     // GRU with the reset gate before the hidden product (ONNX's default).
     check(
         &mut Recurrent::new(Cell::gru_with(3, 4, false).unwrap()),

@@ -168,6 +168,18 @@ fn every_layer_round_trips() {
             rand(&[2, 3, 8], 10).into(),
         ),
         (
+            Box::new(
+                Recurrent::new(Cell::lstm_peephole(8, 3).unwrap())
+                    .with_cell_state()
+                    .unwrap(),
+            ),
+            Activity::Table(vec![
+                rand(&[2, 3, 8], 11).into(),
+                rand(&[2, 3], 12).into(),
+                rand(&[2, 3], 13).into(),
+            ]),
+        ),
+        (
             Box::new(TimeDistributed::new(Linear::new(8, 2).unwrap())),
             rand(&[2, 3, 8], 9).into(),
         ),

@@ -52,19 +52,24 @@ fn onnx_node_tests_pass() {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let model = std::fs::read(dir.join("model.onnx")).unwrap();
         for (inputs, outputs) in data_sets(dir) {
-            // Operators that combine data take every input at run time; the
-            // others get their second and later inputs (weights, statistics,
-            // bounds, the second operand) as constants.
+            // Operators that combine data take every input at run time;
+            // recurrences with initial states ("_states") take them at run
+            // time too; the others get their second and later inputs
+            // (weights, statistics, bounds, the second operand) as constants.
             let all_runtime = name.starts_with("test_concat")
                 || name.starts_with("test_sum")
                 || ["test_add", "test_mul", "test_mul_example"].contains(&name.as_str());
-            let (runtime, bound) = if all_runtime {
-                (&inputs[..], &[][..])
-            } else {
-                inputs.split_at(1)
-            };
+            let states = name.ends_with("_states");
+            let (mut runtime, mut bound) = (Vec::new(), Vec::new());
+            for (i, t) in inputs.iter().enumerate() {
+                if all_runtime || i == 0 || (states && t.name.starts_with("initial_")) {
+                    runtime.push(t.clone());
+                } else {
+                    bound.push(t.clone());
+                }
+            }
             let result = (|| -> Result<Vec<Tensor<f32>>, String> {
-                let mut m = import(&model, bound).map_err(|e| e.to_string())?;
+                let mut m = import(&model, &bound).map_err(|e| e.to_string())?;
                 let x: Activity = if runtime.len() == 1 {
                     runtime[0].tensor().map_err(|e| e.to_string())?.into()
                 } else {

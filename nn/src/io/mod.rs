@@ -457,7 +457,14 @@ pub fn build(s: &Spec) -> Result<Box<dyn Module>> {
         "Dropout" => Box::new(Dropout::new(f("p")?)?),
         "LookupTable" => Box::new(LookupTable::new(u("n")?, u("dim")?)?),
         "Recurrent" => match &s.children[..] {
-            [c] => Box::new(Recurrent::new(Cell::from_spec(c)?)),
+            [c] => {
+                let r = Recurrent::new(Cell::from_spec(c)?);
+                if s.get_bool_or("cell_state", false)? {
+                    Box::new(r.with_cell_state()?)
+                } else {
+                    Box::new(r)
+                }
+            }
             _ => return Err(unsupported("Recurrent without exactly one cell")),
         },
         "BiRecurrent" => match &s.children[..] {

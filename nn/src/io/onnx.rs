@@ -16,7 +16,7 @@ use crate::graph::{GraphBuilder, Node};
 use crate::layers::*;
 use crate::module::{Module, StateMut};
 use crate::sequential::Sequential;
-use crate::table::{CAddTable, CMulTable, Identity, JoinTable};
+use crate::table::{CAddTable, CMulTable, Identity, JoinTable, SelectTable};
 
 /// A tensor from the file (values converted to f32; integer tensors also
 /// kept as integers for shape inputs). The values are shared, not copied,
@@ -662,7 +662,14 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
                     .filter(|s| !s.is_empty())
                     .and_then(|s| consts.get(s))
             };
-            for (name, out, rank) in recurrent(&mut g, node, x, &constant)? {
+            let data = |i: usize| {
+                node.inputs
+                    .get(i)
+                    .filter(|s| !s.is_empty())
+                    .and_then(|s| srcs.get(s))
+                    .copied()
+            };
+            for (name, out, rank) in recurrent(&mut g, node, x, &constant, &data)? {
                 srcs.insert(name.clone(), out);
                 ranks.insert(name, rank);
             }
@@ -1099,17 +1106,20 @@ fn constant_op(add: bool, c: &OnnxTensor, values: Vec<f32>) -> Result<Box<dyn Mo
     Ok(m)
 }
 
-/// An ONNX `LSTM`, `GRU` or `RNN` node as [`Recurrent`] (or
-/// [`BiRecurrent`]) between the layout changes ONNX needs: returns its `Y`
-/// and `Y_h` outputs (those the node names) with their ranks. Supported:
-/// forward, reverse and bidirectional, both layouts, default activations,
-/// biases, zero initial states, GRU with either `linear_before_reset`; not:
-/// `sequence_lens`, other initial states, peepholes, `clip`, `Y_c`.
+/// An ONNX `LSTM`, `GRU` or `RNN` node as one [`Recurrent`] per direction
+/// (the backward one between time reversals) between the layout changes
+/// ONNX needs: returns its `Y`, `Y_h` and `Y_c` outputs (those the node
+/// names) with their ranks. Supported: forward, reverse and bidirectional,
+/// both layouts, default activations, biases, LSTM peepholes, initial states
+/// given as data (graph inputs or computed) or as constant zeros, GRU with
+/// either `linear_before_reset`; not: `sequence_lens`, non-zero constant
+/// initial states, `clip`, `input_forget`, other activations.
 fn recurrent<'a>(
     g: &mut GraphBuilder,
     node: &NodeP,
     x: Node,
     constant: &dyn Fn(usize) -> Option<&'a OnnxTensor>,
+    data: &dyn Fn(usize) -> Option<Node>,
 ) -> Result<Vec<(String, Node, usize)>> {
     let (kind, gates, perm): (CellKind, usize, &[usize]) = match node.op.as_str() {
         // Ours: i, f, g, o; ONNX: i, o, f, c.
@@ -1118,23 +1128,28 @@ fn recurrent<'a>(
         "GRU" => (CellKind::Gru, 3, &[1, 0, 2]),
         _ => (CellKind::Rnn, 1, &[0]),
     };
-    for (i, what) in [(4, "sequence_lens"), (7, "P")] {
-        if node.inputs.get(i).is_some_and(|s| !s.is_empty()) {
-            return Err(node.unsupported(what));
-        }
+    let given = |i: usize| node.inputs.get(i).is_some_and(|s| !s.is_empty());
+    if given(4) {
+        return Err(node.unsupported("sequence_lens"));
     }
-    // Initial states: zeros (what exporters write when none is given) are
-    // our recurrences' own start.
+    // Initial states: data nodes, or constant zeros (what exporters write
+    // when none is given: our recurrences' own start).
+    let mut states = Vec::new();
     for (i, what) in [(5, "initial_h"), (6, "initial_c")] {
-        if node.inputs.get(i).is_some_and(|s| !s.is_empty())
-            && !constant(i).is_some_and(|t| t.data.iter().all(|&v| v == 0.0))
-        {
-            return Err(node.unsupported(&format!("an {what} that is not a constant zero")));
+        if !given(i) || constant(i).is_some_and(|t| t.data.iter().all(|&v| v == 0.0)) {
+            continue;
         }
+        let n = data(i).ok_or_else(|| {
+            node.unsupported(&format!(
+                "an {what} that is a non-zero constant (give it as a graph input)"
+            ))
+        })?;
+        if i == 6 && states.is_empty() {
+            return Err(node.unsupported("an initial_c without an initial_h"));
+        }
+        states.push(n);
     }
-    if node.outputs.get(2).is_some_and(|s| !s.is_empty()) {
-        return Err(node.unsupported("the Y_c output"));
-    }
+    let cell_out = node.outputs.get(2).is_some_and(|s| !s.is_empty());
     for a in ["activations", "activation_alpha", "activation_beta", "clip"] {
         if node.attrs.contains_key(a) {
             return Err(node.unsupported(a));
@@ -1173,50 +1188,83 @@ fn recurrent<'a>(
     {
         return Err(node.unsupported(&format!("B of shape {:?}", b.dims)));
     }
-    // Gate blocks of `rows` rows of `cols` reordered from ONNX's to ours.
-    let reorder = |src: &[f32], cols: usize| -> Vec<f32> {
+    let p = match constant(7) {
+        Some(p) if kind == CellKind::Lstm && p.dims == [dirs, 3 * h] => Some(p),
+        Some(p) => return Err(node.unsupported(&format!("P of shape {:?}", p.dims))),
+        None if given(7) => return Err(node.unsupported("a P that is not a constant")),
+        None => None,
+    };
+    // Blocks of `h` rows of `cols` reordered from ONNX's to ours.
+    let reorder = |src: &[f32], perm: &[usize], cols: usize| -> Vec<f32> {
         perm.iter()
             .flat_map(|&k| src[k * h * cols..(k + 1) * h * cols].iter().copied())
             .collect()
     };
-    let mut values = Vec::new();
-    for dir in 0..dirs {
-        values.push(reorder(&w.data[dir * gh * d..(dir + 1) * gh * d], d));
-        values.push(reorder(&r.data[dir * gh * h..(dir + 1) * gh * h], h));
-        match b {
-            Some(b) => {
-                let bd = &b.data[dir * 2 * gh..(dir + 1) * 2 * gh];
-                values.push(reorder(&bd[..gh], 1));
-                values.push(reorder(&bd[gh..], 1));
-            }
-            None => values.extend([vec![0.0; gh], vec![0.0; gh]]),
-        }
-    }
-    let cell = || match kind {
-        CellKind::Gru => Cell::gru_with(d, h, linear_before_reset),
-        _ => Cell::of_kind(kind, d, h),
-    };
-    let mut core: Box<dyn Module> = if dirs == 2 {
-        Box::new(BiRecurrent::new(cell()?, cell()?)?)
-    } else {
-        Box::new(Recurrent::new(cell()?))
-    };
-    set_params(core.as_mut(), values)?;
-    if reverse {
-        // Over time backwards, its outputs back in the input's order.
-        let mut seq = Sequential::new();
-        seq.push(Box::new(Reverse::new(1)));
-        seq.push(core);
-        seq.push(Box::new(Reverse::new(1)));
-        core = Box::new(seq);
-    }
     // [T, N, D] -> [N, T, D]: our recurrences are batch first.
     let x = if batch_first {
         x
     } else {
         g.boxed(Box::new(Transpose::new(&[(0, 1)])), &[x])?
     };
-    let y = g.boxed(core, &[x])?; // [N, T, dirs H]
+    // Initial states are [dirs, N, H] ([N, dirs, H] batch first).
+    let dir_axis = usize::from(batch_first);
+    let (mut ys, mut cs) = (Vec::new(), Vec::new());
+    for dir in 0..dirs {
+        let mut values = vec![
+            reorder(&w.data[dir * gh * d..(dir + 1) * gh * d], perm, d),
+            reorder(&r.data[dir * gh * h..(dir + 1) * gh * h], perm, h),
+        ];
+        match b {
+            Some(b) => {
+                let bd = &b.data[dir * 2 * gh..(dir + 1) * 2 * gh];
+                values.push(reorder(&bd[..gh], perm, 1));
+                values.push(reorder(&bd[gh..], perm, 1));
+            }
+            None => values.extend([vec![0.0; gh], vec![0.0; gh]]),
+        }
+        let cell = match (kind, p) {
+            (CellKind::Gru, _) => Cell::gru_with(d, h, linear_before_reset)?,
+            (CellKind::Lstm, Some(p)) => {
+                // Ours: i, f, o; ONNX: i, o, f.
+                values.push(reorder(
+                    &p.data[dir * 3 * h..(dir + 1) * 3 * h],
+                    &[0, 2, 1],
+                    1,
+                ));
+                Cell::lstm_peephole(d, h)?
+            }
+            _ => Cell::of_kind(kind, d, h)?,
+        };
+        let mut core = Recurrent::new(cell);
+        if cell_out {
+            core = core.with_cell_state()?;
+        }
+        set_params(&mut core, values)?;
+        // The backward direction runs over the time-reversed input.
+        let backward = dir == 1 || reverse;
+        let mut inputs = vec![if backward {
+            g.boxed(Box::new(Reverse::new(1)), &[x])?
+        } else {
+            x
+        }];
+        for &st in &states {
+            inputs.push(g.boxed(Box::new(Select::new(dir_axis, dir)), &[st])?);
+        }
+        let out = g.boxed(Box::new(core), &inputs)?;
+        let mut y = out;
+        if cell_out {
+            y = g.boxed(Box::new(SelectTable::new(0)), &[out])?;
+            cs.push(g.boxed(Box::new(SelectTable::new(1)), &[out])?);
+        }
+        if backward {
+            y = g.boxed(Box::new(Reverse::new(1)), &[y])?;
+        }
+        ys.push(y);
+    }
+    let y = match ys[..] {
+        [y] => y,
+        _ => g.boxed(Box::new(JoinTable::new(2)), &ys)?, // [N, T, dirs H]
+    };
     let mut outs = Vec::new();
     // Y: [T, dirs, N, H] ([N, T, dirs, H] batch first).
     if let Some(name) = node.outputs.first().filter(|s| !s.is_empty()) {
@@ -1253,6 +1301,19 @@ fn recurrent<'a>(
             }
             seq.push(Box::new(Unsqueeze::new(axis)));
             parts.push(g.boxed(Box::new(seq), &[y])?);
+        }
+        let out = match parts[..] {
+            [p] => p,
+            _ => g.boxed(Box::new(JoinTable::new(axis)), &parts)?,
+        };
+        outs.push((name.clone(), out, 3));
+    }
+    // Y_c: the last cell states, laid out as Y_h.
+    if let Some(name) = node.outputs.get(2).filter(|s| !s.is_empty()) {
+        let axis = usize::from(batch_first);
+        let mut parts = Vec::new();
+        for c in cs {
+            parts.push(g.boxed(Box::new(Unsqueeze::new(axis)), &[c])?);
         }
         let out = match parts[..] {
             [p] => p,

@@ -137,6 +137,16 @@ impl Spec {
         }
     }
 
+    /// Flag `name`, or `default` where the spec does not have it (files from
+    /// before the flag existed).
+    pub fn get_bool_or(&self, name: &str, default: bool) -> Result<bool> {
+        if self.attrs.iter().any(|(n, _)| n == name) {
+            self.get_bool(name)
+        } else {
+            Ok(default)
+        }
+    }
+
     /// List attribute `name` as sizes.
     pub fn get_usizes(&self, name: &str) -> Result<Vec<usize>> {
         match self.find(name)? {

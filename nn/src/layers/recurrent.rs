@@ -36,7 +36,8 @@ impl CellKind {
 
 /// The parameters of a recurrent cell, laid out as PyTorch's
 /// (`weight_ih [G H, D]`, `weight_hh [G H, H]`, `bias_ih`, `bias_hh`
-/// `[G H]`, G gates), initialised `U(-1/sqrt(H), 1/sqrt(H))`.
+/// `[G H]`, G gates), initialised `U(-1/sqrt(H), 1/sqrt(H))`; an LSTM with
+/// peepholes ([`Cell::lstm_peephole`]) has a fifth, `[3 H]`.
 #[derive(Clone, Debug)]
 pub struct Cell {
     kind: CellKind,
@@ -45,30 +46,35 @@ pub struct Cell {
     /// GRU only: the reset gate scales `W_hn h' + b_hn` (true, PyTorch's)
     /// or `h'` before the product (false).
     linear_before_reset: bool,
-    /// `[w_ih, w_hh, b_ih, b_hh]` and their gradients.
-    params: [Tensor<f32>; 4],
-    grads: [Tensor<f32>; 4],
+    /// `[w_ih, w_hh, b_ih, b_hh]` (and the peepholes) and their gradients.
+    params: Vec<Tensor<f32>>,
+    grads: Vec<Tensor<f32>>,
 }
 
 impl Cell {
     fn new(kind: CellKind, input: usize, hidden: usize) -> Result<Cell> {
+        Cell::with_params(kind, input, hidden, false)
+    }
+
+    fn with_params(kind: CellKind, input: usize, hidden: usize, peephole: bool) -> Result<Cell> {
         let gh = kind.gates() * hidden;
         let shapes = [vec![gh, input], vec![gh, hidden], vec![gh], vec![gh]];
-        let mut g = init_generator();
-        let mut params = Vec::with_capacity(4);
-        let mut grads = Vec::with_capacity(4);
-        for s in &shapes {
-            params.push(uniform_init(s, hidden, &mut g)?);
-            grads.push(Tensor::zeros(s)?);
-        }
-        Ok(Cell {
+        let mut c = Cell {
             kind,
             input,
             hidden,
             linear_before_reset: true,
-            params: params.try_into().expect("four"),
-            grads: grads.try_into().expect("four"),
-        })
+            params: Vec::new(),
+            grads: Vec::new(),
+        };
+        let peepholes = [vec![3 * hidden]];
+        let extra = if peephole { &peepholes[..] } else { &[] };
+        let mut g = init_generator();
+        for s in shapes.iter().chain(extra) {
+            c.params.push(uniform_init(s, hidden, &mut g)?);
+            c.grads.push(Tensor::zeros(s)?);
+        }
+        Ok(c)
     }
 
     /// A cell of `kind`.
@@ -84,6 +90,27 @@ impl Cell {
     /// An LSTM cell.
     pub fn lstm(input: usize, hidden: usize) -> Result<Cell> {
         Cell::new(CellKind::Lstm, input, hidden)
+    }
+
+    /// An LSTM cell with peephole connections (Gers and Schmidhuber; ONNX's
+    /// `P`): the input and forget gates also see `p_i * c'` and `p_f * c'`,
+    /// the output gate `p_o * c`, from a fifth parameter `[p_i p_f p_o]`
+    /// (`[3 H]`).
+    pub fn lstm_peephole(input: usize, hidden: usize) -> Result<Cell> {
+        Cell::with_params(CellKind::Lstm, input, hidden, true)
+    }
+
+    /// Whether this is an LSTM cell with peepholes.
+    fn peephole(&self) -> bool {
+        self.params.len() == 5
+    }
+
+    /// The peephole weights `[p_i p_f p_o]` (zeros without peepholes).
+    fn peepholes(&self) -> Vec<f32> {
+        match self.params.get(4) {
+            Some(p) => p.to_vec(),
+            None => vec![0.0; 3 * self.hidden],
+        }
     }
 
     /// A GRU cell (PyTorch's: the reset gate after the hidden product).
@@ -112,14 +139,16 @@ impl Cell {
             CellKind::Lstm => "LSTM",
             CellKind::Gru => "GRU",
         };
-        let s = Spec::new(kind)
+        let mut s = Spec::new(kind)
             .int("input", self.input)
             .int("hidden", self.hidden);
         if self.reset_before() {
-            s.flag("linear_before_reset", false)
-        } else {
-            s
+            s = s.flag("linear_before_reset", false);
         }
+        if self.peephole() {
+            s = s.flag("peephole", true);
+        }
+        s
     }
 
     /// The cell a spec of [`Cell`]'s kinds describes.
@@ -127,16 +156,11 @@ impl Cell {
         let (i, h) = (s.get_usize("input")?, s.get_usize("hidden")?);
         match s.kind.as_str() {
             "RnnCell" => Cell::rnn(i, h),
+            "LSTM" if s.get_bool_or("peephole", false)? => Cell::lstm_peephole(i, h),
             "LSTM" => Cell::lstm(i, h),
             "GRU" => {
                 // Files from before the flag hold PyTorch's GRU.
-                let flag = "linear_before_reset";
-                let lbr = if s.attrs.iter().any(|(n, _)| n == flag) {
-                    s.get_bool(flag)?
-                } else {
-                    true
-                };
-                Cell::gru_with(i, h, lbr)
+                Cell::gru_with(i, h, s.get_bool_or("linear_before_reset", true)?)
             }
             k => Err(invalid("model file", format!("unknown recurrent cell {k}"))),
         }
@@ -169,13 +193,21 @@ struct Saved {
 }
 
 /// Runs a [`Cell`] over the time dimension of `[N, T, D]` input (batch first,
-/// as BigDL), from a zero state; the output is every step's hidden state,
-/// `[N, T, H]`. Gradients by back-propagation through time; results match
-/// PyTorch's `nn.RNN`, `nn.LSTM` and `nn.GRU` (`batch_first=True`).
+/// as BigDL); the output is every step's hidden state, `[N, T, H]`.
+/// Gradients by back-propagation through time; results match PyTorch's
+/// `nn.RNN`, `nn.LSTM` and `nn.GRU` (`batch_first=True`).
+///
+/// The recurrence starts from zeros, or from the initial states of a table
+/// input: `[x, h0]`, or `[x, h0, c0]` for an LSTM (each `[N, H]`; the input
+/// gradient is then a table of the same form). With
+/// [`Recurrent::with_cell_state`] an LSTM's output is `[y, c_T]`, its last
+/// cell state too.
 #[derive(Clone, Debug)]
 pub struct Recurrent {
     name: String,
     cell: Cell,
+    /// Whether the output is `[y, c_T]`.
+    cell_state: bool,
     saved: Saved,
 }
 
@@ -188,16 +220,67 @@ impl Recurrent {
                 cell.kind, cell.input, cell.hidden
             ),
             cell,
+            cell_state: false,
             saved: Saved::default(),
         }
     }
 
+    /// The output becomes `[y, c_T]`: every step's hidden state and the last
+    /// cell state (`[N, H]`). LSTM cells only.
+    pub fn with_cell_state(mut self) -> Result<Recurrent> {
+        if self.cell.kind != CellKind::Lstm {
+            return Err(invalid(
+                &self.name,
+                "a cell state output needs an LSTM cell",
+            ));
+        }
+        self.cell_state = true;
+        Ok(self)
+    }
+
+    /// The input sequence (a tensor, or a table's first activity) with its
+    /// batch size and length.
     fn input(&self, input: &Activity) -> Result<(Tensor<f32>, usize, usize)> {
-        let x = input.tensor(&self.name)?;
+        let x = match input {
+            Activity::Table(t) => t
+                .first()
+                .ok_or_else(|| invalid(&self.name, "an empty input table"))?
+                .tensor(&self.name)?,
+            x => x.tensor(&self.name)?,
+        };
         match x.sizes() {
             &[n, t, d] if d == self.cell.input => Ok((x.contiguous(), n, t)),
             s => Err(shape(&self.name, format!("[N, T, {}]", self.cell.input), s)),
         }
+    }
+
+    /// The initial hidden and cell states of the input: a table's second and
+    /// third activities (`[N, H]`), zeros where not given.
+    fn initial(&self, input: &Activity, n: usize) -> Result<[Vec<f32>; 2]> {
+        let hd = self.cell.hidden;
+        let states = match input {
+            Activity::Table(t) => &t[1..],
+            _ => &[],
+        };
+        let most = if self.cell.kind == CellKind::Lstm {
+            2
+        } else {
+            1
+        };
+        if states.len() > most {
+            let form = if most == 2 { "[x, h0, c0]" } else { "[x, h0]" };
+            return Err(invalid(
+                &self.name,
+                format!("an input table of {} activities ({form})", states.len() + 1),
+            ));
+        }
+        let mut out = [vec![0.0; n * hd], vec![0.0; n * hd]];
+        for (o, st) in out.iter_mut().zip(states) {
+            let st = st.tensor(&self.name)?;
+            same_shape(&self.name, st, &[n, hd])?;
+            *o = st.contiguous().to_vec();
+        }
+        Ok(out)
     }
 
     /// Back-propagation through time: the input gradient, keeping the gate
@@ -206,19 +289,38 @@ impl Recurrent {
         let (_, n, t) = self.input(input)?;
         let (hd, kind) = (self.cell.hidden, self.cell.kind);
         let gh = kind.gates() * hd;
-        let gy = grad_output.tensor(&self.name)?;
+        let (gy, gc) = if self.cell_state {
+            match grad_output.table(&self.name)? {
+                [gy, gc] => (gy.tensor(&self.name)?, Some(gc.tensor(&self.name)?)),
+                g => {
+                    return Err(invalid(
+                        &self.name,
+                        format!("a gradient table of {} activities for [y, c_T]", g.len()),
+                    ));
+                }
+            }
+        } else {
+            (grad_output.tensor(&self.name)?, None)
+        };
         same_shape(&self.name, gy, &[n, t, hd])?;
+        let mut dc_next = match gc {
+            Some(gc) => {
+                same_shape(&self.name, gc, &[n, hd])?;
+                gc.contiguous().to_vec()
+            }
+            None => vec![0.0f32; n * hd],
+        };
         if self.saved.n != n || self.saved.t != t || self.saved.h.len() != t + 1 {
             return Err(invalid(&self.name, "backward before forward on this input"));
         }
         let gy = gy.contiguous().to_vec();
         let w_hh = self.cell.params[1].to_vec();
         let reset_before = self.cell.reset_before();
+        let peep = self.cell.peepholes();
         let s = &mut self.saved;
         s.d_gx = vec![0.0; n * t * gh];
         s.d_gh = vec![Vec::new(); t];
         let mut dh_next = vec![0.0f32; n * hd];
-        let mut dc_next = vec![0.0f32; n * hd];
         for step in (0..t).rev() {
             let mut dgx = vec![0.0f32; n * gh];
             let mut dgh = vec![0.0f32; n * gh];
@@ -243,19 +345,21 @@ impl Recurrent {
                                 g[row + 2 * hd + j],
                                 g[row + 3 * hd + j],
                             );
-                            let tc = s.c[step + 1][k].tanh();
-                            let dc = dc_next[k] + dh * o * (1.0 - tc * tc);
+                            let (cp, tc) = (s.c[step][k], s.c[step + 1][k].tanh());
+                            // The output gate sees c through its peephole.
+                            let dao = dh * tc * o * (1.0 - o);
+                            let dc = dc_next[k] + dh * o * (1.0 - tc * tc) + dao * peep[2 * hd + j];
                             let da = [
                                 dc * gg * i * (1.0 - i),
-                                dc * s.c[step][k] * f * (1.0 - f),
+                                dc * cp * f * (1.0 - f),
                                 dc * i * (1.0 - gg * gg),
-                                dh * tc * o * (1.0 - o),
+                                dao,
                             ];
                             for (q, &v) in da.iter().enumerate() {
                                 dgx[row + q * hd + j] = v;
                                 dgh[row + q * hd + j] = v;
                             }
-                            dc_next[k] = dc * f;
+                            dc_next[k] = dc * f + da[0] * peep[j] + da[1] * peep[hd + j];
                         }
                         CellKind::Gru => {
                             let (r, z, nn) = (g[row + j], g[row + hd + j], g[row + 2 * hd + j]);
@@ -317,7 +421,16 @@ impl Recurrent {
             &self.cell.params[0].as_slice()?,
             &mut dx,
         )?;
-        Ok(Tensor::from_vec(dx, &[n, t, self.cell.input])?.into())
+        let dx = Tensor::from_vec(dx, &[n, t, self.cell.input])?.into();
+        // A table input gets the gradients of the initial states it gave.
+        let Activity::Table(given) = input else {
+            return Ok(dx);
+        };
+        let mut out = vec![dx];
+        for d in [dh_next, dc_next].into_iter().take(given.len() - 1) {
+            out.push(Tensor::from_vec(d, &[n, hd])?.into());
+        }
+        Ok(Activity::Table(out))
     }
 }
 
@@ -328,6 +441,8 @@ impl Module for Recurrent {
 
     fn forward(&mut self, input: &Activity) -> Result<Activity> {
         let (x, n, t) = self.input(input)?;
+        let [h0, c0] = self.initial(input, n)?;
+        let peep = self.cell.peepholes();
         let (d, hd, kind) = (self.cell.input, self.cell.hidden, self.cell.kind);
         let gh = kind.gates() * hd;
         let p = &self.cell.params;
@@ -343,8 +458,8 @@ impl Module for Recurrent {
         *s = Saved {
             n,
             t,
-            h: vec![vec![0.0; n * hd]],
-            c: vec![vec![0.0; n * hd]],
+            h: vec![h0],
+            c: vec![c0],
             ..Saved::default()
         };
         let mut y = vec![0.0f32; n * t * hd];
@@ -394,13 +509,14 @@ impl Module for Recurrent {
                             h[k] = a(0, j).tanh();
                         }
                         CellKind::Lstm => {
-                            let (i, f, g, o) = (
-                                sigmoid(a(0, j)),
-                                sigmoid(a(1, j)),
-                                a(2, j).tanh(),
-                                sigmoid(a(3, j)),
-                            );
-                            c[k] = f * s.c[step][k] + i * g;
+                            // Peepholes (zero without): c' into the input
+                            // and forget gates, c into the output gate.
+                            let cp = s.c[step][k];
+                            let i = sigmoid(a(0, j) + peep[j] * cp);
+                            let f = sigmoid(a(1, j) + peep[hd + j] * cp);
+                            let g = a(2, j).tanh();
+                            c[k] = f * cp + i * g;
+                            let o = sigmoid(a(3, j) + peep[2 * hd + j] * c[k]);
                             h[k] = o * c[k].tanh();
                             for (q, v) in [i, f, g, o].into_iter().enumerate() {
                                 gates[row + q * hd + j] = v;
@@ -433,7 +549,12 @@ impl Module for Recurrent {
             s.gh_n.push(gh_n);
             s.rh.push(rh);
         }
-        Ok(Tensor::from_vec(y, &[n, t, hd])?.into())
+        let y = Tensor::from_vec(y, &[n, t, hd])?.into();
+        if !self.cell_state {
+            return Ok(y);
+        }
+        let c = Tensor::from_vec(s.c[t].clone(), &[n, hd])?.into();
+        Ok(Activity::Table(vec![y, c]))
     }
 
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
@@ -491,7 +612,20 @@ impl Module for Recurrent {
         for row in s.d_gh.iter().flat_map(|m| m.chunks(gh)) {
             bh.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
         }
-        for (dst, src) in [(&g[2], &bi), (&g[3], &bh)] {
+        // Peepholes: dp_i += da_i c', dp_f += da_f c', dp_o += da_o c.
+        let mut dp = vec![0.0f64; if self.cell.peephole() { 3 * hd } else { 0 }];
+        if !dp.is_empty() {
+            for (r, row) in s.d_gx.chunks(gh).enumerate() {
+                let (b, step) = (r / t, r % t);
+                let (cp, c) = (&s.c[step][b * hd..], &s.c[step + 1][b * hd..]);
+                for j in 0..hd {
+                    dp[j] += (row[j] * cp[j]) as f64;
+                    dp[hd + j] += (row[hd + j] * cp[j]) as f64;
+                    dp[2 * hd + j] += (row[3 * hd + j] * c[j]) as f64;
+                }
+            }
+        }
+        for (dst, src) in g[2..].iter().zip([&bi, &bh, &dp]) {
             let mut dst = dst.as_slice_mut()?;
             dst.iter_mut()
                 .zip(src)
@@ -508,7 +642,12 @@ impl Module for Recurrent {
     }
 
     fn spec(&self) -> Option<Spec> {
-        Some(Spec::new("Recurrent").child(self.cell.spec()))
+        let s = Spec::new("Recurrent").child(self.cell.spec());
+        Some(if self.cell_state {
+            s.flag("cell_state", true)
+        } else {
+            s
+        })
     }
 
     fn clone_module(&self) -> Box<dyn Module> {
@@ -573,6 +712,8 @@ impl Module for BiRecurrent {
     }
 
     fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        // Initial states are not taken here (a table is an error).
+        input.tensor("BiRecurrent")?;
         let a = self.fwd.forward(input)?.into_tensor("BiRecurrent")?;
         let rev = self.reversed(input)?;
         let b = self.bwd.forward(&rev)?.into_tensor("BiRecurrent")?;

@@ -38,10 +38,11 @@ WANTED = re.compile(
     r"reshape_(reduced_dims|extended_dims|negative_dim|one_dim|reordered_all_dims|reordered_last_dims)|"
     r"squeeze|unsqueeze_axis_[0-3]|constant_pad|"
     r"convtranspose(_pads|_dilations)?|"
-    r"lstm_(defaults|with_initial_bias|batchwise)|gru_(defaults|with_initial_bias|batchwise)|"
+    r"lstm_(defaults|with_initial_bias|batchwise|reverse|bidirectional)|"
+    r"gru_(defaults|with_initial_bias|batchwise|seq_length|reverse|bidirectional)|"
     r"conv_with_strides_and_asymmetric_padding|maxpool_2d_same_(upper|lower)|"
     r"conv_with_autopad_same|maxpool_2d_precomputed_same_upper|"
-    r"simple_rnn_(defaults|with_initial_bias|batchwise|bidirectional)"
+    r"simple_rnn_(defaults|with_initial_bias|batchwise|reverse|bidirectional)|rnn_seq_length"
     r")$"
 )
 
@@ -119,7 +120,9 @@ def recurrent_cases():
     """LSTM, GRU and RNN nodes with random weights (ONNX's own recurrent
     tests use equal weights for every gate, so they cannot catch a wrong
     gate order), in every direction, some with a zero initial state given,
-    outputs from onnx's reference evaluator."""
+    some ("states") with random initial states as graph inputs and, for the
+    LSTM, peepholes and the Y_c output; outputs from onnx's reference
+    evaluator."""
     import numpy as np
     from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
@@ -136,6 +139,10 @@ def recurrent_cases():
         ("RNN", 1, "forward", 1, {}, True),
         ("GRU", 3, "forward", 0, {}, True),
         ("GRU", 3, "bidirectional", 1, {"linear_before_reset": 0}, False),
+        ("LSTM", 4, "bidirectional", 0, {}, "states"),
+        ("LSTM", 4, "reverse", 1, {}, "states"),
+        ("GRU", 3, "forward", 1, {"linear_before_reset": 1}, "states"),
+        ("RNN", 1, "bidirectional", 0, {}, "states"),
     ]
     for op, gates, direction, layout, extra, initial in specs:
         t, n, d, h = 5, 3, 4, 6
@@ -146,23 +153,33 @@ def recurrent_cases():
         b = (0.5 * rng.standard_normal((dirs, 2 * gates * h))).astype(np.float32)
         inputs = [("X", x), ("W", w), ("R", r), ("B", b)]
         names = ["X", "W", "R", "B"]
-        if initial:
+        outputs = ["Y", "Y_h"]
+        state_shape = (n, dirs, h) if layout else (dirs, n, h)
+        if initial == "states":
+            names += ["", "initial_h"]
+            inputs.append(("initial_h", rng.standard_normal(state_shape).astype(np.float32)))
+            if op == "LSTM":
+                names += ["initial_c", "P"]
+                inputs.append(("initial_c", rng.standard_normal(state_shape).astype(np.float32)))
+                inputs.append(("P", (0.5 * rng.standard_normal((dirs, 3 * h))).astype(np.float32)))
+                outputs.append("Y_c")
+        elif initial:
             # A zero initial state, as exporters write when none is given.
-            inputs.append(("initial_h", np.zeros((n, dirs, h) if layout else (dirs, n, h), np.float32)))
+            inputs.append(("initial_h", np.zeros(state_shape, np.float32)))
             names += ["", "initial_h"]
         node = helper.make_node(
-            op, names, ["Y", "Y_h"], hidden_size=h,
+            op, names, outputs, hidden_size=h,
             direction=direction, layout=layout, **extra,
         )
         graph = helper.make_graph(
             [node], "g",
             [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in inputs],
-            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None),
-             helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None)],
+            [helper.make_tensor_value_info(k, TensorProto.FLOAT, None) for k in outputs],
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
         ys = ReferenceEvaluator(model).run(None, dict(inputs))
-        name = f"test_bigdl_{op.lower()}_{direction}_layout{layout}" + ("_initial_h" if initial else "")
+        suffix = {False: "", True: "_initial_h", "states": "_states"}[initial]
+        name = f"test_bigdl_{op.lower()}_{direction}_layout{layout}{suffix}"
         if op == "GRU" and not extra.get("linear_before_reset"):
             name += "_reset_before"
         sd = os.path.join(OUT, name, "test_data_set_0")
@@ -172,7 +189,7 @@ def recurrent_cases():
         for j, (k, v) in enumerate(inputs):
             with open(os.path.join(sd, f"input_{j}.pb"), "wb") as f:
                 f.write(numpy_helper.from_array(v, k).SerializeToString())
-        for j, (k, v) in enumerate(zip(("Y", "Y_h"), ys)):
+        for j, (k, v) in enumerate(zip(outputs, ys)):
             with open(os.path.join(sd, f"output_{j}.pb"), "wb") as f:
                 f.write(numpy_helper.from_array(np.asarray(v, np.float32), k).SerializeToString())
     return len(specs)
