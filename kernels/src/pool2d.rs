@@ -349,34 +349,43 @@ impl PoolPlan {
             ("grad_input", grad_input.len(), self.input_len()),
         ])?;
         let (hw, ohw) = (self.pool.in_h * self.pool.in_w, self.out_h * self.out_w);
-        if let Some(&i) = indices.iter().find(|&&i| i as usize >= hw) {
-            return Err(KernelError::InvalidArgument {
-                op: OP,
-                what: format!("argmax index {i} outside a plane of {hw}"),
-            });
-        }
-        let plane = |gy: &[f32], idx: &[u32], gx: &mut [f32]| {
+        // One pass: indices are checked as they are used; the first bad one
+        // of a plane is reported.
+        let plane = |gy: &[f32], idx: &[u32], gx: &mut [f32]| -> Option<u32> {
             gx.fill(0.0);
+            let mut bad = None;
             for (&g, &i) in gy.iter().zip(idx) {
-                gx[i as usize] += g;
+                match gx.get_mut(i as usize) {
+                    Some(v) => *v += g,
+                    None => bad = bad.or(Some(i)),
+                }
             }
+            bad
         };
-        if self.parallel() {
+        let bad = if self.parallel() {
             pool::pool().install(|| {
                 grad_output
                     .par_chunks(ohw)
                     .zip(indices.par_chunks(ohw))
                     .zip(grad_input.par_chunks_mut(hw))
-                    .for_each(|((gy, i), gx)| plane(gy, i, gx))
-            });
+                    .filter_map(|((gy, i), gx)| plane(gy, i, gx))
+                    .min()
+            })
         } else {
             grad_output
                 .chunks(ohw)
                 .zip(indices.chunks(ohw))
                 .zip(grad_input.chunks_mut(hw))
-                .for_each(|((gy, i), gx)| plane(gy, i, gx));
+                .filter_map(|((gy, i), gx)| plane(gy, i, gx))
+                .min()
+        };
+        match bad {
+            Some(i) => Err(KernelError::InvalidArgument {
+                op: OP,
+                what: format!("argmax index {i} outside a plane of {hw}"),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn divisor(&self, (h0, h1, w0, w1, padded): (usize, usize, usize, usize, usize)) -> f32 {
