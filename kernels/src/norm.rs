@@ -60,7 +60,17 @@ impl BatchNorm {
         if self.parallel() {
             pool::pool().install(|| (0..self.channels).into_par_iter().map(one).collect())
         } else {
-            (0..self.channels).map(one).collect()
+            // In memory order (the prefetchers follow one stream, not a
+            // jump of a whole image between a channel's runs).
+            let mut acc = vec![[0.0; 2]; self.channels];
+            for n in 0..self.batch {
+                for (c, a) in acc.iter_mut().enumerate() {
+                    let start = (n * self.channels + c) * self.spatial;
+                    let v = f(c, start..start + self.spatial);
+                    *a = [a[0] + v[0], a[1] + v[1]];
+                }
+            }
+            acc
         }
     }
 
