@@ -76,6 +76,6 @@ pub use optim::{
 };
 pub use sequential::Sequential;
 pub use table::{
-    CAddTable, CMaxTable, CMulTable, Concat, ConcatTable, Identity, JoinTable, ParallelTable,
-    SelectTable, SplitTable,
+    CAddTable, CMaxTable, CMulTable, Concat, ConcatTable, Constant, Identity, JoinTable,
+    ParallelTable, SelectTable, SplitTable,
 };

@@ -97,6 +97,59 @@ impl Module for Identity {
     }
 }
 
+/// A fixed tensor, whatever its input (which only places it in a graph);
+/// the input's gradient is zeros. Imported models use it for constants
+/// that feed layers as data (an ONNX recurrence's initial state or
+/// sequence lengths). Its values are state, saved with the model.
+#[derive(Clone, Debug)]
+pub struct Constant {
+    dims: Vec<usize>,
+    values: Vec<f32>,
+}
+
+impl Constant {
+    /// The layer giving `value`.
+    pub fn new(value: &Tensor<f32>) -> Constant {
+        Constant {
+            dims: value.sizes().to_vec(),
+            values: value.contiguous().to_vec(),
+        }
+    }
+
+    /// A layer giving zeros of `dims` (until its state is restored).
+    pub(crate) fn zeros(dims: &[usize]) -> Result<Constant> {
+        let n = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| invalid("Constant", format!("dimensions {dims:?} overflow")))?;
+        Ok(Constant {
+            dims: dims.to_vec(),
+            values: vec![0.0; n],
+        })
+    }
+}
+
+impl Module for Constant {
+    fn name(&self) -> &str {
+        "Constant"
+    }
+    fn forward(&mut self, _input: &Activity) -> Result<Activity> {
+        Ok(Tensor::from_vec(self.values.clone(), &self.dims)?.into())
+    }
+    fn update_grad_input(&mut self, input: &Activity, _grad_output: &Activity) -> Result<Activity> {
+        zeros_like(input)
+    }
+    fn visit_state(&mut self, f: &mut dyn FnMut(crate::StateMut<'_>)) {
+        f(crate::StateMut::F32(&mut self.values));
+    }
+    fn spec(&self) -> Option<Spec> {
+        Some(Spec::new("Constant").ints("dims", &self.dims))
+    }
+    fn clone_module(&self) -> Box<dyn Module> {
+        Box::new(self.clone())
+    }
+}
+
 /// Children, with the containers' shared plumbing.
 #[derive(Clone, Debug, Default)]
 struct Children {

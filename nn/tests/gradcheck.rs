@@ -76,6 +76,12 @@ fn check_eps(m: &mut dyn Module, x: Tensor<f32>, eps: f32) {
 
 /// As [`check`] for any activity (tables included).
 fn check_act(m: &mut dyn Module, x: Activity, eps: f32) {
+    check_act_except(m, x, eps, &[]);
+}
+
+/// As [`check_act`], leaving the input leaves `fixed` (e.g. sequence
+/// lengths) unperturbed.
+fn check_act_except(m: &mut dyn Module, x: Activity, eps: f32, fixed: &[usize]) {
     let name = m.name().to_string();
     let y = m.forward(&x).unwrap();
     let gy: Vec<Vec<f32>> = leaves(&y)
@@ -95,6 +101,9 @@ fn check_act(m: &mut dyn Module, x: Activity, eps: f32) {
     let loss = |m: &mut dyn Module, x: &Activity| dot(&m.forward(x).unwrap(), &gy);
     for (leaf, (xt, gt)) in xs.iter().zip(&gx).enumerate() {
         assert_eq!(gt.sizes(), xt.sizes(), "{name}: grad_input shape");
+        if fixed.contains(&leaf) {
+            continue;
+        }
         let gt = gt.to_vec();
         for i in sample(xt.numel(), 60) {
             let mut at = |delta: f32| {
@@ -895,7 +904,7 @@ fn recurrent_layers() {
         &mut BiRecurrent::new(Cell::lstm(3, 2).unwrap(), Cell::gru(3, 2).unwrap()).unwrap(),
         rand(&[2, 3, 3], 4),
     );
-    // LSTM with peepholes; initial states in, the last cell state out.
+    // LSTM with peepholes; initial states in, the last states out.
     check(
         &mut Recurrent::new(Cell::lstm_peephole(3, 4).unwrap()),
         rand(&[2, 4, 3], 8),
@@ -906,9 +915,7 @@ fn recurrent_layers() {
         Activity::Table(t)
     };
     check_act(
-        &mut Recurrent::new(Cell::lstm_peephole(3, 4).unwrap())
-            .with_cell_state()
-            .unwrap(),
+        &mut Recurrent::new(Cell::lstm_peephole(3, 4).unwrap()).with_final_states(),
         states(2),
         1e-2,
     );
@@ -923,21 +930,50 @@ fn recurrent_layers() {
         1e-2,
     );
     check_act(
-        &mut Recurrent::new(Cell::rnn(3, 4).unwrap()),
+        &mut Recurrent::new(Cell::rnn(3, 4).unwrap())
+            .reversed()
+            .with_final_states(),
         states(1),
         1e-2,
     );
-    // A cell state for a GRU, a state of the wrong shape, a cell state
-    // output without an LSTM: errors.
+    // Sequence lengths (whole numbers: not perturbed), reversed or not.
+    let lengths = |k: usize| -> Activity {
+        let mut t = vec![
+            rand(&[3, 4, 3], 9).into(),
+            Tensor::from_vec(vec![4.0f32, 2.0, 0.0], &[3])
+                .unwrap()
+                .into(),
+        ];
+        t.extend((0..k).map(|i| rand(&[3, 4], 10 + i as u64).into()));
+        Activity::Table(t)
+    };
+    for reversed in [false, true] {
+        let mut lstm = Recurrent::new(Cell::lstm_peephole(3, 4).unwrap())
+            .with_lengths()
+            .with_final_states();
+        let mut gru = Recurrent::new(Cell::gru_with(3, 4, false).unwrap()).with_lengths();
+        if reversed {
+            lstm = lstm.reversed();
+            gru = gru.reversed();
+        }
+        check_act_except(&mut lstm, lengths(2), 1e-2, &[1]);
+        check_act_except(&mut gru, lengths(1), 1e-2, &[1]);
+    }
+    // A cell state for a GRU, a state of the wrong shape, lengths that are
+    // not whole numbers up to T or missing: errors.
     let mut gru = Recurrent::new(Cell::gru(3, 4).unwrap());
     assert!(gru.forward(&states(2)).is_err());
     let bad = Activity::Table(vec![rand(&[2, 4, 3], 9).into(), rand(&[2, 3], 1).into()]);
     assert!(gru.forward(&bad).is_err());
-    assert!(
-        Recurrent::new(Cell::gru(3, 4).unwrap())
-            .with_cell_state()
-            .is_err()
-    );
+    let mut gru = Recurrent::new(Cell::gru(3, 4).unwrap()).with_lengths();
+    assert!(gru.forward(&rand(&[2, 4, 3], 9).into()).is_err());
+    for l in [5.0f32, -1.0, 1.5, f32::NAN] {
+        let x = Activity::Table(vec![
+            rand(&[2, 4, 3], 9).into(),
+            Tensor::from_vec(vec![1.0, l], &[2]).unwrap().into(),
+        ]);
+        assert!(gru.forward(&x).is_err(), "length {l}");
+    }
     // GRU with the reset gate before the hidden product (ONNX's default).
     check(
         &mut Recurrent::new(Cell::gru_with(3, 4, false).unwrap()),
@@ -960,4 +996,69 @@ fn recurrent_layers() {
             .is_err()
     );
     assert!(BiRecurrent::new(Cell::rnn(3, 4).unwrap(), Cell::rnn(3, 5).unwrap()).is_err());
+}
+
+/// Sequence lengths: a sequence's outputs and last states are those of the
+/// same recurrence run on that sequence alone, cut to its length; outputs
+/// past its end are zeros. Forward and reversed.
+#[test]
+fn recurrent_lengths_equal_cut_sequences() {
+    manual_seed(5);
+    let (x, h0, c0) = (rand(&[2, 5, 3], 21), rand(&[2, 4], 22), rand(&[2, 4], 23));
+    let lens = Tensor::from_vec(vec![5.0f32, 3.0], &[2]).unwrap();
+    for reversed in [false, true] {
+        let mut m = Recurrent::new(Cell::lstm_peephole(3, 4).unwrap())
+            .with_lengths()
+            .with_final_states();
+        let mut alone = Recurrent::new(Cell::lstm_peephole(3, 4).unwrap()).with_final_states();
+        if reversed {
+            m = m.reversed();
+            alone = alone.reversed();
+        }
+        for ((a, _), (w, _)) in alone.parameters().iter().zip(m.parameters()) {
+            a.copy_from(&w).unwrap();
+        }
+        let all = m
+            .forward(&Activity::Table(vec![
+                x.clone().into(),
+                lens.clone().into(),
+                h0.clone().into(),
+                c0.clone().into(),
+            ]))
+            .unwrap();
+        let all = leaves(&all);
+        for (b, len) in [(0, 5), (1, 3)] {
+            let one = |t: &Tensor<f32>| t.narrow(0, b, 1).unwrap().contiguous();
+            let cut = alone
+                .forward(&Activity::Table(vec![
+                    one(&x).narrow(1, 0, len).unwrap().contiguous().into(),
+                    one(&h0).into(),
+                    one(&c0).into(),
+                ]))
+                .unwrap();
+            let cut = leaves(&cut);
+            let y = one(&all[0]);
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                assert_eq!(a.len(), b.len(), "{what}");
+                for (u, v) in a.iter().zip(b) {
+                    assert!((u - v).abs() < 1e-5, "{what}: {a:?} vs {b:?}");
+                }
+            };
+            let what = format!("reversed {reversed}, sequence {b}");
+            close(
+                &y.narrow(1, 0, len).unwrap().to_vec(),
+                &cut[0].to_vec(),
+                &what,
+            );
+            assert!(
+                y.narrow(1, len, 5 - len)
+                    .unwrap()
+                    .to_vec()
+                    .iter()
+                    .all(|&v| v == 0.0)
+            );
+            close(&one(&all[1]).to_vec(), &cut[1].to_vec(), &what);
+            close(&one(&all[2]).to_vec(), &cut[2].to_vec(), &what);
+        }
+    }
 }

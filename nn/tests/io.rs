@@ -170,15 +170,18 @@ fn every_layer_round_trips() {
         (
             Box::new(
                 Recurrent::new(Cell::lstm_peephole(8, 3).unwrap())
-                    .with_cell_state()
-                    .unwrap(),
+                    .reversed()
+                    .with_lengths()
+                    .with_final_states(),
             ),
             Activity::Table(vec![
                 rand(&[2, 3, 8], 11).into(),
+                Tensor::from_vec(vec![3.0f32, 1.0], &[2]).unwrap().into(),
                 rand(&[2, 3], 12).into(),
                 rand(&[2, 3], 13).into(),
             ]),
         ),
+        (Box::new(Constant::new(&rand(&[2, 3], 14))), vec()),
         (
             Box::new(TimeDistributed::new(Linear::new(8, 2).unwrap())),
             rand(&[2, 3, 8], 9).into(),

@@ -53,16 +53,18 @@ fn onnx_node_tests_pass() {
         let model = std::fs::read(dir.join("model.onnx")).unwrap();
         for (inputs, outputs) in data_sets(dir) {
             // Operators that combine data take every input at run time;
-            // recurrences with initial states ("_states") take them at run
-            // time too; the others get their second and later inputs
-            // (weights, statistics, bounds, the second operand) as constants.
+            // recurrences with "_states" take their initial states and
+            // sequence lengths at run time too; the others get their second
+            // and later inputs (weights, statistics, bounds, the second
+            // operand, other recurrences' lengths) as constants.
             let all_runtime = name.starts_with("test_concat")
                 || name.starts_with("test_sum")
                 || ["test_add", "test_mul", "test_mul_example"].contains(&name.as_str());
-            let states = name.ends_with("_states");
+            let states = name.contains("_states");
             let (mut runtime, mut bound) = (Vec::new(), Vec::new());
             for (i, t) in inputs.iter().enumerate() {
-                if all_runtime || i == 0 || (states && t.name.starts_with("initial_")) {
+                let state = t.name.starts_with("initial_") || t.name == "sequence_lens";
+                if all_runtime || i == 0 || (states && state) {
                     runtime.push(t.clone());
                 } else {
                     bound.push(t.clone());
@@ -150,19 +152,34 @@ fn damaged_onnx_files_are_errors() {
     assert!(err.contains("Conv") && err.contains("constant"), "{err}");
 }
 
-/// A recurrence's initial state: zeros import, anything else is refused by
-/// name (the recurrences start from zero).
+/// A recurrence's initial state given as a constant (a `Constant` layer in
+/// the graph) gives what the same state given at run time gives.
 #[test]
-fn only_zero_initial_states_import() {
+fn constant_initial_states_equal_runtime_ones() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/onnx_node/test_bigdl_lstm_reverse_layout0_initial_h");
     let model = std::fs::read(root.join("model.onnx")).unwrap();
     let (inputs, _) = data_sets(&root).remove(0);
-    assert!(import(&model, &inputs[1..]).is_ok());
+    let mut state = inputs.last().unwrap().clone();
+    for (i, v) in std::sync::Arc::make_mut(&mut state.data)
+        .iter_mut()
+        .enumerate()
+    {
+        *v = (i as f32 * 0.37).sin();
+    }
     let mut bound = inputs[1..].to_vec();
-    std::sync::Arc::make_mut(&mut bound.last_mut().unwrap().data)[3] = 0.5;
-    let err = import(&model, &bound).unwrap_err().to_string();
-    assert!(err.contains("initial_h") && err.contains("zero"), "{err}");
+    *bound.last_mut().unwrap() = state.clone();
+    let x = inputs[0].tensor().unwrap();
+    let with_constant = import(&model, &bound)
+        .unwrap()
+        .forward(&x.clone().into())
+        .unwrap();
+    let mut at_run_time = import(&model, &inputs[1..inputs.len() - 1]).unwrap();
+    let given = Activity::Table(vec![x.into(), state.tensor().unwrap().into()]);
+    assert_eq!(
+        bits(&with_constant),
+        bits(&at_run_time.forward(&given).unwrap())
+    );
 }
 
 /// A CNN exported from PyTorch (`tests/onnx_models/make.py`: conv, batch

@@ -254,11 +254,13 @@ fn spec_floats(s: &Spec) -> u128 {
         "CMul" | "CAdd" | "Scale" => prod("size").saturating_mul(2),
         "PReLU" => u("planes"),
         "BatchNormalization" => u("channels").saturating_mul(2),
+        "Constant" => prod("dims"),
         "LookupTable" => u("n").saturating_mul(u("dim")),
         "RnnCell" | "LSTM" | "GRU" => {
             let (i, h) = (u("input"), u("hidden"));
+            // (LSTM peepholes: 3 H more.)
             i.saturating_add(h)
-                .saturating_add(2)
+                .saturating_add(3)
                 .saturating_mul(h)
                 .saturating_mul(4)
         }
@@ -458,12 +460,18 @@ pub fn build(s: &Spec) -> Result<Box<dyn Module>> {
         "LookupTable" => Box::new(LookupTable::new(u("n")?, u("dim")?)?),
         "Recurrent" => match &s.children[..] {
             [c] => {
-                let r = Recurrent::new(Cell::from_spec(c)?);
-                if s.get_bool_or("cell_state", false)? {
-                    Box::new(r.with_cell_state()?)
-                } else {
-                    Box::new(r)
+                // Files from before the flags hold recurrences without them.
+                let mut r = Recurrent::new(Cell::from_spec(c)?);
+                if s.get_bool_or("reverse", false)? {
+                    r = r.reversed();
                 }
+                if s.get_bool_or("lengths", false)? {
+                    r = r.with_lengths();
+                }
+                if s.get_bool_or("final_states", false)? {
+                    r = r.with_final_states();
+                }
+                Box::new(r)
             }
             _ => return Err(unsupported("Recurrent without exactly one cell")),
         },
@@ -498,6 +506,7 @@ pub fn build(s: &Spec) -> Result<Box<dyn Module>> {
                 .fold(Concat::new(u("dim")?), |t, c| t.add_boxed(c)),
         ),
         "Identity" => Box::new(Identity::new()),
+        "Constant" => Box::new(crate::table::Constant::zeros(&s.get_usizes("dims")?)?),
         "CAddTable" => Box::new(CAddTable::new()),
         "CMulTable" => Box::new(CMulTable::new()),
         "CMaxTable" => Box::new(crate::table::CMaxTable::new()),

@@ -16,7 +16,7 @@ use crate::graph::{GraphBuilder, Node};
 use crate::layers::*;
 use crate::module::{Module, StateMut};
 use crate::sequential::Sequential;
-use crate::table::{CAddTable, CMulTable, Identity, JoinTable, SelectTable};
+use crate::table::{CAddTable, CMulTable, Constant, Identity, JoinTable, SelectTable};
 
 /// A tensor from the file (values converted to f32; integer tensors also
 /// kept as integers for shape inputs). The values are shared, not copied,
@@ -649,6 +649,20 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
         }
     }
     for node in &model.nodes {
+        if node.op == "Constant" {
+            let [out] = &node.outputs[..] else {
+                return Err(node.unsupported("other than one output"));
+            };
+            let value = constant_value(node)?;
+            consts.insert(
+                out.clone(),
+                OnnxTensor {
+                    name: out.clone(),
+                    ..value
+                },
+            );
+            continue;
+        }
         if matches!(node.op.as_str(), "LSTM" | "GRU" | "RNN") {
             let x = node
                 .inputs
@@ -1088,6 +1102,31 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
     Ok(Box::new(graph))
 }
 
+/// The value of a `Constant` node (`value`, or a number or list of them).
+fn constant_value(node: &NodeP) -> Result<OnnxTensor> {
+    let floats = |v: Vec<f32>, dims: Vec<usize>| OnnxTensor {
+        name: String::new(),
+        dims,
+        data: Arc::new(v),
+        ints: None,
+    };
+    let ints = |v: &[i64], dims: Vec<usize>| OnnxTensor {
+        ints: Some(v.to_vec()),
+        ..floats(v.iter().map(|&x| x as f32).collect(), dims)
+    };
+    let [(key, value)] = node.attrs.iter().collect::<Vec<_>>()[..] else {
+        return Err(node.unsupported("other than one value attribute"));
+    };
+    Ok(match (key.as_str(), value) {
+        ("value", AttrV::Tensor(t)) => t.clone(),
+        ("value_float", AttrV::Float(v)) => floats(vec![*v], vec![]),
+        ("value_floats", AttrV::Floats(v)) => floats(v.clone(), vec![v.len()]),
+        ("value_int", AttrV::Int(v)) => ints(&[*v], vec![]),
+        ("value_ints", AttrV::Ints(v)) => ints(v, vec![v.len()]),
+        (k, _) => return Err(node.unsupported(&format!("the attribute {k}"))),
+    })
+}
+
 /// A constant operand as a layer: a [`CAdd`] (`add`) or [`CMul`] of its
 /// shape (a scalar as `[1]`) holding `values` (the operand, or its negation
 /// or reciprocal for `Sub` and `Div`).
@@ -1107,13 +1146,12 @@ fn constant_op(add: bool, c: &OnnxTensor, values: Vec<f32>) -> Result<Box<dyn Mo
 }
 
 /// An ONNX `LSTM`, `GRU` or `RNN` node as one [`Recurrent`] per direction
-/// (the backward one between time reversals) between the layout changes
-/// ONNX needs: returns its `Y`, `Y_h` and `Y_c` outputs (those the node
-/// names) with their ranks. Supported: forward, reverse and bidirectional,
-/// both layouts, default activations, biases, LSTM peepholes, initial states
-/// given as data (graph inputs or computed) or as constant zeros, GRU with
-/// either `linear_before_reset`; not: `sequence_lens`, non-zero constant
-/// initial states, `clip`, `input_forget`, other activations.
+/// (the backward one reversed) between the layout changes ONNX needs:
+/// returns its `Y`, `Y_h` and `Y_c` outputs (those the node names) with
+/// their ranks. Supported: forward, reverse and bidirectional, both layouts,
+/// default activations, biases, LSTM peepholes, `sequence_lens`, initial
+/// states, GRU with either `linear_before_reset`; not: `clip`,
+/// `input_forget`, other activations.
 fn recurrent<'a>(
     g: &mut GraphBuilder,
     node: &NodeP,
@@ -1128,28 +1166,6 @@ fn recurrent<'a>(
         "GRU" => (CellKind::Gru, 3, &[1, 0, 2]),
         _ => (CellKind::Rnn, 1, &[0]),
     };
-    let given = |i: usize| node.inputs.get(i).is_some_and(|s| !s.is_empty());
-    if given(4) {
-        return Err(node.unsupported("sequence_lens"));
-    }
-    // Initial states: data nodes, or constant zeros (what exporters write
-    // when none is given: our recurrences' own start).
-    let mut states = Vec::new();
-    for (i, what) in [(5, "initial_h"), (6, "initial_c")] {
-        if !given(i) || constant(i).is_some_and(|t| t.data.iter().all(|&v| v == 0.0)) {
-            continue;
-        }
-        let n = data(i).ok_or_else(|| {
-            node.unsupported(&format!(
-                "an {what} that is a non-zero constant (give it as a graph input)"
-            ))
-        })?;
-        if i == 6 && states.is_empty() {
-            return Err(node.unsupported("an initial_c without an initial_h"));
-        }
-        states.push(n);
-    }
-    let cell_out = node.outputs.get(2).is_some_and(|s| !s.is_empty());
     for a in ["activations", "activation_alpha", "activation_beta", "clip"] {
         if node.attrs.contains_key(a) {
             return Err(node.unsupported(a));
@@ -1188,17 +1204,12 @@ fn recurrent<'a>(
     {
         return Err(node.unsupported(&format!("B of shape {:?}", b.dims)));
     }
+    let given = |i: usize| node.inputs.get(i).is_some_and(|s| !s.is_empty());
     let p = match constant(7) {
         Some(p) if kind == CellKind::Lstm && p.dims == [dirs, 3 * h] => Some(p),
         Some(p) => return Err(node.unsupported(&format!("P of shape {:?}", p.dims))),
         None if given(7) => return Err(node.unsupported("a P that is not a constant")),
         None => None,
-    };
-    // Blocks of `h` rows of `cols` reordered from ONNX's to ours.
-    let reorder = |src: &[f32], perm: &[usize], cols: usize| -> Vec<f32> {
-        perm.iter()
-            .flat_map(|&k| src[k * h * cols..(k + 1) * h * cols].iter().copied())
-            .collect()
     };
     // [T, N, D] -> [N, T, D]: our recurrences are batch first.
     let x = if batch_first {
@@ -1206,9 +1217,44 @@ fn recurrent<'a>(
     } else {
         g.boxed(Box::new(Transpose::new(&[(0, 1)])), &[x])?
     };
-    // Initial states are [dirs, N, H] ([N, dirs, H] batch first).
+    // Lengths and initial states: data nodes, or constants as layers that
+    // give them (initial states that are constant zeros are our own start).
+    let operand = |g: &mut GraphBuilder, i: usize| -> Result<Option<Node>> {
+        if let Some(n) = data(i) {
+            return Ok(Some(n));
+        }
+        match constant(i) {
+            None if given(i) => {
+                Err(node.unsupported(&format!("input {i} that is neither data nor a constant")))
+            }
+            None => Ok(None),
+            Some(c) if i >= 5 && c.data.iter().all(|&v| v == 0.0) => Ok(None),
+            Some(c) => Ok(Some(g.boxed(Box::new(Constant::new(&c.tensor()?)), &[x])?)),
+        }
+    };
+    let lens = operand(g, 4)?;
+    let mut states: Vec<Node> = Vec::new();
+    if let Some(h0) = operand(g, 5)? {
+        states.push(h0);
+    }
+    if let Some(c0) = operand(g, 6)? {
+        if states.is_empty() {
+            // A zero h0 of c0's shape.
+            states.push(g.boxed(Box::new(MulConstant::new(0.0)), &[c0])?);
+        }
+        states.push(c0);
+    }
+    // Blocks of `h` rows of `cols` reordered from ONNX's to ours.
+    let reorder = |src: &[f32], perm: &[usize], cols: usize| -> Vec<f32> {
+        perm.iter()
+            .flat_map(|&k| src[k * h * cols..(k + 1) * h * cols].iter().copied())
+            .collect()
+    };
+    // Initial states are [dirs, N, H] ([N, dirs, H] batch first), as are
+    // Y_h and Y_c.
     let dir_axis = usize::from(batch_first);
-    let (mut ys, mut cs) = (Vec::new(), Vec::new());
+    // Per direction: Y [N, T, H], Y_h and Y_c [N, H].
+    let mut outs: [Vec<Node>; 3] = Default::default();
     for dir in 0..dirs {
         let mut values = vec![
             reorder(&w.data[dir * gh * d..(dir + 1) * gh * d], perm, d),
@@ -1235,93 +1281,60 @@ fn recurrent<'a>(
             }
             _ => Cell::of_kind(kind, d, h)?,
         };
-        let mut core = Recurrent::new(cell);
-        if cell_out {
-            core = core.with_cell_state()?;
+        let mut core = Recurrent::new(cell).with_final_states();
+        if dir == 1 || reverse {
+            core = core.reversed();
         }
-        set_params(&mut core, values)?;
-        // The backward direction runs over the time-reversed input.
-        let backward = dir == 1 || reverse;
-        let mut inputs = vec![if backward {
-            g.boxed(Box::new(Reverse::new(1)), &[x])?
-        } else {
-            x
-        }];
+        let mut inputs = vec![x];
+        if let Some(l) = lens {
+            core = core.with_lengths();
+            inputs.push(l);
+        }
         for &st in &states {
             inputs.push(g.boxed(Box::new(Select::new(dir_axis, dir)), &[st])?);
         }
+        set_params(&mut core, values)?;
         let out = g.boxed(Box::new(core), &inputs)?;
-        let mut y = out;
-        if cell_out {
-            y = g.boxed(Box::new(SelectTable::new(0)), &[out])?;
-            cs.push(g.boxed(Box::new(SelectTable::new(1)), &[out])?);
+        let finals = if kind == CellKind::Lstm { 3 } else { 2 };
+        for (k, o) in outs.iter_mut().enumerate().take(finals) {
+            o.push(g.boxed(Box::new(SelectTable::new(k)), &[out])?);
         }
-        if backward {
-            y = g.boxed(Box::new(Reverse::new(1)), &[y])?;
-        }
-        ys.push(y);
     }
-    let y = match ys[..] {
-        [y] => y,
-        _ => g.boxed(Box::new(JoinTable::new(2)), &ys)?, // [N, T, dirs H]
-    };
-    let mut outs = Vec::new();
-    // Y: [T, dirs, N, H] ([N, T, dirs, H] batch first).
-    if let Some(name) = node.outputs.first().filter(|s| !s.is_empty()) {
-        let mut parts = Vec::new();
-        for dir in 0..dirs {
+    let mut result = Vec::new();
+    for (k, parts) in outs.into_iter().enumerate() {
+        let Some(name) = node.outputs.get(k).filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        if parts.is_empty() {
+            return Err(node.unsupported(&format!("output {name} of a cell without one")));
+        }
+        // Y: [T, dirs, N, H] ([N, T, dirs, H] batch first); Y_h, Y_c:
+        // [dirs, N, H] ([N, dirs, H]).
+        let (axis, rank) = if k == 0 {
+            (1 + dir_axis, 4)
+        } else {
+            (dir_axis, 3)
+        };
+        let mut laid = Vec::new();
+        for part in parts {
             let mut seq = Sequential::new();
-            if dirs == 2 {
-                seq.push(Box::new(Narrow::new(2, dir * h, h)));
+            if k == 0 {
+                seq.push(Box::new(Unsqueeze::new(2)));
+                if !batch_first {
+                    seq.push(Box::new(Transpose::new(&[(0, 1), (1, 2)])));
+                }
+            } else {
+                seq.push(Box::new(Unsqueeze::new(axis)));
             }
-            seq.push(Box::new(Unsqueeze::new(2)));
-            if !batch_first {
-                seq.push(Box::new(Transpose::new(&[(0, 1), (1, 2)])));
-            }
-            parts.push(g.boxed(Box::new(seq), &[y])?);
+            laid.push(g.boxed(Box::new(seq), &[part])?);
         }
-        let axis = if batch_first { 2 } else { 1 };
-        let out = match parts[..] {
+        let out = match laid[..] {
             [p] => p,
-            _ => g.boxed(Box::new(JoinTable::new(axis)), &parts)?,
+            _ => g.boxed(Box::new(JoinTable::new(axis)), &laid)?,
         };
-        outs.push((name.clone(), out, 4));
+        result.push((name.clone(), out, rank));
     }
-    // Y_h: [dirs, N, H] ([N, dirs, H] batch first): the forward direction's
-    // last step and a backward (or reverse) direction's first.
-    if let Some(name) = node.outputs.get(1).filter(|s| !s.is_empty()) {
-        let axis = usize::from(batch_first);
-        let mut parts = Vec::new();
-        for dir in 0..dirs {
-            let mut seq = Sequential::new();
-            let first = dir == 1 || reverse;
-            seq.push(Box::new(Select::signed(1, if first { 0 } else { -1 })));
-            if dirs == 2 {
-                seq.push(Box::new(Narrow::new(1, dir * h, h)));
-            }
-            seq.push(Box::new(Unsqueeze::new(axis)));
-            parts.push(g.boxed(Box::new(seq), &[y])?);
-        }
-        let out = match parts[..] {
-            [p] => p,
-            _ => g.boxed(Box::new(JoinTable::new(axis)), &parts)?,
-        };
-        outs.push((name.clone(), out, 3));
-    }
-    // Y_c: the last cell states, laid out as Y_h.
-    if let Some(name) = node.outputs.get(2).filter(|s| !s.is_empty()) {
-        let axis = usize::from(batch_first);
-        let mut parts = Vec::new();
-        for c in cs {
-            parts.push(g.boxed(Box::new(Unsqueeze::new(axis)), &[c])?);
-        }
-        let out = match parts[..] {
-            [p] => p,
-            _ => g.boxed(Box::new(JoinTable::new(axis)), &parts)?,
-        };
-        outs.push((name.clone(), out, 3));
-    }
-    Ok(outs)
+    Ok(result)
 }
 
 /// A permutation as a sequence of swaps (applied in order) that produces it.

@@ -171,12 +171,16 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// What the forward pass keeps for the backward pass.
+/// What the forward pass keeps for the backward pass. States and per-step
+/// values are in processing order (reversed in time for a reversed
+/// recurrence); the gate gradients `d_gx` are in time order, as the input.
 #[derive(Clone, Debug, Default)]
 struct Saved {
     n: usize,
     t: usize,
-    /// Hidden states `h_0 .. h_T` (`h_0` = 0), each `[N, H]`.
+    /// Each sequence's length (`t` without lengths).
+    lens: Vec<usize>,
+    /// Hidden states `h_0 .. h_T` (`h_0` the initial state), each `[N, H]`.
     h: Vec<Vec<f32>>,
     /// LSTM: cell states `c_0 .. c_T`; per step activated gates `[N, G H]`
     /// (LSTM: i, f, g, o; GRU: r, z, n); GRU: the hidden side of the new
@@ -197,18 +201,40 @@ struct Saved {
 /// Gradients by back-propagation through time; results match PyTorch's
 /// `nn.RNN`, `nn.LSTM` and `nn.GRU` (`batch_first=True`).
 ///
-/// The recurrence starts from zeros, or from the initial states of a table
-/// input: `[x, h0]`, or `[x, h0, c0]` for an LSTM (each `[N, H]`; the input
-/// gradient is then a table of the same form). With
-/// [`Recurrent::with_cell_state`] an LSTM's output is `[y, c_T]`, its last
-/// cell state too.
+/// Options, for ONNX's recurrences and padded batches:
+/// - [`Recurrent::reversed`]: over time backwards, from the last step;
+/// - [`Recurrent::with_lengths`]: the input table's second activity holds
+///   each sequence's length (`[N]`, whole numbers up to `T`): a sequence's
+///   steps from its length on leave its state as it is and output zeros (a
+///   reversed recurrence starts at the sequence's own last step);
+/// - [`Recurrent::with_final_states`]: the output is `[y, h_T]` (`[y, h_T,
+///   c_T]` for an LSTM), the last states too (`[N, H]`).
+///
+/// The recurrence starts from zeros, or from the initial states that follow
+/// the input (and the lengths) in a table: `[x, h0]`, or `[x, h0, c0]` for
+/// an LSTM (each `[N, H]`). A table input gets a gradient table of the same
+/// form (zeros for the lengths).
 #[derive(Clone, Debug)]
 pub struct Recurrent {
     name: String,
     cell: Cell,
-    /// Whether the output is `[y, c_T]`.
-    cell_state: bool,
+    reverse: bool,
+    lengths: bool,
+    final_states: bool,
     saved: Saved,
+}
+
+/// A [`Recurrent`]'s input, taken apart.
+struct Parts {
+    x: Tensor<f32>,
+    n: usize,
+    t: usize,
+    lens: Vec<usize>,
+    /// The initial hidden and cell states (zeros where not given).
+    h0: Vec<f32>,
+    c0: Vec<f32>,
+    /// How many states the input gave.
+    states: usize,
 }
 
 impl Recurrent {
@@ -220,22 +246,35 @@ impl Recurrent {
                 cell.kind, cell.input, cell.hidden
             ),
             cell,
-            cell_state: false,
+            reverse: false,
+            lengths: false,
+            final_states: false,
             saved: Saved::default(),
         }
     }
 
-    /// The output becomes `[y, c_T]`: every step's hidden state and the last
-    /// cell state (`[N, H]`). LSTM cells only.
-    pub fn with_cell_state(mut self) -> Result<Recurrent> {
-        if self.cell.kind != CellKind::Lstm {
-            return Err(invalid(
-                &self.name,
-                "a cell state output needs an LSTM cell",
-            ));
-        }
-        self.cell_state = true;
-        Ok(self)
+    /// Runs over time backwards (ONNX's `reverse` direction); the output
+    /// stays in the input's time order.
+    pub fn reversed(mut self) -> Recurrent {
+        self.reverse = true;
+        self
+    }
+
+    /// Takes each sequence's length as the input table's second activity.
+    pub fn with_lengths(mut self) -> Recurrent {
+        self.lengths = true;
+        self
+    }
+
+    /// Outputs the last states too: `[y, h_T]`, `[y, h_T, c_T]` for an LSTM.
+    pub fn with_final_states(mut self) -> Recurrent {
+        self.final_states = true;
+        self
+    }
+
+    /// The time step processed `k`-th of `t`.
+    fn step(&self, k: usize, t: usize) -> usize {
+        if self.reverse { t - 1 - k } else { k }
     }
 
     /// The input sequence (a tensor, or a table's first activity) with its
@@ -254,62 +293,107 @@ impl Recurrent {
         }
     }
 
-    /// The initial hidden and cell states of the input: a table's second and
-    /// third activities (`[N, H]`), zeros where not given.
-    fn initial(&self, input: &Activity, n: usize) -> Result<[Vec<f32>; 2]> {
+    fn parts(&self, input: &Activity) -> Result<Parts> {
+        let (x, n, t) = self.input(input)?;
         let hd = self.cell.hidden;
-        let states = match input {
-            Activity::Table(t) => &t[1..],
+        let mut rest = match input {
+            Activity::Table(a) => &a[1..],
             _ => &[],
         };
+        let form = match (self.lengths, self.cell.kind == CellKind::Lstm) {
+            (true, true) => "[x, lengths, h0, c0]",
+            (true, false) => "[x, lengths, h0]",
+            (false, true) => "[x, h0, c0]",
+            (false, false) => "[x, h0]",
+        };
+        let mut lens = vec![t; n];
+        if self.lengths {
+            let Some((l, more)) = rest.split_first() else {
+                return Err(invalid(
+                    &self.name,
+                    format!("no lengths: the input is {form}"),
+                ));
+            };
+            let l = l.tensor(&self.name)?;
+            same_shape(&self.name, l, &[n])?;
+            for (len, &v) in lens.iter_mut().zip(&l.contiguous().to_vec()) {
+                if !(v >= 0.0 && v <= t as f32 && v.fract() == 0.0) {
+                    return Err(invalid(
+                        &self.name,
+                        format!("a sequence length {v} (whole numbers up to {t})"),
+                    ));
+                }
+                *len = v as usize;
+            }
+            rest = more;
+        }
         let most = if self.cell.kind == CellKind::Lstm {
             2
         } else {
             1
         };
-        if states.len() > most {
-            let form = if most == 2 { "[x, h0, c0]" } else { "[x, h0]" };
+        if rest.len() > most {
             return Err(invalid(
                 &self.name,
-                format!("an input table of {} activities ({form})", states.len() + 1),
+                format!(
+                    "an input table of {} activities ({form})",
+                    input.table(&self.name)?.len()
+                ),
             ));
         }
-        let mut out = [vec![0.0; n * hd], vec![0.0; n * hd]];
-        for (o, st) in out.iter_mut().zip(states) {
-            let st = st.tensor(&self.name)?;
-            same_shape(&self.name, st, &[n, hd])?;
-            *o = st.contiguous().to_vec();
+        let mut st = [vec![0.0; n * hd], vec![0.0; n * hd]];
+        for (o, a) in st.iter_mut().zip(rest) {
+            let a = a.tensor(&self.name)?;
+            same_shape(&self.name, a, &[n, hd])?;
+            *o = a.contiguous().to_vec();
         }
-        Ok(out)
+        let [h0, c0] = st;
+        Ok(Parts {
+            x,
+            n,
+            t,
+            lens,
+            h0,
+            c0,
+            states: rest.len(),
+        })
     }
 
     /// Back-propagation through time: the input gradient, keeping the gate
     /// gradients for `acc_grad_parameters`.
     fn bptt(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
-        let (_, n, t) = self.input(input)?;
+        let Parts { n, t, states, .. } = self.parts(input)?;
         let (hd, kind) = (self.cell.hidden, self.cell.kind);
         let gh = kind.gates() * hd;
-        let (gy, gc) = if self.cell_state {
-            match grad_output.table(&self.name)? {
-                [gy, gc] => (gy.tensor(&self.name)?, Some(gc.tensor(&self.name)?)),
-                g => {
-                    return Err(invalid(
-                        &self.name,
-                        format!("a gradient table of {} activities for [y, c_T]", g.len()),
-                    ));
-                }
+        let lstm = kind == CellKind::Lstm;
+        let (gy, g_last): (&Tensor<f32>, Vec<&Tensor<f32>>) = if self.final_states {
+            let g = grad_output.table(&self.name)?;
+            if g.len() != 2 + usize::from(lstm) {
+                return Err(invalid(
+                    &self.name,
+                    format!(
+                        "a gradient table of {} activities for the output's {}",
+                        g.len(),
+                        2 + usize::from(lstm)
+                    ),
+                ));
             }
+            let g: Vec<&Tensor<f32>> = g
+                .iter()
+                .map(|a| a.tensor(&self.name))
+                .collect::<Result<_>>()?;
+            (g[0], g[1..].to_vec())
         } else {
-            (grad_output.tensor(&self.name)?, None)
+            (grad_output.tensor(&self.name)?, Vec::new())
         };
         same_shape(&self.name, gy, &[n, t, hd])?;
-        let mut dc_next = match gc {
-            Some(gc) => {
-                same_shape(&self.name, gc, &[n, hd])?;
-                gc.contiguous().to_vec()
-            }
-            None => vec![0.0f32; n * hd],
-        };
+        // The gradients of the last states start the recurrence backwards.
+        let mut last = [vec![0.0f32; n * hd], vec![0.0f32; n * hd]];
+        for (d, g) in last.iter_mut().zip(&g_last) {
+            same_shape(&self.name, g, &[n, hd])?;
+            *d = g.contiguous().to_vec();
+        }
+        let [mut dh_next, mut dc_next] = last;
         if self.saved.n != n || self.saved.t != t || self.saved.h.len() != t + 1 {
             return Err(invalid(&self.name, "backward before forward on this input"));
         }
@@ -317,23 +401,29 @@ impl Recurrent {
         let w_hh = self.cell.params[1].to_vec();
         let reset_before = self.cell.reset_before();
         let peep = self.cell.peepholes();
+        let steps: Vec<usize> = (0..t).map(|k| self.step(k, t)).collect();
         let s = &mut self.saved;
         s.d_gx = vec![0.0; n * t * gh];
         s.d_gh = vec![Vec::new(); t];
-        let mut dh_next = vec![0.0f32; n * hd];
-        for step in (0..t).rev() {
+        for pk in (0..t).rev() {
+            let step = steps[pk];
             let mut dgx = vec![0.0f32; n * gh];
             let mut dgh = vec![0.0f32; n * gh];
             let mut dh_prev = vec![0.0f32; n * hd];
-            let g = &s.gates[step];
+            let g = &s.gates[pk];
             for b in 0..n {
+                if step >= s.lens[b] {
+                    // Past the sequence's end: the state passed through.
+                    dh_prev[b * hd..][..hd].copy_from_slice(&dh_next[b * hd..][..hd]);
+                    continue;
+                }
                 for j in 0..hd {
                     let k = b * hd + j;
                     let dh = gy[(b * t + step) * hd + j] + dh_next[k];
                     let row = b * gh;
                     match kind {
                         CellKind::Rnn => {
-                            let h = s.h[step + 1][k];
+                            let h = s.h[pk + 1][k];
                             let da = dh * (1.0 - h * h);
                             dgx[row + j] = da;
                             dgh[row + j] = da;
@@ -345,7 +435,7 @@ impl Recurrent {
                                 g[row + 2 * hd + j],
                                 g[row + 3 * hd + j],
                             );
-                            let (cp, tc) = (s.c[step][k], s.c[step + 1][k].tanh());
+                            let (cp, tc) = (s.c[pk][k], s.c[pk + 1][k].tanh());
                             // The output gate sees c through its peephole.
                             let dao = dh * tc * o * (1.0 - o);
                             let dc = dc_next[k] + dh * o * (1.0 - tc * tc) + dao * peep[2 * hd + j];
@@ -363,7 +453,7 @@ impl Recurrent {
                         }
                         CellKind::Gru => {
                             let (r, z, nn) = (g[row + j], g[row + hd + j], g[row + 2 * hd + j]);
-                            let hp = s.h[step][k];
+                            let hp = s.h[pk][k];
                             let dan = dh * (1.0 - z) * (1.0 - nn * nn);
                             let daz = dh * (hp - nn) * z * (1.0 - z);
                             dgx[row + hd + j] = daz;
@@ -371,7 +461,7 @@ impl Recurrent {
                             dgh[row + hd + j] = daz;
                             dh_prev[k] = dh * z;
                             if !reset_before {
-                                let dar = dan * s.gh_n[step][k] * r * (1.0 - r);
+                                let dar = dan * s.gh_n[pk][k] * r * (1.0 - r);
                                 dgx[row + j] = dar;
                                 dgh[row + j] = dar;
                                 dgh[row + 2 * hd + j] = dan * r;
@@ -384,7 +474,8 @@ impl Recurrent {
                 }
             }
             if reset_before {
-                // d(r * h') = dgh_n (N x H) * W_hn (H x H); then r's gradient.
+                // d(r * h') = dgh_n (N x H) * W_hn (H x H); then r's gradient
+                // (zero past a sequence's end, where dgh is).
                 let mut drh = vec![0.0f32; n * hd];
                 Gemm::new(n, hd, hd)
                     .lda(gh)
@@ -393,7 +484,7 @@ impl Recurrent {
                     for j in 0..hd {
                         let (k, row) = (b * hd + j, b * gh);
                         let r = g[row + j];
-                        let dar = drh[k] * s.h[step][k] * r * (1.0 - r);
+                        let dar = drh[k] * s.h[pk][k] * r * (1.0 - r);
                         dgx[row + j] = dar;
                         dgh[row + j] = dar;
                         dh_prev[k] += drh[k] * r;
@@ -411,7 +502,7 @@ impl Recurrent {
             for b in 0..n {
                 s.d_gx[(b * t + step) * gh..][..gh].copy_from_slice(&dgx[b * gh..][..gh]);
             }
-            s.d_gh[step] = dgh;
+            s.d_gh[pk] = dgh;
             dh_next = dh_prev;
         }
         // dx (N T x D) = d_gx (N T x GH) * W_ih (GH x D).
@@ -422,12 +513,15 @@ impl Recurrent {
             &mut dx,
         )?;
         let dx = Tensor::from_vec(dx, &[n, t, self.cell.input])?.into();
-        // A table input gets the gradients of the initial states it gave.
-        let Activity::Table(given) = input else {
+        // A table input gets the gradients of what else it gave.
+        if !matches!(input, Activity::Table(_)) {
             return Ok(dx);
-        };
+        }
         let mut out = vec![dx];
-        for d in [dh_next, dc_next].into_iter().take(given.len() - 1) {
+        if self.lengths {
+            out.push(Tensor::<f32>::zeros(&[n])?.into());
+        }
+        for d in [dh_next, dc_next].into_iter().take(states) {
             out.push(Tensor::from_vec(d, &[n, hd])?.into());
         }
         Ok(Activity::Table(out))
@@ -440,8 +534,15 @@ impl Module for Recurrent {
     }
 
     fn forward(&mut self, input: &Activity) -> Result<Activity> {
-        let (x, n, t) = self.input(input)?;
-        let [h0, c0] = self.initial(input, n)?;
+        let Parts {
+            x,
+            n,
+            t,
+            lens,
+            h0,
+            c0,
+            ..
+        } = self.parts(input)?;
         let peep = self.cell.peepholes();
         let (d, hd, kind) = (self.cell.input, self.cell.hidden, self.cell.kind);
         let gh = kind.gates() * hd;
@@ -454,16 +555,19 @@ impl Module for Recurrent {
             &p[0].as_slice()?,
             &mut gx,
         )?;
+        let steps: Vec<usize> = (0..t).map(|k| self.step(k, t)).collect();
+        let reset_before = self.cell.reset_before();
         let s = &mut self.saved;
         *s = Saved {
             n,
             t,
+            lens,
             h: vec![h0],
             c: vec![c0],
             ..Saved::default()
         };
         let mut y = vec![0.0f32; n * t * hd];
-        for step in 0..t {
+        for (pk, &step) in steps.iter().enumerate() {
             // The hidden side: h' W_hh^T + b_hh, [N, GH].
             let mut ghs = vec![0.0f32; n * gh];
             for row in ghs.chunks_mut(gh) {
@@ -472,19 +576,19 @@ impl Module for Recurrent {
             Gemm::new(n, gh, hd)
                 .trans_b(Transpose::Yes)
                 .beta(1.0)
-                .run(&s.h[step], &w_hh, &mut ghs)?;
+                .run(&s.h[pk], &w_hh, &mut ghs)?;
             let mut h = vec![0.0f32; n * hd];
             let mut c = vec![0.0f32; if kind == CellKind::Lstm { n * hd } else { 0 }];
             let mut gates = vec![0.0f32; n * gh];
             let mut gh_n = vec![0.0f32; if kind == CellKind::Gru { n * hd } else { 0 }];
             // Reset before the product: W_hn (r * h') + b_hn, from every r.
             let mut rh = Vec::new();
-            if self.cell.reset_before() {
+            if reset_before {
                 rh = vec![0.0f32; n * hd];
                 for b in 0..n {
                     for j in 0..hd {
                         let a = gx[(b * t + step) * gh + j] + b_ih[j] + ghs[b * gh + j];
-                        rh[b * hd + j] = sigmoid(a) * s.h[step][b * hd + j];
+                        rh[b * hd + j] = sigmoid(a) * s.h[pk][b * hd + j];
                     }
                 }
                 for row in gh_n.chunks_mut(hd) {
@@ -496,8 +600,16 @@ impl Module for Recurrent {
                     &mut gh_n,
                 )?;
             }
-            let reset_before = self.cell.reset_before();
             for b in 0..n {
+                if step >= s.lens[b] {
+                    // Past the sequence's end: the state stays, the output
+                    // is zero.
+                    h[b * hd..][..hd].copy_from_slice(&s.h[pk][b * hd..][..hd]);
+                    if kind == CellKind::Lstm {
+                        c[b * hd..][..hd].copy_from_slice(&s.c[pk][b * hd..][..hd]);
+                    }
+                    continue;
+                }
                 let xrow = &gx[(b * t + step) * gh..][..gh];
                 let hrow = &ghs[b * gh..][..gh];
                 let a = |q: usize, j: usize| xrow[q * hd + j] + b_ih[q * hd + j] + hrow[q * hd + j];
@@ -511,7 +623,7 @@ impl Module for Recurrent {
                         CellKind::Lstm => {
                             // Peepholes (zero without): c' into the input
                             // and forget gates, c into the output gate.
-                            let cp = s.c[step][k];
+                            let cp = s.c[pk][k];
                             let i = sigmoid(a(0, j) + peep[j] * cp);
                             let f = sigmoid(a(1, j) + peep[hd + j] * cp);
                             let g = a(2, j).tanh();
@@ -531,7 +643,7 @@ impl Module for Recurrent {
                                 (hrow[2 * hd + j], r)
                             };
                             let nn = (xrow[2 * hd + j] + b_ih[2 * hd + j] + scale * hn).tanh();
-                            h[k] = (1.0 - z) * nn + z * s.h[step][k];
+                            h[k] = (1.0 - z) * nn + z * s.h[pk][k];
                             gates[row + j] = r;
                             gates[row + hd + j] = z;
                             gates[row + 2 * hd + j] = nn;
@@ -550,11 +662,14 @@ impl Module for Recurrent {
             s.rh.push(rh);
         }
         let y = Tensor::from_vec(y, &[n, t, hd])?.into();
-        if !self.cell_state {
+        if !self.final_states {
             return Ok(y);
         }
-        let c = Tensor::from_vec(s.c[t].clone(), &[n, hd])?.into();
-        Ok(Activity::Table(vec![y, c]))
+        let mut out = vec![y, Tensor::from_vec(s.h[t].clone(), &[n, hd])?.into()];
+        if kind == CellKind::Lstm {
+            out.push(Tensor::from_vec(s.c[t].clone(), &[n, hd])?.into());
+        }
+        Ok(Activity::Table(out))
     }
 
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
@@ -586,21 +701,21 @@ impl Module for Recurrent {
             // Gate rows whose hidden-side input is h' (all but the new gate's
             // when the reset comes before its product: that one's is r * h').
             let on_h = if self.cell.reset_before() { 2 * hd } else { gh };
-            for step in 0..t {
+            for pk in 0..t {
                 // dW_hh += d_gh^T (GH x N) * h' (N x H).
                 Gemm::new(on_h, hd, n)
                     .trans_a(Transpose::Yes)
                     .lda(gh)
                     .alpha(scale)
                     .beta(1.0)
-                    .run(&s.d_gh[step], &s.h[step], &mut gw[..on_h * hd])?;
+                    .run(&s.d_gh[pk], &s.h[pk], &mut gw[..on_h * hd])?;
                 if on_h < gh {
                     Gemm::new(hd, hd, n)
                         .trans_a(Transpose::Yes)
                         .lda(gh)
                         .alpha(scale)
                         .beta(1.0)
-                        .run(&s.d_gh[step][on_h..], &s.rh[step], &mut gw[on_h * hd..])?;
+                        .run(&s.d_gh[pk][on_h..], &s.rh[pk], &mut gw[on_h * hd..])?;
                 }
             }
         }
@@ -616,8 +731,8 @@ impl Module for Recurrent {
         let mut dp = vec![0.0f64; if self.cell.peephole() { 3 * hd } else { 0 }];
         if !dp.is_empty() {
             for (r, row) in s.d_gx.chunks(gh).enumerate() {
-                let (b, step) = (r / t, r % t);
-                let (cp, c) = (&s.c[step][b * hd..], &s.c[step + 1][b * hd..]);
+                let (b, pk) = (r / t, self.step(r % t, t));
+                let (cp, c) = (&s.c[pk][b * hd..], &s.c[pk + 1][b * hd..]);
                 for j in 0..hd {
                     dp[j] += (row[j] * cp[j]) as f64;
                     dp[hd + j] += (row[hd + j] * cp[j]) as f64;
@@ -642,12 +757,17 @@ impl Module for Recurrent {
     }
 
     fn spec(&self) -> Option<Spec> {
-        let s = Spec::new("Recurrent").child(self.cell.spec());
-        Some(if self.cell_state {
-            s.flag("cell_state", true)
-        } else {
-            s
-        })
+        let mut s = Spec::new("Recurrent").child(self.cell.spec());
+        for (flag, on) in [
+            ("reverse", self.reverse),
+            ("lengths", self.lengths),
+            ("final_states", self.final_states),
+        ] {
+            if on {
+                s = s.flag(flag, true);
+            }
+        }
+        Some(s)
     }
 
     fn clone_module(&self) -> Box<dyn Module> {

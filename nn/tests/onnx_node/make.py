@@ -42,7 +42,8 @@ WANTED = re.compile(
     r"gru_(defaults|with_initial_bias|batchwise|seq_length|reverse|bidirectional)|"
     r"conv_with_strides_and_asymmetric_padding|maxpool_2d_same_(upper|lower)|"
     r"conv_with_autopad_same|maxpool_2d_precomputed_same_upper|"
-    r"simple_rnn_(defaults|with_initial_bias|batchwise|reverse|bidirectional)|rnn_seq_length"
+    r"simple_rnn_(defaults|with_initial_bias|batchwise|reverse|bidirectional)|rnn_seq_length|"
+    r"lstm_with_peepholes"
     r")$"
 )
 
@@ -68,7 +69,7 @@ def main():
                 name = case.model.graph.output[j].name
                 with open(os.path.join(sd, f"output_{j}.pb"), "wb") as f:
                     f.write(numpy_helper.from_array(y, name).SerializeToString())
-    n = recurrent_cases() + conv_bn_case()
+    n = recurrent_cases() + conv_bn_case() + constant_case()
     print(f"{len(cases)} node tests and {n} of our own written to {OUT}", file=sys.stderr)
 
 
@@ -116,6 +117,32 @@ def conv_bn_case():
     return 1
 
 
+def constant_case():
+    """Constant nodes (a tensor value and a list of integers) feeding an Add
+    and a Reshape's shape, against onnx's reference."""
+    import numpy as np
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    c = rng.standard_normal((3, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(c, "c")),
+        helper.make_node("Constant", [], ["shape"], value_ints=[0, 12]),
+        helper.make_node("Add", ["X", "c"], ["s"]),
+        helper.make_node("Reshape", ["s", "shape"], ["Y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    (y,) = ReferenceEvaluator(model).run(None, {"X": x})
+    write_case("test_bigdl_constant_nodes", model, [("X", x)], [("Y", y)])
+    return 1
+
+
 def recurrent_cases():
     """LSTM, GRU and RNN nodes with random weights (ONNX's own recurrent
     tests use equal weights for every gate, so they cannot catch a wrong
@@ -143,6 +170,10 @@ def recurrent_cases():
         ("LSTM", 4, "reverse", 1, {}, "states"),
         ("GRU", 3, "forward", 1, {"linear_before_reset": 1}, "states"),
         ("RNN", 1, "bidirectional", 0, {}, "states"),
+        ("LSTM", 4, "bidirectional", 0, {}, "states_lens"),
+        ("GRU", 3, "reverse", 0, {"linear_before_reset": 0}, "lens"),
+        ("RNN", 1, "forward", 0, {}, "lens"),
+        ("GRU", 3, "bidirectional", 0, {"linear_before_reset": 1}, "states_lens"),
     ]
     for op, gates, direction, layout, extra, initial in specs:
         t, n, d, h = 5, 3, 4, 6
@@ -155,15 +186,22 @@ def recurrent_cases():
         names = ["X", "W", "R", "B"]
         outputs = ["Y", "Y_h"]
         state_shape = (n, dirs, h) if layout else (dirs, n, h)
-        if initial == "states":
-            names += ["", "initial_h"]
+        if initial in ("lens", "states_lens"):
+            # Sequence lengths from 1 to T: onnx's reference evaluator ignores
+            # them, so ONNX Runtime gives the expected outputs.
+            names.append("sequence_lens")
+            inputs.append(("sequence_lens", np.array([t, 2, 1][:n], np.int32)))
+        if initial in ("states", "states_lens"):
+            if len(names) == 4:
+                names.append("")
+            names.append("initial_h")
             inputs.append(("initial_h", rng.standard_normal(state_shape).astype(np.float32)))
             if op == "LSTM":
                 names += ["initial_c", "P"]
                 inputs.append(("initial_c", rng.standard_normal(state_shape).astype(np.float32)))
                 inputs.append(("P", (0.5 * rng.standard_normal((dirs, 3 * h))).astype(np.float32)))
                 outputs.append("Y_c")
-        elif initial:
+        elif initial is True:
             # A zero initial state, as exporters write when none is given.
             inputs.append(("initial_h", np.zeros(state_shape, np.float32)))
             names += ["", "initial_h"]
@@ -173,12 +211,19 @@ def recurrent_cases():
         )
         graph = helper.make_graph(
             [node], "g",
-            [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in inputs],
+            [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in inputs],
             [helper.make_tensor_value_info(k, TensorProto.FLOAT, None) for k in outputs],
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-        ys = ReferenceEvaluator(model).run(None, dict(inputs))
-        suffix = {False: "", True: "_initial_h", "states": "_states"}[initial]
+        if isinstance(initial, str) and "lens" in initial:
+            import onnxruntime
+
+            model.ir_version = 8
+            sess = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            ys = sess.run(None, dict(inputs))
+        else:
+            ys = ReferenceEvaluator(model).run(None, dict(inputs))
+        suffix = {False: "", True: "_initial_h"}.get(initial, f"_{initial}")
         name = f"test_bigdl_{op.lower()}_{direction}_layout{layout}{suffix}"
         if op == "GRU" and not extra.get("linear_before_reset"):
             name += "_reset_before"
