@@ -368,8 +368,10 @@ impl Module for Graph {
                 }
             });
             for &p in &self.nodes[i].1 {
-                if last_read[p] == i {
-                    outputs[p] = None;
+                if last_read[p] == i
+                    && let Some(a) = outputs[p].take()
+                {
+                    crate::module::recycle(a);
                 }
             }
         }

@@ -77,11 +77,12 @@ impl Module for Sequential {
                     .modules
                     .get(i + 1)
                     .is_some_and(|m| m.fusion_role() == FusionRole::Relu);
-            x = if fused {
+            let y = if fused {
                 self.modules[i].predict_with(&x, None, true)?
             } else {
                 self.modules[i].predict(&x)?
             };
+            crate::module::recycle(std::mem::replace(&mut x, y));
             i += 1 + fused as usize;
         }
         Ok(x)

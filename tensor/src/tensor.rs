@@ -84,6 +84,21 @@ impl<T: Element> Tensor<T> {
         })
     }
 
+    /// The elements as a vector, without copying, when this tensor alone
+    /// holds its storage (no views or clones), owns it in memory (not mapped
+    /// or shared) and covers all of it contiguously; `None` otherwise (the
+    /// tensor is then dropped).
+    pub fn into_sole_vec(self) -> Option<Vec<T>> {
+        if self.offset != 0 || !self.is_contiguous() {
+            return None;
+        }
+        let n = self.numel();
+        match Arc::try_unwrap(self.storage).ok()?.into_inner().ok()? {
+            Storage::Owned(v) if v.len() == n => Some(v),
+            _ => None,
+        }
+    }
+
     /// A tensor of `sizes` filled with `value`.
     pub fn full(sizes: &[usize], value: T) -> Result<Tensor<T>> {
         let n = numel("full", sizes)?;

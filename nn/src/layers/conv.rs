@@ -201,7 +201,8 @@ impl Module for SpatialConvolution {
             }
             None => None,
         };
-        let mut y = vec![0.0f32; plan.output_len()];
+        // Overwritten whole: a recycled buffer will do.
+        let mut y = crate::module::output_buffer(plan.output_len());
         let bias = self.bias.as_ref().map(|b| b.as_slice()).transpose()?;
         let residual = residual.as_ref().map(|r| r.as_slice()).transpose()?;
         let (x_s, w_s) = (x.as_slice()?, self.weight.as_slice()?);
