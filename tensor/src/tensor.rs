@@ -48,19 +48,7 @@ impl<T: Element> fmt::Debug for Tensor<T> {
 impl<T: Element> Tensor<T> {
     /// A contiguous tensor of `sizes` holding `data` in row-major order.
     pub fn from_vec(data: Vec<T>, sizes: &[usize]) -> Result<Tensor<T>> {
-        let n = numel("from_vec", sizes)?;
-        if data.len() != n {
-            return Err(invalid(
-                "from_vec",
-                format!("{} values for shape {sizes:?} ({n} elements)", data.len()),
-            ));
-        }
-        Ok(Tensor {
-            storage: Arc::new(RwLock::new(Storage::Owned(data))),
-            offset: 0,
-            sizes: sizes.to_vec(),
-            strides: contiguous_strides(sizes),
-        })
+        Tensor::whole("from_vec", data.len(), Storage::Owned(data), sizes)
     }
 
     /// A contiguous tensor of `sizes` over `data` without copying it, while
@@ -69,15 +57,25 @@ impl<T: Element> Tensor<T> {
     /// copies them otherwise, so writes never show through `data`. Model
     /// importers hand the values they parsed to the layers this way.
     pub fn from_shared(data: Arc<Vec<T>>, sizes: &[usize]) -> Result<Tensor<T>> {
-        let n = numel("from_shared", sizes)?;
-        if data.len() != n {
+        Tensor::whole("from_shared", data.len(), Storage::Shared(data), sizes)
+    }
+
+    /// A contiguous tensor of `sizes` over all `len` elements of `storage`.
+    fn whole(
+        op: &'static str,
+        len: usize,
+        storage: Storage<T>,
+        sizes: &[usize],
+    ) -> Result<Tensor<T>> {
+        let n = numel(op, sizes)?;
+        if len != n {
             return Err(invalid(
-                "from_shared",
-                format!("{} values for shape {sizes:?} ({n} elements)", data.len()),
+                op,
+                format!("{len} values for shape {sizes:?} ({n} elements)"),
             ));
         }
         Ok(Tensor {
-            storage: Arc::new(RwLock::new(Storage::Shared(data))),
+            storage: Arc::new(RwLock::new(storage)),
             offset: 0,
             sizes: sizes.to_vec(),
             strides: contiguous_strides(sizes),
