@@ -60,8 +60,9 @@ impl BatchNorm {
         if self.parallel() {
             pool::pool().install(|| (0..self.channels).into_par_iter().map(one).collect())
         } else {
-            // In memory order (the prefetchers follow one stream, not a
-            // jump of a whole image between a channel's runs).
+            // The same sums as `one`'s, in memory order: the prefetchers
+            // follow one stream instead of jumping an image between a
+            // channel's runs (`one` keeps each thread on its channels).
             let mut acc = vec![[0.0; 2]; self.channels];
             for n in 0..self.batch {
                 for (c, a) in acc.iter_mut().enumerate() {

@@ -349,8 +349,8 @@ impl PoolPlan {
             ("grad_input", grad_input.len(), self.input_len()),
         ])?;
         let (hw, ohw) = (self.pool.in_h * self.pool.in_w, self.out_h * self.out_w);
-        // One pass: indices are checked as they are used; the first bad one
-        // of a plane is reported.
+        // One pass: indices are checked as they are used, and the smallest
+        // bad one is reported (`grad_input` is then partly written).
         let plane = |gy: &[f32], idx: &[u32], gx: &mut [f32]| -> Option<u32> {
             gx.fill(0.0);
             let mut bad = None;

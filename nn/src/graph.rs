@@ -346,6 +346,7 @@ impl Module for Graph {
             last_read[o] = n;
         }
         let mut outputs: Vec<Option<Activity>> = vec![None; n];
+        let _recycling = crate::module::Predicting::enter();
         for i in 0..n {
             let output = |p: usize| outputs[p].clone().expect("topological order");
             outputs[i] = Some(match steps[i] {

@@ -69,6 +69,7 @@ impl Module for Sequential {
     fn predict(&mut self, input: &Activity) -> Result<Activity> {
         self.inputs.clear();
         let mut x = input.clone();
+        let _recycling = crate::module::Predicting::enter();
         let mut i = 0;
         while i < self.modules.len() {
             // A ReLU after a convolution runs inside it.

@@ -99,18 +99,15 @@ pub fn parse_tensor(msg: &[u8]) -> Result<OnnxTensor> {
                 None,
             ),
             11 => (
-                le_values::<f64>(raw)
-                    .ok_or_else(|| values("f64 data"))?
-                    .into_iter()
-                    .map(|x| x as f32)
+                raw.chunks(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32)
                     .collect(),
                 None,
             ),
             6 => {
-                let i: Vec<i64> = le_values::<i32>(raw)
-                    .ok_or_else(|| values("i32 data"))?
-                    .into_iter()
-                    .map(i64::from)
+                let i: Vec<i64> = raw
+                    .chunks(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as i64)
                     .collect();
                 (i.iter().map(|&x| x as f32).collect(), Some(i))
             }
@@ -408,7 +405,14 @@ fn fold_batch_norms(model: &mut Model, consts: &mut HashMap<String, OnnxTensor>)
             *uses.entry(i.as_str()).or_default() += 1;
         }
     }
-    for o in &model.outputs {
+    // Graph outputs and inputs are uses too: a weight that is also a graph
+    // input (as exporters write with `keep_initializers_as_inputs`) must
+    // keep its name.
+    for o in model
+        .outputs
+        .iter()
+        .chain(model.inputs.iter().map(|(n, _)| n))
+    {
         *uses.entry(o.as_str()).or_default() += 1;
     }
     let mut folded: Vec<(usize, usize, bool, Vec<f32>, OnnxTensor)> = Vec::new();
@@ -1198,13 +1202,14 @@ fn recurrent<'a>(
     if r.dims != [dirs, gh, h] {
         return Err(node.unsupported(&format!("R of shape {:?}", r.dims)));
     }
-    let b = constant(3);
-    if let Some(b) = b
-        && b.dims != [dirs, 2 * gh]
-    {
-        return Err(node.unsupported(&format!("B of shape {:?}", b.dims)));
-    }
     let given = |i: usize| node.inputs.get(i).is_some_and(|s| !s.is_empty());
+    let b = match constant(3) {
+        Some(b) if b.dims != [dirs, 2 * gh] => {
+            return Err(node.unsupported(&format!("B of shape {:?}", b.dims)));
+        }
+        None if given(3) => return Err(node.unsupported("a B that is not a constant")),
+        b => b,
+    };
     let p = match constant(7) {
         Some(p) if kind == CellKind::Lstm && p.dims == [dirs, 3 * h] => Some(p),
         Some(p) => return Err(node.unsupported(&format!("P of shape {:?}", p.dims))),
@@ -1239,7 +1244,8 @@ fn recurrent<'a>(
     }
     if let Some(c0) = operand(g, 6)? {
         if states.is_empty() {
-            // A zero h0 of c0's shape.
+            // A zero h0 of c0's shape (0 c0: not zero where c0 is not
+            // finite, a state no recurrence recovers from anyway).
             states.push(g.boxed(Box::new(MulConstant::new(0.0)), &[c0])?);
         }
         states.push(c0);
@@ -1297,7 +1303,9 @@ fn recurrent<'a>(
         let out = g.boxed(Box::new(core), &inputs)?;
         let finals = if kind == CellKind::Lstm { 3 } else { 2 };
         for (k, o) in outs.iter_mut().enumerate().take(finals) {
-            o.push(g.boxed(Box::new(SelectTable::new(k)), &[out])?);
+            if node.outputs.get(k).is_some_and(|s| !s.is_empty()) {
+                o.push(g.boxed(Box::new(SelectTable::new(k)), &[out])?);
+            }
         }
     }
     let mut result = Vec::new();

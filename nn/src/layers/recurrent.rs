@@ -180,6 +180,8 @@ struct Saved {
     t: usize,
     /// Each sequence's length (`t` without lengths).
     lens: Vec<usize>,
+    /// How many initial states the input gave.
+    states: usize,
     /// Hidden states `h_0 .. h_T` (`h_0` the initial state), each `[N, H]`.
     h: Vec<Vec<f32>>,
     /// LSTM: cell states `c_0 .. c_T`; per step activated gates `[N, G H]`
@@ -362,7 +364,7 @@ impl Recurrent {
     /// Back-propagation through time: the input gradient, keeping the gate
     /// gradients for `acc_grad_parameters`.
     fn bptt(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
-        let Parts { n, t, states, .. } = self.parts(input)?;
+        let (_, n, t) = self.input(input)?;
         let (hd, kind) = (self.cell.hidden, self.cell.kind);
         let gh = kind.gates() * hd;
         let lstm = kind == CellKind::Lstm;
@@ -521,7 +523,7 @@ impl Recurrent {
         if self.lengths {
             out.push(Tensor::<f32>::zeros(&[n])?.into());
         }
-        for d in [dh_next, dc_next].into_iter().take(states) {
+        for d in [dh_next, dc_next].into_iter().take(s.states) {
             out.push(Tensor::from_vec(d, &[n, hd])?.into());
         }
         Ok(Activity::Table(out))
@@ -541,7 +543,7 @@ impl Module for Recurrent {
             lens,
             h0,
             c0,
-            ..
+            states,
         } = self.parts(input)?;
         let peep = self.cell.peepholes();
         let (d, hd, kind) = (self.cell.input, self.cell.hidden, self.cell.kind);
@@ -562,6 +564,7 @@ impl Module for Recurrent {
             n,
             t,
             lens,
+            states,
             h: vec![h0],
             c: vec![c0],
             ..Saved::default()
@@ -731,6 +734,8 @@ impl Module for Recurrent {
         let mut dp = vec![0.0f64; if self.cell.peephole() { 3 * hd } else { 0 }];
         if !dp.is_empty() {
             for (r, row) in s.d_gx.chunks(gh).enumerate() {
+                // Rows are in time order; `step` maps time to processing
+                // order too (reversing is its own inverse).
                 let (b, pk) = (r / t, self.step(r % t, t));
                 let (cp, c) = (&s.c[pk][b * hd..], &s.c[pk + 1][b * hd..]);
                 for j in 0..hd {
@@ -799,16 +804,11 @@ impl BiRecurrent {
         }
         Ok(BiRecurrent {
             fwd: Recurrent::new(forward),
-            bwd: Recurrent::new(backward),
+            bwd: Recurrent::new(backward).reversed(),
         })
     }
 
-    fn reversed(&self, input: &Activity) -> Result<Activity> {
-        let (x, _, _) = self.fwd.input(input)?;
-        Ok(super::shape::reverse(&x, 1)?.into())
-    }
-
-    /// The two halves of the output gradient, the second time-reversed.
+    /// The two halves of the output gradient.
     fn split(&self, grad_output: &Activity) -> Result<(Activity, Activity)> {
         let gy = grad_output.tensor("BiRecurrent")?;
         let hd = self.fwd.cell.hidden;
@@ -821,7 +821,7 @@ impl BiRecurrent {
         }
         Ok((
             gy.narrow(2, 0, hd)?.contiguous().into(),
-            super::shape::reverse(&gy.narrow(2, hd, hd)?, 1)?.into(),
+            gy.narrow(2, hd, hd)?.contiguous().into(),
         ))
     }
 }
@@ -835,9 +835,8 @@ impl Module for BiRecurrent {
         // Initial states are not taken here (a table is an error).
         input.tensor("BiRecurrent")?;
         let a = self.fwd.forward(input)?.into_tensor("BiRecurrent")?;
-        let rev = self.reversed(input)?;
-        let b = self.bwd.forward(&rev)?.into_tensor("BiRecurrent")?;
-        Ok(Tensor::cat(&[&a, &super::shape::reverse(&b, 1)?], 2)?.into())
+        let b = self.bwd.forward(input)?.into_tensor("BiRecurrent")?;
+        Ok(Tensor::cat(&[&a, &b], 2)?.into())
     }
 
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
@@ -846,12 +845,11 @@ impl Module for BiRecurrent {
             .fwd
             .update_grad_input(input, &ga)?
             .into_tensor("BiRecurrent")?;
-        let rev = self.reversed(input)?;
-        let dxr = self
+        let dxb = self
             .bwd
-            .update_grad_input(&rev, &gb)?
+            .update_grad_input(input, &gb)?
             .into_tensor("BiRecurrent")?;
-        Ok(dx.add(&super::shape::reverse(&dxr, 1)?)?.into())
+        Ok(dx.add(&dxb)?.into())
     }
 
     fn acc_grad_parameters(
@@ -862,8 +860,7 @@ impl Module for BiRecurrent {
     ) -> Result<()> {
         let (ga, gb) = self.split(grad_output)?;
         self.fwd.acc_grad_parameters(input, &ga, scale)?;
-        let rev = self.reversed(input)?;
-        self.bwd.acc_grad_parameters(&rev, &gb, scale)
+        self.bwd.acc_grad_parameters(input, &gb, scale)
     }
 
     fn visit_parameters(&mut self, f: &mut dyn FnMut(&mut Tensor<f32>, &mut Tensor<f32>)) {

@@ -114,7 +114,14 @@ def conv_bn_case():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
     (y,) = ReferenceEvaluator(model).run(None, {"X": x})
     write_case("test_bigdl_conv_batchnorm", model, [("X", x)], [("Y", y)])
-    return 1
+    # The same with every initializer also listed as a graph input, as
+    # exporters write with keep_initializers_as_inputs: still one input.
+    graph.input.extend(
+        helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in consts.items()
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    write_case("test_bigdl_conv_batchnorm_initializers_as_inputs", model, [("X", x)], [("Y", y)])
+    return 2
 
 
 def constant_case():
