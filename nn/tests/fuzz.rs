@@ -206,10 +206,16 @@ fn native_format() {
 
 #[test]
 fn onnx() {
-    // A PyTorch export and our own export of LeNet-5.
+    // A PyTorch export, our own export of LeNet-5, Constant nodes and an
+    // LSTM with peepholes, sequence lengths and constant initial states.
     let mut lenet = bigdl_nn::models::lenet5(10).unwrap();
     let ours = io::export_onnx(&mut lenet, &[1, 1, 28, 28]).unwrap();
-    let seeds = vec![fixture("onnx_models/cnn.onnx"), ours];
+    let seeds = vec![
+        fixture("onnx_models/cnn.onnx"),
+        ours,
+        fixture("onnx_node/test_bigdl_constant_nodes/model.onnx"),
+        fixture("onnx_node/test_bigdl_lstm_constants/model.onnx"),
+    ];
     fuzz("onnx", &seeds, &|b| io::onnx::import(b, &[]).is_ok());
 }
 

@@ -69,7 +69,7 @@ def main():
                 name = case.model.graph.output[j].name
                 with open(os.path.join(sd, f"output_{j}.pb"), "wb") as f:
                     f.write(numpy_helper.from_array(y, name).SerializeToString())
-    n = recurrent_cases() + conv_bn_case() + constant_case()
+    n = recurrent_cases() + conv_bn_case() + constant_case() + recurrent_constants_case()
     print(f"{len(cases)} node tests and {n} of our own written to {OUT}", file=sys.stderr)
 
 
@@ -147,6 +147,47 @@ def constant_case():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     (y,) = ReferenceEvaluator(model).run(None, {"X": x})
     write_case("test_bigdl_constant_nodes", model, [("X", x)], [("Y", y)])
+    return 1
+
+
+def recurrent_constants_case():
+    """A bidirectional LSTM whose weights, peepholes and sequence lengths are
+    initializers and whose initial states are Constant nodes: the one input
+    is X (also a seed of the ONNX fuzz target). Outputs from ONNX Runtime
+    (the reference evaluator ignores sequence_lens)."""
+    import numpy as np
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(17)
+    t, n, d, h = 4, 3, 5, 3
+    x = rng.standard_normal((t, n, d)).astype(np.float32)
+    consts = {
+        "W": (0.5 * rng.standard_normal((2, 4 * h, d))).astype(np.float32),
+        "R": (0.5 * rng.standard_normal((2, 4 * h, h))).astype(np.float32),
+        "B": (0.5 * rng.standard_normal((2, 8 * h))).astype(np.float32),
+        "lens": np.array([4, 1, 3], np.int32),
+        "P": (0.5 * rng.standard_normal((2, 3 * h))).astype(np.float32),
+    }
+    h0 = rng.standard_normal((2, n, h)).astype(np.float32)
+    c0 = rng.standard_normal((2, n, h)).astype(np.float32)
+    nodes = [
+        helper.make_node("Constant", [], ["h0"], value=numpy_helper.from_array(h0, "h0")),
+        helper.make_node("Constant", [], ["c0"], value=numpy_helper.from_array(c0, "c0")),
+        helper.make_node("LSTM", ["X", "W", "R", "B", "lens", "h0", "c0", "P"], ["Y", "Y_h", "Y_c"],
+                         hidden_size=h, direction="bidirectional"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, None) for k in ("Y", "Y_h", "Y_c")],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    sess = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ys = sess.run(None, {"X": x})
+    write_case("test_bigdl_lstm_constants", model, [("X", x)],
+               list(zip(("Y", "Y_h", "Y_c"), ys)))
     return 1
 
 
