@@ -18,6 +18,7 @@
 
 use std::sync::OnceLock;
 
+use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 /// The pool's settings, as read from the environment.
@@ -130,12 +131,13 @@ pub fn in_worker() -> bool {
     pool().current_thread_index().is_some()
 }
 
-/// Runs `task(0..tasks)` and waits for all of them. The calling thread runs task
-/// 0 itself and the pool the rest, so a caller from outside the pool never sits
-/// blocked while more threads than cores compete (with one worker per core, a
-/// blocked caller plus spinning workers measurably slowed the caller's own
-/// serial work between calls). With one task, or from inside a worker, all run
-/// inline.
+/// Runs `task(0..tasks)` on the pool and waits for all of them (the caller
+/// blocks; with one task, or from inside a worker, all run inline). The
+/// caller used to run task 0 itself, which left one worker per parallel
+/// region spinning for work beside two busy threads on two cores: ResNet-50
+/// at batch 1 made 22 000 context switches a second with 1.66 CPUs busy;
+/// with every task on the pool, 2 300 and 1.79, and 2-3% lower latency
+/// (training throughput unchanged).
 pub fn run_tasks<F>(tasks: usize, task: F)
 where
     F: Fn(usize) + Sync,
@@ -145,12 +147,7 @@ where
         return;
     }
     let task = &task;
-    pool().in_place_scope(|s| {
-        for t in 1..tasks {
-            s.spawn(move |_| task(t));
-        }
-        task(0);
-    });
+    pool().install(|| (0..tasks).into_par_iter().with_max_len(1).for_each(task));
 }
 
 #[cfg(test)]
