@@ -182,6 +182,28 @@ fn constant_initial_states_equal_runtime_ones() {
     );
 }
 
+/// Recurrence activations other than the defaults are refused by name (a
+/// spelled-out default list imports: `test_bigdl_*_activations`).
+#[test]
+fn other_recurrence_activations_are_errors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/onnx_node/test_bigdl_gru_bidirectional_layout0_activations");
+    let model = std::fs::read(root.join("model.onnx")).unwrap();
+    let (inputs, _) = data_sets(&root).remove(0);
+    assert!(import(&model, &inputs[1..]).is_ok());
+    // "Tanh" -> "Relu": same length, so still a well-formed file.
+    let mut relu = model.clone();
+    let at: Vec<usize> = (0..relu.len() - 4)
+        .filter(|&i| &relu[i..i + 4] == b"Tanh")
+        .collect();
+    assert_eq!(at.len(), 2, "the two directions' Tanh");
+    for i in at {
+        relu[i..i + 4].copy_from_slice(b"Relu");
+    }
+    let err = import(&relu, &inputs[1..]).unwrap_err().to_string();
+    assert!(err.contains("activations") && err.contains("Relu"), "{err}");
+}
+
 /// A CNN exported from PyTorch (`tests/onnx_models/make.py`: conv, batch
 /// norm, grouped conv, residual add, max and average pooling, flatten,
 /// linear, log-softmax) gives PyTorch's and ONNX Runtime's outputs.

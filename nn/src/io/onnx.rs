@@ -147,6 +147,7 @@ enum AttrV {
     Str(String),
     Floats(Vec<f32>),
     Ints(Vec<i64>),
+    Strs(Vec<String>),
     Tensor(OnnxTensor),
 }
 
@@ -198,7 +199,7 @@ impl NodeP {
 fn parse_attr(msg: &[u8]) -> Result<(String, Option<AttrV>)> {
     let mut name = String::new();
     let (mut f, mut i, mut s, mut t) = (None, None, None, None);
-    let (mut floats, mut ints) = (Vec::new(), Vec::new());
+    let (mut floats, mut ints, mut strs) = (Vec::new(), Vec::new(), Vec::new());
     let mut ty = 0;
     each_field(msg, |n, v| {
         match n {
@@ -209,12 +210,14 @@ fn parse_attr(msg: &[u8]) -> Result<(String, Option<AttrV>)> {
             5 => t = Some(parse_tensor(v.bytes()?)?),
             7 => v.floats_into(&mut floats)?,
             8 => v.ints_into(&mut ints)?,
+            9 => strs.push(v.string()?),
             20 => ty = v.int()?,
             _ => {}
         }
         Ok(())
     })?;
-    // AttributeProto.AttributeType: FLOAT 1, INT 2, STRING 3, TENSOR 4, FLOATS 6, INTS 7.
+    // AttributeProto.AttributeType: FLOAT 1, INT 2, STRING 3, TENSOR 4,
+    // FLOATS 6, INTS 7, STRINGS 8.
     let v = match ty {
         1 => f.map(AttrV::Float),
         2 => i.map(AttrV::Int),
@@ -222,6 +225,7 @@ fn parse_attr(msg: &[u8]) -> Result<(String, Option<AttrV>)> {
         4 => t.map(AttrV::Tensor),
         6 => Some(AttrV::Floats(floats)),
         7 => Some(AttrV::Ints(ints)),
+        8 => Some(AttrV::Strs(strs)),
         _ => None,
     };
     Ok((name, v))
@@ -1170,10 +1174,28 @@ fn recurrent<'a>(
         "GRU" => (CellKind::Gru, 3, &[1, 0, 2]),
         _ => (CellKind::Rnn, 1, &[0]),
     };
-    for a in ["activations", "activation_alpha", "activation_beta", "clip"] {
+    for a in ["activation_alpha", "activation_beta", "clip"] {
         if node.attrs.contains_key(a) {
             return Err(node.unsupported(a));
         }
+    }
+    // Activations: only the defaults (as some exporters spell out).
+    let defaults: &[&str] = match kind {
+        CellKind::Lstm => &["Sigmoid", "Tanh", "Tanh"],
+        CellKind::Gru => &["Sigmoid", "Tanh"],
+        CellKind::Rnn => &["Tanh"],
+    };
+    match node.attrs.get("activations") {
+        None => {}
+        Some(AttrV::Strs(acts))
+            if !acts.is_empty()
+                && acts.len() % defaults.len() == 0
+                && acts.chunks(defaults.len()).all(|c| {
+                    c.iter()
+                        .zip(defaults)
+                        .all(|(a, d)| a.eq_ignore_ascii_case(d))
+                }) => {}
+        Some(a) => return Err(node.unsupported(&format!("activations {a:?}"))),
     }
     if node.int("input_forget", 0)? != 0 {
         return Err(node.unsupported("input_forget"));

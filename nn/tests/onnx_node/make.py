@@ -222,6 +222,9 @@ def recurrent_cases():
         ("GRU", 3, "reverse", 0, {"linear_before_reset": 0}, "lens"),
         ("RNN", 1, "forward", 0, {}, "lens"),
         ("GRU", 3, "bidirectional", 0, {"linear_before_reset": 1}, "states_lens"),
+        # The default activations spelled out, as some exporters write them.
+        ("GRU", 3, "bidirectional", 0,
+         {"linear_before_reset": 1, "activations": ["Sigmoid", "Tanh"] * 2}, False),
     ]
     for op, gates, direction, layout, extra, initial in specs:
         t, n, d, h = 5, 3, 4, 6
@@ -275,6 +278,8 @@ def recurrent_cases():
         name = f"test_bigdl_{op.lower()}_{direction}_layout{layout}{suffix}"
         if op == "GRU" and not extra.get("linear_before_reset"):
             name += "_reset_before"
+        if "activations" in extra:
+            name += "_activations"
         sd = os.path.join(OUT, name, "test_data_set_0")
         os.makedirs(sd)
         with open(os.path.join(OUT, name, "model.onnx"), "wb") as f:
