@@ -98,6 +98,7 @@ fn huge_pages(ptr: *mut u8, len: usize) {
             }
         }
     }
+    #[cfg(not(target_os = "linux"))]
     let _ = (ptr, len, HUGE);
 }
 

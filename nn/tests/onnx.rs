@@ -131,6 +131,15 @@ fn onnx_node_tests_pass() {
     );
 }
 
+/// The model and first data set's inputs of node test `name`.
+fn node_case(name: &str) -> (Vec<u8>, Vec<OnnxTensor>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/onnx_node")
+        .join(name);
+    let model = std::fs::read(root.join("model.onnx")).unwrap();
+    (model, data_sets(&root).remove(0).0)
+}
+
 #[test]
 fn damaged_onnx_files_are_errors() {
     let root =
@@ -156,10 +165,7 @@ fn damaged_onnx_files_are_errors() {
 /// the graph) gives what the same state given at run time gives.
 #[test]
 fn constant_initial_states_equal_runtime_ones() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/onnx_node/test_bigdl_lstm_reverse_layout0_initial_h");
-    let model = std::fs::read(root.join("model.onnx")).unwrap();
-    let (inputs, _) = data_sets(&root).remove(0);
+    let (model, inputs) = node_case("test_bigdl_lstm_reverse_layout0_initial_h");
     let mut state = inputs.last().unwrap().clone();
     for (i, v) in std::sync::Arc::make_mut(&mut state.data)
         .iter_mut()
@@ -186,10 +192,7 @@ fn constant_initial_states_equal_runtime_ones() {
 /// spelled-out default list imports: `test_bigdl_*_activations`).
 #[test]
 fn other_recurrence_activations_are_errors() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/onnx_node/test_bigdl_gru_bidirectional_layout0_activations");
-    let model = std::fs::read(root.join("model.onnx")).unwrap();
-    let (inputs, _) = data_sets(&root).remove(0);
+    let (model, inputs) = node_case("test_bigdl_gru_bidirectional_layout0_activations");
     assert!(import(&model, &inputs[1..]).is_ok());
     // "Tanh" -> "Relu": same length, so still a well-formed file.
     let mut relu = model.clone();
