@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::cpu::{self, Isa};
 use crate::gemm::{Epilogue, Gemm, Transpose, relu_f32};
-use crate::pool;
+use crate::pool::{self, SyncPtr};
 #[cfg(target_arch = "x86_64")]
 use crate::strided;
 use crate::winograd::Geometry;
@@ -327,6 +327,10 @@ impl Tail<'_> {
 const CHUNK_FLOATS: usize = 128 << 10;
 const MIN_CHUNK_COLUMNS: usize = 512;
 
+/// Output columns per thread from which one image's forward pass runs as
+/// tasks of output rows ([`ConvPlan::rows_in_tasks`]).
+const ROW_TASK_COLUMNS: usize = 256;
+
 /// Output tiles per thread from which Winograd's weight gradient beats
 /// im2col's, measured on Zen 4 with `conv_table` (2 threads): 512 channels
 /// on 7x7 planes, 32 tiles per thread 1.2-2x slower, 64 (ResNet-50's res5 at
@@ -469,7 +473,11 @@ impl ConvPlan {
 
     /// Floats of scratch every run needs.
     pub fn scratch_len(&self) -> usize {
-        let im2col = self.threads * self.thread_scratch();
+        let mut im2col = self.threads * self.thread_scratch();
+        if self.rows_in_tasks() {
+            let (_, chunk) = self.row_tasks();
+            im2col = im2col.max(self.tile_threads * self.k() * chunk * self.out_w);
+        }
         if self.algo == ConvAlgo::Winograd {
             let g = self.winograd();
             g.scratch_len(self.tile_threads)
@@ -556,6 +564,9 @@ impl ConvPlan {
             );
             return Ok(());
         }
+        if self.rows_in_tasks() {
+            return self.forward_row_tasks(input, weight, bias, tail, output, scratch);
+        }
         let (in_img, out_img) = (
             self.input_len() / self.conv.batch.max(1),
             self.output_len() / self.conv.batch.max(1),
@@ -595,6 +606,91 @@ impl ConvPlan {
             tasks
                 .into_par_iter()
                 .map(|(t, ((a, b), s))| f(t * per, a, b, s))
+                .collect::<Result<Vec<()>>>()
+        })?;
+        Ok(())
+    }
+
+    /// One image on several threads, through the column matrix, with
+    /// enough output: each thread takes a band of output rows and unfolds
+    /// and multiplies it in L2-sized blocks, on its own. Unfolding the
+    /// whole image on the caller first left the other threads waiting, and
+    /// the matrix (7.4 MB for ResNet-50's stem) went through memory.
+    fn rows_in_tasks(&self) -> bool {
+        self.algo == ConvAlgo::Im2col
+            && self.conv.batch == 1
+            && self.tile_threads > 1
+            && !self.same_width()
+            && self.p() >= ROW_TASK_COLUMNS * self.tile_threads
+    }
+
+    /// Output rows of a task of [`ConvPlan::rows_in_tasks`], and rows per
+    /// block it unfolds.
+    fn row_tasks(&self) -> (usize, usize) {
+        let rows = self.out_h.div_ceil(self.tile_threads);
+        (rows, self.chunk_rows().min(rows))
+    }
+
+    /// The forward pass of [`ConvPlan::rows_in_tasks`].
+    fn forward_row_tasks(
+        &self,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        tail: Tail<'_>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<()> {
+        let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
+        let in_grp = self.cg() * c.in_h * c.in_w;
+        let (rows, chunk) = self.row_tasks();
+        let (out, out_len) = (SyncPtr(output.as_mut_ptr()), output.len());
+        let tasks: Vec<_> = scratch
+            .chunks_mut(k * chunk * self.out_w)
+            .take(self.tile_threads)
+            .enumerate()
+            .collect();
+        let task = |(t, cols): (usize, &mut [f32])| -> Result<()> {
+            let band = (t * rows).min(self.out_h)..((t + 1) * rows).min(self.out_h);
+            for g in 0..c.groups {
+                let x = &input[g * in_grp..][..in_grp];
+                let w = &weight[g * ocg * k..][..ocg * k];
+                let at = g * ocg * p;
+                for oh0 in band.clone().step_by(chunk) {
+                    let oh1 = (oh0 + chunk).min(band.end);
+                    let (q0, len) = (oh0 * self.out_w, (oh1 - oh0) * self.out_w);
+                    let cols = &mut cols[..k * len];
+                    self.im2col_rows(x, cols, len, 0, oh0..oh1);
+                    // Columns q0..q0 + len of the group's ocg output rows.
+                    let c_len = (ocg - 1) * p + len;
+                    let epilogue = Epilogue {
+                        row_bias: bias.map(|b| &b[g * ocg..][..ocg]),
+                        residual: tail.residual.map(|r| &r[at + q0..][..c_len]),
+                        relu: tail.relu,
+                    };
+                    debug_assert!(at + q0 + c_len <= out_len);
+                    // SAFETY: the block lies inside `output` (the group's
+                    // last row ends at (g + 1) ocg p); only this task writes
+                    // these columns (its band of output rows), and nothing
+                    // else reads `output` until every task is done.
+                    unsafe {
+                        Gemm::new(ocg, len, k).ldc(p).run_with_raw(
+                            w,
+                            cols,
+                            out.get().add(at + q0),
+                            c_len,
+                            &epilogue,
+                        )?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        pool::pool().install(|| {
+            tasks
+                .into_par_iter()
+                .with_max_len(1)
+                .map(task)
                 .collect::<Result<Vec<()>>>()
         })?;
         Ok(())
@@ -1063,6 +1159,11 @@ impl ConvPlan {
         {
             return self.out_h;
         }
+        self.chunk_rows()
+    }
+
+    /// Output rows whose column matrix is about [`CHUNK_FLOATS`].
+    fn chunk_rows(&self) -> usize {
         let cols = (CHUNK_FLOATS / self.k()).max(MIN_CHUNK_COLUMNS);
         (cols / self.out_w.max(1)).clamp(1, self.out_h.max(1))
     }

@@ -81,6 +81,19 @@ pub fn le_values<T: Plain + LeBytes>(bytes: &[u8]) -> Option<Vec<T>> {
     Some(v)
 }
 
+/// `len` zeros, in memory the kernel is asked to back with transparent
+/// huge pages (2 MiB) where the pages are new: one TLB entry per 2 MiB for
+/// the large activations and scratch buffers that layers stream through.
+/// Memory the heap reuses keeps the pages it already has.
+pub fn zeroed(len: usize) -> Vec<f32> {
+    let v = vec![0.0f32; len];
+    huge_pages(
+        v.as_ptr().cast_mut().cast::<u8>(),
+        len * std::mem::size_of::<f32>(),
+    );
+    v
+}
+
 /// Asks the kernel for transparent huge pages (2 MiB) over the whole pages of
 /// `len` bytes from `ptr` that are not yet touched: one page fault per 2 MiB
 /// instead of per 4 KiB. A hint; ignored where unsupported.

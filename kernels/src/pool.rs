@@ -150,6 +150,19 @@ where
     pool().install(|| (0..tasks).into_par_iter().with_max_len(1).for_each(task));
 }
 
+/// A raw pointer shared by tasks that write disjoint parts of its buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr(pub(crate) *mut f32);
+// SAFETY: used only where the tasks' writes are disjoint (stated at each use).
+unsafe impl Send for SyncPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SyncPtr {}
+impl SyncPtr {
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -264,15 +264,7 @@ impl PoolPlan {
     unsafe fn max_plane_rows(&self, x: &[f32], y: &mut [f32], indices: &mut [u32]) {
         let p = &self.pool;
         let (w, s, ow_n) = (p.in_w, p.stride_w, self.out_w);
-        // Outputs whose tap kw lands inside a row: taps[kw] = lo..hi.
-        let tap = |kw: usize| {
-            let lo = (p.pad_w.saturating_sub(kw)).div_ceil(s);
-            let hi = match (w + p.pad_w).checked_sub(kw + 1) {
-                Some(last) => (last / s + 1).min(ow_n),
-                None => 0,
-            };
-            (lo, hi)
-        };
+        let tap = |kw: usize| self.tap_outputs(kw);
         for oh in 0..self.out_h {
             let (h0, h1, ..) = self.window(oh, 0);
             let row = avx512::Row {
@@ -331,6 +323,111 @@ impl PoolPlan {
                         &mut irow[o0..][..len],
                     )
                 };
+            }
+        }
+    }
+
+    /// Outputs of a row of windows whose tap `kw` lands inside the input
+    /// row: `lo..hi` (empty when none does).
+    fn tap_outputs(&self, kw: usize) -> (usize, usize) {
+        let p = &self.pool;
+        let lo = (p.pad_w.saturating_sub(kw)).div_ceil(p.stride_w);
+        let hi = match (p.in_w + p.pad_w).checked_sub(kw + 1) {
+            Some(last) => (last / p.stride_w + 1).min(self.out_w),
+            None => 0,
+        };
+        (lo, hi)
+    }
+
+    /// Max pooling for inference: the values of [`PoolPlan::max_forward`]
+    /// (a window's maximum, NaN if it holds one) without the argmax, which
+    /// lets each row of windows take the column maxima of its input rows
+    /// first (ResNet-50's pool1 at batch 32: 4x faster).
+    pub fn max_values(&self, input: &[f32], output: &mut [f32]) -> Result<()> {
+        self.check(&[
+            ("input", input.len(), self.input_len()),
+            ("output", output.len(), self.output_len()),
+        ])?;
+        let (hw, ohw) = (self.pool.in_h * self.pool.in_w, self.out_h * self.out_w);
+        // Planes in groups, each with one row of column maxima.
+        let planes = |x: &[f32], y: &mut [f32]| {
+            let mut cols = vec![0.0f32; self.pool.in_w];
+            for (x, y) in x.chunks(hw).zip(y.chunks_mut(ohw)) {
+                self.max_plane_values(x, y, &mut cols);
+            }
+        };
+        let per = if self.parallel() {
+            (self.pool.batch * self.pool.channels).div_ceil(8 * pool::num_threads())
+        } else {
+            self.pool.batch * self.pool.channels
+        };
+        if self.parallel() {
+            pool::pool().install(|| {
+                input
+                    .par_chunks(per * hw)
+                    .zip(output.par_chunks_mut(per * ohw))
+                    .for_each(|(x, y)| planes(x, y))
+            });
+        } else {
+            planes(input, output);
+        }
+        Ok(())
+    }
+
+    /// One plane of [`PoolPlan::max_values`]; `cols` holds `W` floats.
+    fn max_plane_values(&self, x: &[f32], y: &mut [f32], cols: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if cpu::isa() == Isa::Avx512 && self.pool.stride_w <= 2 {
+            // SAFETY: AVX-512F is available.
+            unsafe { self.max_plane_values_avx512(x, y, cols) };
+            return;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = cols;
+        let w = self.pool.in_w;
+        self.each(|oh, ow, (h0, h1, w0, w1, _)| {
+            let mut best = f32::NEG_INFINITY;
+            for ih in h0..h1 {
+                for &v in &x[ih * w + w0..ih * w + w1] {
+                    if v > best || v.is_nan() && !best.is_nan() {
+                        best = v;
+                    }
+                }
+            }
+            y[oh * self.out_w + ow] = best;
+        });
+    }
+
+    /// [`PoolPlan::max_plane_values`] in vectors: per row of windows, the
+    /// maxima of its input rows' columns, then one pass per tap across.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F; the stride across is 1 or 2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn max_plane_values_avx512(&self, x: &[f32], y: &mut [f32], cols: &mut [f32]) {
+        let p = &self.pool;
+        let (w, s, ow_n) = (p.in_w, p.stride_w, self.out_w);
+        for oh in 0..self.out_h {
+            let (h0, h1, ..) = self.window(oh, 0);
+            let yrow = &mut y[oh * ow_n..][..ow_n];
+            yrow.fill(f32::NEG_INFINITY);
+            if h0 >= h1 {
+                continue;
+            }
+            cols.copy_from_slice(&x[h0 * w..][..w]);
+            for ih in h0 + 1..h1 {
+                // SAFETY: AVX-512F (caller).
+                unsafe { avx512::max_into(cols, &x[ih * w..][..w]) };
+            }
+            for kw in 0..p.kernel_w {
+                let (lo, hi) = self.tap_outputs(kw);
+                if lo < hi {
+                    let first = lo * s + kw - p.pad_w;
+                    // SAFETY: AVX-512F (caller); s is 1 or 2; outputs
+                    // lo..hi read cols[first + (o - lo) * s], inside the row.
+                    unsafe { avx512::max_tap_values(&mut yrow[lo..hi], &cols[first..], s) };
+                }
             }
         }
     }
@@ -592,6 +689,56 @@ mod avx512 {
                 _mm512_mask_storeu_epi32(idx.as_mut_ptr().wrapping_add(o).cast(), t, pos);
             }
             o += 16;
+        }
+    }
+
+    /// `NaN`-keeping maximum: `cur` unless `v` is larger or a NaN (`cur`
+    /// once it is a NaN, `max_ps` returning its second operand otherwise).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn max_keep_nan(cur: __m512, v: __m512) -> __m512 {
+        let m = _mm512_max_ps(v, cur);
+        _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v), v)
+    }
+
+    /// `cols[i] = max(cols[i], row[i])`, NaN kept.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn max_into(cols: &mut [f32], row: &[f32]) {
+        let n = cols.len().min(row.len());
+        for i in (0..n).step_by(16) {
+            let m = strided::lanes(0, (n - i).min(16));
+            // SAFETY: lanes of `m` are elements i.. < n of both slices.
+            unsafe {
+                let c = cols.as_mut_ptr().add(i);
+                let v = _mm512_maskz_loadu_ps(m, row.as_ptr().add(i));
+                _mm512_mask_storeu_ps(c, m, max_keep_nan(_mm512_maskz_loadu_ps(m, c), v));
+            }
+        }
+    }
+
+    /// One tap of max pooling without indices: `y[o] = max(y[o], x[o * s])`,
+    /// NaN kept.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F; `s` is 1 or 2.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn max_tap_values(y: &mut [f32], x: &[f32], s: usize) {
+        debug_assert!(s == 1 || s == 2);
+        let n = y.len();
+        assert!(n >= 1 && x.len() > (n - 1) * s);
+        for o in (0..n).step_by(16) {
+            let len = (n - o).min(16);
+            let m = strided::lanes(0, len);
+            // SAFETY: lanes 0..len are outputs o.. < n, whose inputs lie in
+            // x[..(n - 1) * s + 1].
+            unsafe {
+                let v = strided::load(x.as_ptr().add(o * s), s, 0, len);
+                let yp = y.as_mut_ptr().add(o);
+                _mm512_mask_storeu_ps(yp, m, max_keep_nan(_mm512_maskz_loadu_ps(m, yp), v));
+            }
         }
     }
 }

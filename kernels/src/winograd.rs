@@ -42,7 +42,7 @@ use crate::elementwise::simd::Simd;
 use crate::elementwise::{Kernel, dispatch};
 use crate::error::Result;
 use crate::gemm::{Gemm, Parallelism, Transpose};
-use crate::pool;
+use crate::pool::{self, SyncPtr};
 
 /// Positions of a transformed tile (6 x 6).
 const POS: usize = 36;
@@ -647,19 +647,6 @@ unsafe fn kernel_tile_avx2<const R: usize>(
                 _mm256_storeu_ps(staged[a * 6 + b][ci].as_mut_ptr(), v);
             }
         }
-    }
-}
-
-/// A raw pointer shared by tasks that write disjoint parts of its buffer.
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
-// SAFETY: used only where the tasks' writes are disjoint (stated at each use).
-unsafe impl Send for SyncPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SyncPtr {}
-impl SyncPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -131,13 +131,21 @@ fn forward_and_backward_match_naive_references() {
     }
     // Column matrices larger than a chunk: unfolded a few output rows at a
     // time when images run in parallel (a 7x7 stride-2 stem, and a strided
-    // 3x3 with groups).
+    // 3x3 with groups); one image with 512 output columns or more runs as
+    // bands of output rows on the pool's threads (bands and chunks that do
+    // not divide the rows, groups, an unpadded 5x5).
     for conv in [
         Conv2d::new(2, 3, (70, 69), 4, 7, 2, 3),
         Conv2d {
             groups: 2,
             ..Conv2d::new(2, 64, (81, 80), 6, 3, 2, 1)
         },
+        Conv2d::new(1, 3, (70, 69), 4, 7, 2, 3),
+        Conv2d {
+            groups: 2,
+            ..Conv2d::new(1, 64, (81, 80), 6, 3, 2, 1)
+        },
+        Conv2d::new(1, 5, (67, 40), 3, 5, 1, 0),
     ] {
         let p = conv.plan().unwrap();
         check_against_reference(&p, &mut rng, IM2COL_REL);
@@ -521,6 +529,7 @@ fn fused_tail_equals_separate_passes() {
     convs.push(Conv2d::new(3, 8, (12, 12), 9, 5, 1, 2));
     convs.push(Conv2d::new(6, 16, (3, 3), 8, 1, 1, 0));
     convs.push(Conv2d::new(2, 3, (70, 69), 4, 7, 2, 3));
+    convs.push(Conv2d::new(1, 3, (70, 69), 4, 7, 2, 3));
     for conv in convs {
         let Ok(plan) = conv.plan() else { continue };
         for algo in [ConvAlgo::Im2col, ConvAlgo::Direct1x1, ConvAlgo::Winograd] {

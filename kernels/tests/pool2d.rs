@@ -141,6 +141,15 @@ fn max_ties_and_nans_follow_scan_order() {
             .collect();
         let (mut y, mut idx) = (vec![0.5; p.output_len()], vec![u32::MAX; p.output_len()]);
         p.max_forward(&x, &mut y, &mut idx).unwrap();
+        // The inference path: the same values (NaN where NaN), every one written.
+        let mut values = vec![0.5; p.output_len()];
+        p.max_values(&x, &mut values).unwrap();
+        for (o, (&v, &want)) in values.iter().zip(&y).enumerate() {
+            assert!(
+                v == want || (v.is_nan() && want.is_nan()),
+                "{pool:?} max_values at {o}: {v} vs {want}"
+            );
+        }
         let hw = pool.in_h * pool.in_w;
         for plane in 0..pool.batch * pool.channels {
             for oh in 0..p.out_h {
@@ -288,6 +297,8 @@ fn output_sizes_nan_and_errors() {
     let mut gx = [0.0f32; 4];
     assert!(p.max_backward(&[1.0], &[7], &mut gx).is_err());
     assert!(p.max_forward(&[0.0; 3], &mut y, &mut idx).is_err());
+    assert!(p.max_values(&[0.0; 3], &mut y).is_err());
+    assert!(p.max_values(&[0.0; 4], &mut []).is_err());
 }
 
 /// Large inputs split planes over the pool; inside a worker the same call runs
@@ -317,6 +328,9 @@ fn parallel_planes_match_sequential() {
         p.max_backward(&gy, &idx, &mut gx).unwrap();
         p.avg_forward(&x, &mut ya).unwrap();
         p.avg_backward(&gy, &mut gxa).unwrap();
+        let mut values = vec![f32::NAN; p.output_len()];
+        p.max_values(&x, &mut values).unwrap();
+        assert!(values == y);
         (y, idx, ya, gx, gxa)
     };
     let par = run();

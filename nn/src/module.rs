@@ -375,7 +375,7 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut v) => {
             if v.len() < len {
-                v.resize(len, 0.0);
+                *v = bigdl_kernels::memory::zeroed(len);
             }
             f(&mut v[..len])
         }
@@ -433,7 +433,7 @@ impl Drop for Predicting {
 pub(crate) fn output_buffer(len: usize) -> Vec<f32> {
     SPARE.with(|cell| {
         let Ok(mut spare) = cell.try_borrow_mut() else {
-            return vec![0.0; len];
+            return bigdl_kernels::memory::zeroed(len);
         };
         let best = (0..spare.len())
             .filter(|&i| (len..=2 * len).contains(&spare[i].len()))
@@ -444,7 +444,7 @@ pub(crate) fn output_buffer(len: usize) -> Vec<f32> {
                 v.truncate(len);
                 v
             }
-            None => vec![0.0; len],
+            None => bigdl_kernels::memory::zeroed(len),
         }
     })
 }

@@ -95,6 +95,11 @@ fn sequential_and_concat_predict_match_forward() {
         .add(Linear::new(8 * 6 * 6, 5).unwrap())
         .add(ReLU::new());
     check(&mut model, &rand(&[3, 3, 12, 12], 2).into());
+    // Max pooling predicts without recording the argmax.
+    check(
+        &mut SpatialMaxPooling::new((3, 3), (2, 2)).pad(1, 1).ceil(),
+        &rand(&[2, 3, 11, 10], 5).into(),
+    );
 }
 
 #[test]

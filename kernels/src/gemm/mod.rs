@@ -364,7 +364,34 @@ impl Gemm {
         epilogue: &Epilogue<'_>,
     ) -> Result<()> {
         backend.check()?;
-        let problem = self.problem(a, b, c, epilogue)?;
+        let problem = self.problem(a, b, c.as_mut_ptr(), c.len(), epilogue)?;
+        self.run_problem(backend, problem)
+    }
+
+    /// [`Gemm::run_with`] into a `C` given as `c_len` floats at `c`, for
+    /// callers whose threads fill disjoint blocks of one matrix (which
+    /// cannot be split into disjoint slices: a block of columns spans every
+    /// row).
+    ///
+    /// # Safety
+    /// `c` must be valid for reads and writes of `c_len` floats, and no
+    /// other thread may access the elements of `C` this product addresses
+    /// (`m` rows of `n` at the leading dimension) during the call.
+    pub(crate) unsafe fn run_with_raw(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        c: *mut f32,
+        c_len: usize,
+        epilogue: &Epilogue<'_>,
+    ) -> Result<()> {
+        let backend = Backend::from_env()?;
+        backend.check()?;
+        let problem = self.problem(a, b, c, c_len, epilogue)?;
+        self.run_problem(backend, problem)
+    }
+
+    fn run_problem(&self, backend: Backend, problem: Problem) -> Result<()> {
         match backend {
             Backend::Native => self.run_native(cpu::isa(), problem),
             #[cfg(feature = "mkl")]
@@ -419,7 +446,7 @@ impl Gemm {
                 reason: format!("this CPU does not support {isa}"),
             });
         }
-        let problem = self.problem(a, b, c, epilogue)?;
+        let problem = self.problem(a, b, c.as_mut_ptr(), c.len(), epilogue)?;
         self.run_native(isa, problem)
     }
 
@@ -491,7 +518,15 @@ impl Gemm {
     /// Validates shapes, leading dimensions and buffer lengths (the
     /// epilogue's too: a bias per row of `C`, a residual stored like `C`),
     /// and describes the call as strided matrices.
-    fn problem(&self, a: &[f32], b: &[f32], c: &mut [f32], e: &Epilogue<'_>) -> Result<Problem> {
+    /// The validated problem; `C` is `c_len` floats at `c`.
+    fn problem(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        c: *mut f32,
+        c_len: usize,
+        e: &Epilogue<'_>,
+    ) -> Result<Problem> {
         let sa = self.stored(self.m, self.k, self.trans_a, self.lda);
         let sb = self.stored(self.k, self.n, self.trans_b, self.ldb);
         let sc = self.stored(self.m, self.n, Transpose::No, self.ldc);
@@ -504,13 +539,9 @@ impl Gemm {
             });
         }
         let residual = e.residual.map(|r| ("residual", &sc, r.len()));
-        for (name, s, len) in [
-            ("a", &sa, a.len()),
-            ("b", &sb, b.len()),
-            ("c", &sc, c.len()),
-        ]
-        .into_iter()
-        .chain(residual)
+        for (name, s, len) in [("a", &sa, a.len()), ("b", &sb, b.len()), ("c", &sc, c_len)]
+            .into_iter()
+            .chain(residual)
         {
             if s.ld < s.len.max(1) {
                 return Err(KernelError::InvalidArgument {
@@ -572,7 +603,7 @@ impl Gemm {
             b: b.as_ptr(),
             rsb,
             csb,
-            c: c.as_mut_ptr(),
+            c,
             rsc,
             csc,
             epi: Epi {

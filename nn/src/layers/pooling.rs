@@ -135,6 +135,16 @@ impl Module for SpatialMaxPooling {
         Ok(Tensor::from_vec(y, &out_sizes(&plan, added))?.into())
     }
 
+    /// The maxima without their positions (a backward pass needs a
+    /// `forward` first).
+    fn predict(&mut self, input: &Activity) -> Result<Activity> {
+        let (x, added, plan) = self.window.plan(&self.name, input, true)?;
+        self.indices.clear();
+        let mut y = crate::module::output_buffer(plan.output_len());
+        plan.max_values(&x.as_slice()?, &mut y)?;
+        Ok(Tensor::from_vec(y, &out_sizes(&plan, added))?.into())
+    }
+
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
         let (x, added, plan) = self.window.plan(&self.name, input, true)?;
         let gy = self::grad_output(&self.name, grad_output, &plan, added)?;
