@@ -69,6 +69,9 @@ enum Command {
     },
 }
 
+#[global_allocator]
+static ALLOC: bigdl_kernels::memory::HugePageAlloc = bigdl_kernels::memory::HugePageAlloc;
+
 fn main() {
     // Fresh tensors every layer: keep freed memory in the heap instead of
     // faulting in cleared pages each time (BIGDL_MALLOC=system opts out).

@@ -375,7 +375,7 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut v) => {
             if v.len() < len {
-                *v = bigdl_kernels::memory::zeroed(len);
+                v.resize(len, 0.0);
             }
             f(&mut v[..len])
         }
@@ -433,7 +433,7 @@ impl Drop for Predicting {
 pub(crate) fn output_buffer(len: usize) -> Vec<f32> {
     SPARE.with(|cell| {
         let Ok(mut spare) = cell.try_borrow_mut() else {
-            return bigdl_kernels::memory::zeroed(len);
+            return vec![0.0; len];
         };
         let best = (0..spare.len())
             .filter(|&i| (len..=2 * len).contains(&spare[i].len()))
@@ -444,7 +444,7 @@ pub(crate) fn output_buffer(len: usize) -> Vec<f32> {
                 v.truncate(len);
                 v
             }
-            None => bigdl_kernels::memory::zeroed(len),
+            None => vec![0.0; len],
         }
     })
 }

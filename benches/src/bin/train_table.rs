@@ -31,6 +31,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+#[global_allocator]
+static ALLOC: bigdl_kernels::memory::HugePageAlloc = bigdl_kernels::memory::HugePageAlloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = "usage: train_table lenet5|resnet20 BATCH ITERATIONS [--intra-op]";

@@ -30,6 +30,12 @@ use jni::sys::{jbyteArray, jfloat, jfloatArray, jint, jlong};
 
 pub mod spark;
 
+/// Large buffers on transparent huge pages where the system leaves it to
+/// programs (as the `bigdl` command does).
+#[global_allocator]
+static ALLOC: bigdl_tensor::kernels::memory::HugePageAlloc =
+    bigdl_tensor::kernels::memory::HugePageAlloc;
+
 /// Why a call failed, and so which Java exception it throws.
 #[derive(Debug)]
 pub enum Fail {
