@@ -385,3 +385,68 @@ fn epilogue_equals_separate_passes() {
         ));
     }
 }
+
+/// `A` packed once (`Gemm::pack_a`) and used by `run_packed_with`: exact on
+/// integer inputs (so the same as the reference bit for bit), with `A` as
+/// stored or transposed, `beta` and an epilogue, `k` crossing the cache
+/// block, rows off the micro-tile, on one thread and split over rows; one
+/// packing serves products with different `B` and `n`. Misused, an error.
+#[test]
+fn packed_a_matches_reference() {
+    let mut rng = Rng::from_env("packed_a_matches_reference");
+    for (m, k) in [(1, 1), (13, 5), (61, 77), (200, 700), (517, 390)] {
+        for ta in [false, true] {
+            let base = Gemm::new(m, 1, k).trans_a(Transpose::from_bool(ta));
+            let (a, ..) = operands(&base, 1, &mut || rng.small_int());
+            let Some(packed) = base.lda(a.ld).pack_a(&a.data).unwrap() else {
+                return; // a BLAS library is the default backend
+            };
+            for (n, beta, threads) in [(1, 0.0, 1), (45, 1.0, 2), (300, 0.0, 2)] {
+                let g = Gemm::new(m, n, k)
+                    .trans_a(Transpose::from_bool(ta))
+                    .beta(beta)
+                    .parallelism(Parallelism::Threads(threads));
+                let (_, b, mut c) = operands(&g, 1, &mut || rng.small_int());
+                if beta == 0.0 {
+                    c.data.iter_mut().for_each(|x| *x = f32::NAN);
+                }
+                let g = g.lda(a.ld).ldb(b.ld).ldc(c.ld);
+                let (want, mag) = reference(&g, &a, &b, &c);
+                g.run_packed_with(&packed, &b.data, &mut c.data, &Epilogue::default())
+                    .unwrap_or_else(|err| panic!("{g:?}: {err}"));
+                check(&g, &c, &want, &mag, true, &format!("packed {g:?}"));
+                // With an epilogue: what the unpacked product gives.
+                let bias: Vec<f32> = (0..m).map(|_| rng.small_int()).collect();
+                let epi = Epilogue {
+                    row_bias: Some(&bias),
+                    residual: None,
+                    relu: true,
+                };
+                let (mut x, mut y) = (c.data.clone(), c.data.clone());
+                g.run_packed_with(&packed, &b.data, &mut x, &epi).unwrap();
+                g.run_with(&a.data, &b.data, &mut y, &epi).unwrap();
+                assert!(
+                    x.iter()
+                        .zip(&y)
+                        .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan())),
+                    "packed {g:?} with an epilogue"
+                );
+            }
+            // Another shape, or a column-major C: errors.
+            let mut c = vec![0.0; m * 3];
+            let b = vec![0.0; (k + 1) * 3];
+            let e = Epilogue::default();
+            assert!(
+                Gemm::new(m, 3, k + 1)
+                    .run_packed_with(&packed, &b, &mut c, &e)
+                    .is_err()
+            );
+            assert!(
+                Gemm::new(m, 3, k)
+                    .layout(Layout::ColMajor)
+                    .run_packed_with(&packed, &b, &mut c, &e)
+                    .is_err()
+            );
+        }
+    }
+}

@@ -37,9 +37,10 @@ use std::sync::OnceLock;
 
 use crate::cpu::{self, Isa};
 use crate::error::{KernelError, Result};
-use crate::pool;
+use crate::pool::{self, SyncPtr};
 
 pub use blocking::Blocking;
+use blocking::micro_tile;
 pub(crate) use problem::{Epi, Problem, relu_f32};
 
 const OP: &str = "sgemm";
@@ -213,6 +214,20 @@ pub struct Epilogue<'a> {
     pub relu: bool,
 }
 
+/// `op(A)` of a product packed into the native kernel's panels, in this
+/// machine's blocking, by [`Gemm::pack_a`]: products that share `A` then
+/// skip packing it ([`Gemm::run_packed_with`]).
+#[derive(Clone, Debug)]
+pub struct PackedA {
+    data: Vec<f32>,
+    m: usize,
+    k: usize,
+    /// `m` rounded up to the micro-tile's rows.
+    rows: usize,
+    isa: Isa,
+    kc: usize,
+}
+
 /// A GEMM call: shapes, layout, transposes, scalars, leading dimensions.
 ///
 /// ```
@@ -260,6 +275,17 @@ struct Stored {
     ld: usize,
     /// Whether consecutive lines are consecutive rows of the operand as used.
     lines_are_rows: bool,
+}
+
+impl Stored {
+    /// `(row stride, column stride)` of the operand as used.
+    fn strides(&self) -> (isize, isize) {
+        if self.lines_are_rows {
+            (self.ld as isize, 1)
+        } else {
+            (1, self.ld as isize)
+        }
+    }
 }
 
 impl Gemm {
@@ -364,7 +390,7 @@ impl Gemm {
         epilogue: &Epilogue<'_>,
     ) -> Result<()> {
         backend.check()?;
-        let problem = self.problem(a, b, c.as_mut_ptr(), c.len(), epilogue)?;
+        let problem = self.problem(Some(a), b, c.as_mut_ptr(), c.len(), epilogue)?;
         self.run_problem(backend, problem)
     }
 
@@ -387,8 +413,112 @@ impl Gemm {
     ) -> Result<()> {
         let backend = Backend::from_env()?;
         backend.check()?;
-        let problem = self.problem(a, b, c, c_len, epilogue)?;
+        let problem = self.problem(Some(a), b, c, c_len, epilogue)?;
         self.run_problem(backend, problem)
+    }
+
+    /// Packs `op(A)` (`m x k`, as this product reads it) into the native
+    /// kernel's panels once, for several products that share it (a
+    /// convolution's weight over the images of a batch), on the pool's
+    /// threads. `None` where the default backend is a BLAS library (which
+    /// packs its operands itself).
+    pub fn pack_a(&self, a: &[f32]) -> Result<Option<PackedA>> {
+        if Backend::from_env()? != Backend::Native {
+            return Ok(None);
+        }
+        let sa = self.stored(self.m, self.k, self.trans_a, self.lda);
+        self.check_operand("a", &sa, a.len())?;
+        let (rsa, csa) = sa.strides();
+        let isa = cpu::isa();
+        let (mr, kc) = (Blocking::for_isa(isa).mr, Blocking::for_isa(isa).kc);
+        let rows = self.m.next_multiple_of(mr);
+        let mut data = vec![0.0f32; rows * self.k];
+        // Tasks of micro-panels within each block of k.
+        let panels = rows / mr;
+        let per = panels.div_ceil(4 * pool::num_threads()).max(1);
+        let chunks = panels.div_ceil(per);
+        let blocks: Vec<usize> = (0..self.k).step_by(kc).collect();
+        let out = SyncPtr(data.as_mut_ptr());
+        pool::run_tasks(blocks.len() * chunks, |t| {
+            let (pc, q0) = (blocks[t / chunks], (t % chunks) * per);
+            let (kcb, i0) = (kc.min(self.k - pc), q0 * mr);
+            let m = (per * mr).min(self.m.saturating_sub(i0));
+            if m == 0 {
+                return;
+            }
+            // SAFETY: rows i0..i0+m and columns pc..pc+kcb are inside the
+            // validated A; the panels written, q0.. of block pc, lie inside
+            // `data` (rows * k floats) and no other task writes them.
+            unsafe {
+                let src = a.as_ptr().offset(i0 as isize * rsa + pc as isize * csa);
+                let dst = out.get().add(rows * pc + i0 * kcb);
+                match isa {
+                    Isa::Avx512 => {
+                        pack::pack_a::<{ micro_tile(Isa::Avx512).0 }>(m, kcb, src, rsa, csa, dst)
+                    }
+                    Isa::Avx2 => {
+                        pack::pack_a::<{ micro_tile(Isa::Avx2).0 }>(m, kcb, src, rsa, csa, dst)
+                    }
+                    Isa::Scalar => {
+                        pack::pack_a::<{ micro_tile(Isa::Scalar).0 }>(m, kcb, src, rsa, csa, dst)
+                    }
+                }
+            }
+        });
+        Ok(Some(PackedA {
+            data,
+            m: self.m,
+            k: self.k,
+            rows,
+            isa,
+            kc,
+        }))
+    }
+
+    /// [`Gemm::run_with`] with `op(A)` from [`Gemm::pack_a`] (of a product
+    /// with the same `m` and `k`), on the native kernel; `C` row-major.
+    pub fn run_packed_with(
+        &self,
+        a: &PackedA,
+        b: &[f32],
+        c: &mut [f32],
+        epilogue: &Epilogue<'_>,
+    ) -> Result<()> {
+        // SAFETY: `c` is borrowed exclusively for the call.
+        unsafe { self.run_packed_raw(a, b, c.as_mut_ptr(), c.len(), epilogue) }
+    }
+
+    /// [`Gemm::run_packed_with`] into a `C` given as in
+    /// [`Gemm::run_with_raw`].
+    ///
+    /// # Safety
+    /// As for [`Gemm::run_with_raw`].
+    pub(crate) unsafe fn run_packed_raw(
+        &self,
+        a: &PackedA,
+        b: &[f32],
+        c: *mut f32,
+        c_len: usize,
+        epilogue: &Epilogue<'_>,
+    ) -> Result<()> {
+        let isa = cpu::isa();
+        if (a.m, a.k) != (self.m, self.k)
+            || a.isa != isa
+            || a.kc != Blocking::for_isa(isa).kc
+            || self.layout != Layout::RowMajor
+        {
+            return Err(KernelError::InvalidArgument {
+                op: OP,
+                what: format!(
+                    "A packed as {} x {} for {} is used for a {} x {} product ({:?}) on {isa}",
+                    a.m, a.k, a.isa, self.m, self.k, self.layout
+                ),
+            });
+        }
+        let mut problem = self.problem(None, b, c, c_len, epilogue)?;
+        problem.pa = a.data.as_ptr();
+        problem.pa_rows = a.rows;
+        self.run_native(isa, problem)
     }
 
     fn run_problem(&self, backend: Backend, problem: Problem) -> Result<()> {
@@ -446,7 +576,7 @@ impl Gemm {
                 reason: format!("this CPU does not support {isa}"),
             });
         }
-        let problem = self.problem(a, b, c.as_mut_ptr(), c.len(), epilogue)?;
+        let problem = self.problem(Some(a), b, c.as_mut_ptr(), c.len(), epilogue)?;
         self.run_native(isa, problem)
     }
 
@@ -458,7 +588,7 @@ impl Gemm {
             // the callers: `cpu::isa()` or `run_native_isa`).
             unsafe {
                 #[cfg(target_arch = "x86_64")]
-                if isa == Isa::Avx512 && dot::suits(p) {
+                if isa == Isa::Avx512 && p.pa.is_null() && dot::suits(p) {
                     dot::gemm(p);
                     p.apply_epi(0, p.m, 0, p.n);
                     return;
@@ -518,10 +648,46 @@ impl Gemm {
     /// Validates shapes, leading dimensions and buffer lengths (the
     /// epilogue's too: a bias per row of `C`, a residual stored like `C`),
     /// and describes the call as strided matrices.
-    /// The validated problem; `C` is `c_len` floats at `c`.
+    /// `Ok` when `len` floats hold operand `name` stored as `s`.
+    fn check_operand(&self, name: &'static str, s: &Stored, len: usize) -> Result<()> {
+        if s.ld < s.len.max(1) {
+            return Err(KernelError::InvalidArgument {
+                op: OP,
+                what: format!(
+                    "ld{name} = {} is smaller than the stored line length {} \
+                     (m={}, n={}, k={}, {:?}, trans_a={:?}, trans_b={:?})",
+                    s.ld, s.len, self.m, self.n, self.k, self.layout, self.trans_a, self.trans_b
+                ),
+            });
+        }
+        let needed = if s.lines == 0 || s.len == 0 {
+            0
+        } else {
+            (s.lines - 1)
+                .checked_mul(s.ld)
+                .and_then(|x| x.checked_add(s.len))
+                .filter(|&x| x <= isize::MAX as usize / 4)
+                .ok_or_else(|| KernelError::InvalidArgument {
+                    op: OP,
+                    what: format!("{name}: {} lines of ld {} overflow", s.lines, s.ld),
+                })?
+        };
+        if len < needed {
+            return Err(KernelError::BufferTooSmall {
+                op: OP,
+                name,
+                len,
+                needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// The validated problem; `C` is `c_len` floats at `c`; no `A` when it
+    /// comes packed (the caller sets `pa`).
     fn problem(
         &self,
-        a: &[f32],
+        a: Option<&[f32]>,
         b: &[f32],
         c: *mut f32,
         c_len: usize,
@@ -539,65 +705,24 @@ impl Gemm {
             });
         }
         let residual = e.residual.map(|r| ("residual", &sc, r.len()));
-        for (name, s, len) in [("a", &sa, a.len()), ("b", &sb, b.len()), ("c", &sc, c_len)]
+        let a_op = a.map(|a| ("a", &sa, a.len()));
+        for (name, s, len) in a_op
             .into_iter()
+            .chain([("b", &sb, b.len()), ("c", &sc, c_len)])
             .chain(residual)
         {
-            if s.ld < s.len.max(1) {
-                return Err(KernelError::InvalidArgument {
-                    op: OP,
-                    what: format!(
-                        "ld{name} = {} is smaller than the stored line length {} \
-                         (m={}, n={}, k={}, {:?}, trans_a={:?}, trans_b={:?})",
-                        s.ld,
-                        s.len,
-                        self.m,
-                        self.n,
-                        self.k,
-                        self.layout,
-                        self.trans_a,
-                        self.trans_b
-                    ),
-                });
-            }
-            let needed = if s.lines == 0 || s.len == 0 {
-                0
-            } else {
-                (s.lines - 1)
-                    .checked_mul(s.ld)
-                    .and_then(|x| x.checked_add(s.len))
-                    .filter(|&x| x <= isize::MAX as usize / 4)
-                    .ok_or_else(|| KernelError::InvalidArgument {
-                        op: OP,
-                        what: format!("{name}: {} lines of ld {} overflow", s.lines, s.ld),
-                    })?
-            };
-            if len < needed {
-                return Err(KernelError::BufferTooSmall {
-                    op: OP,
-                    name,
-                    len,
-                    needed,
-                });
-            }
+            self.check_operand(name, s, len)?;
         }
-        let strides = |s: &Stored| {
-            if s.lines_are_rows {
-                (s.ld as isize, 1)
-            } else {
-                (1, s.ld as isize)
-            }
-        };
-        let (rsa, csa) = strides(&sa);
-        let (rsb, csb) = strides(&sb);
-        let (rsc, csc) = strides(&sc);
+        let (rsa, csa) = sa.strides();
+        let (rsb, csb) = sb.strides();
+        let (rsc, csc) = sc.strides();
         Ok(Problem {
             m: self.m,
             n: self.n,
             k: self.k,
             alpha: self.alpha,
             beta: self.beta,
-            a: a.as_ptr(),
+            a: a.map_or(std::ptr::null(), <[f32]>::as_ptr),
             rsa,
             csa,
             b: b.as_ptr(),
@@ -614,6 +739,9 @@ impl Gemm {
                 res: e.residual.map_or(std::ptr::null(), <[f32]>::as_ptr),
                 relu: e.relu,
             },
+            pa: std::ptr::null(),
+            pa_rows: 0,
+            pa_row: 0,
         })
     }
 }

@@ -67,7 +67,9 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
         return;
     }
     let direct = microkernel::has_direct(isa);
+    let packed_a = !p.pa.is_null();
     let direct_a = direct
+        && !packed_a
         && p.csa == 1
         && p.n <= DIRECT_A_MAX_N
         && (p.n <= DIRECT_A_ALWAYS_N || p.k < DIRECT_A_MAX_K);
@@ -79,7 +81,7 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
         && p.csb == 1
         && (p.m <= DIRECT_B_MAX_M || kc_max * p.rsb.unsigned_abs() <= bl.kc * bl.nc);
     let nc_max = bl.nc.min(p.n.next_multiple_of(NR));
-    let a_len = if direct_a {
+    let a_len = if direct_a || packed_a {
         0
     } else {
         (mc_max * kc_max).next_multiple_of(ALIGN)
@@ -97,11 +99,14 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
                 let a0 =
                     p.a.wrapping_offset(ic as isize * p.rsa + pc as isize * p.csa);
                 let b0 = p.b.wrapping_offset(pc as isize * p.rsb);
-                if !direct_a {
+                if !direct_a && !packed_a {
                     // SAFETY: rows ic..ic+mc and columns pc..pc+kc are inside A; the
                     // A buffer holds mc_max.next_multiple_of(MR) * kc_max floats.
                     unsafe { pack_a::<MR>(mc, kc, a0, p.rsa, p.csa, abuf) };
                 }
+                // The block's panels in a packed A: its blocks of k hold
+                // `pa_rows` rows each, in the same blocking.
+                let pa = p.pa.wrapping_add(p.pa_rows * pc + (p.pa_row + ic) * kc);
                 for jc in (0..p.n).step_by(bl.nc) {
                     let nc = bl.nc.min(p.n - jc);
                     let b_block = b0.wrapping_offset(jc as isize * p.csb);
@@ -115,6 +120,8 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
                         let mr = MR.min(mc - ir);
                         let a = if direct_a {
                             a0.wrapping_offset(ir as isize * p.rsa)
+                        } else if packed_a {
+                            pa.wrapping_add(ir * kc)
                         } else {
                             abuf.wrapping_add(ir * kc)
                         };
@@ -157,7 +164,7 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
                                 },
                             };
                             // SAFETY: packed panels were filled above for this (ir, jr)
-                            // and B panels start at multiples of NR * kc floats from a
+                            // (or by `PackedA` for these rows, in this blocking) and B panels start at multiples of NR * kc floats from a
                             // 64-byte aligned base; direct operands have unit column
                             // stride (checked above) and the tile's rows and columns
                             // lie inside A and B; the C tile is inside C; the CPU

@@ -24,6 +24,11 @@ pub(crate) struct Problem {
     pub csc: isize,
     /// Element-wise work on the finished `C`.
     pub epi: Epi,
+    /// `A` already packed ([`super::PackedA`]), or null: the panels of
+    /// row `pa_row` on, in blocks of `k` of `pa_rows` rows each.
+    pub pa: *const f32,
+    pub pa_rows: usize,
+    pub pa_row: usize,
 }
 
 /// The raw form of [`super::Epilogue`]: element `(i, j)` of `C` gets
@@ -75,6 +80,10 @@ impl Problem {
     /// The same product with `C` transposed (`C^T = B^T A^T`), so that a
     /// column-major `C` becomes row-major.
     pub fn transposed(&self) -> Problem {
+        debug_assert!(
+            self.pa.is_null(),
+            "a packed A is only used with a row-major C"
+        );
         Problem {
             m: self.n,
             n: self.m,
@@ -121,6 +130,7 @@ impl Problem {
                 a: self.a.offset(i0 * self.rsa),
                 b: self.b.offset(j0 * self.csb),
                 c: self.c.offset(i0 * self.rsc + j0 * self.csc),
+                pa_row: self.pa_row + i0 as usize,
                 epi: Epi {
                     bias: offset(self.epi.bias, i0 * self.epi.bias_rs + j0 * self.epi.bias_cs),
                     res: offset(self.epi.res, i0 * self.rsc + j0 * self.csc),
@@ -297,6 +307,9 @@ mod tests {
             rsc: n as isize,
             csc: 1,
             epi: Epi::NONE,
+            pa: std::ptr::null(),
+            pa_rows: 0,
+            pa_row: 0,
         }
     }
 
