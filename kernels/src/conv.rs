@@ -587,7 +587,7 @@ impl ConvPlan {
     /// chunks), rather than packed again for every product (ResNet-50's
     /// res5 1x1 at batch 32: 7% of each product); else none.
     fn packed_weights(&self, weight: &[f32], transposed: bool) -> Result<Vec<PackedA>> {
-        let per_thread = if self.rows_in_tasks() {
+        let per_thread = if self.rows_in_tasks() && !transposed {
             let (rows, chunk) = self.row_tasks();
             rows.div_ceil(chunk)
         } else {
@@ -662,11 +662,17 @@ impl ConvPlan {
             && self.p() >= ROW_TASK_COLUMNS * self.tile_threads
     }
 
-    /// Output rows of a task of [`ConvPlan::rows_in_tasks`], and rows per
-    /// block it unfolds.
+    /// The most output rows a task of [`ConvPlan::rows_in_tasks`] takes,
+    /// and the rows per block it unfolds.
     fn row_tasks(&self) -> (usize, usize) {
         let rows = self.out_h.div_ceil(self.tile_threads);
         (rows, self.chunk_rows().min(rows))
+    }
+
+    /// Task `t`'s band of output rows: the rows split as evenly as they go.
+    fn row_band(&self, t: usize) -> std::ops::Range<usize> {
+        let tt = self.tile_threads;
+        t * self.out_h / tt..(t + 1) * self.out_h / tt
     }
 
     /// The forward pass of [`ConvPlan::rows_in_tasks`].
@@ -683,7 +689,7 @@ impl ConvPlan {
     ) -> Result<()> {
         let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
         let in_grp = self.cg() * c.in_h * c.in_w;
-        let (rows, chunk) = self.row_tasks();
+        let (_, chunk) = self.row_tasks();
         let (out, out_len) = (SyncPtr(output.as_mut_ptr()), output.len());
         let tasks: Vec<_> = scratch
             .chunks_mut(k * chunk * self.out_w)
@@ -691,7 +697,7 @@ impl ConvPlan {
             .enumerate()
             .collect();
         let task = |(t, cols): (usize, &mut [f32])| -> Result<()> {
-            let band = (t * rows).min(self.out_h)..((t + 1) * rows).min(self.out_h);
+            let band = self.row_band(t);
             for g in 0..c.groups {
                 let x = &input[g * in_grp..][..in_grp];
                 let w = &weight[g * ocg * k..][..ocg * k];
@@ -708,7 +714,7 @@ impl ConvPlan {
                         residual: tail.residual.map(|r| &r[at + q0..][..c_len]),
                         relu: tail.relu,
                     };
-                    debug_assert!(at + q0 + c_len <= out_len);
+                    assert!(at + q0 + c_len <= out_len);
                     // SAFETY: the block lies inside `output` (the group's
                     // last row ends at (g + 1) ocg p); only this task writes
                     // these columns (its band of output rows), and nothing
@@ -1204,8 +1210,8 @@ impl ConvPlan {
     /// matrix) applies, and where images run in turn.
     fn forward_chunk_rows(&self) -> usize {
         // With images in turn, the GEMM runs on every thread: one product
-        // per image splits better (ResNet-50's stem at batch 1: 3.25 ms
-        // whole, 3.85 ms in chunks).
+        // per image splits better than a product per chunk (one image on
+        // several threads takes [`ConvPlan::rows_in_tasks`] where it can).
         if self.algo != ConvAlgo::Im2col || self.block > 1 || self.threads <= 1 || self.same_width()
         {
             return self.out_h;
@@ -1457,4 +1463,66 @@ fn valid_range(
         0
     };
     (lo.min(out), hi.min(out).max(lo.min(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::Backend;
+
+    /// One image on two threads runs as bands of output rows, with each
+    /// group's weight packed once where a band holds several blocks; its
+    /// forward and backward-data passes match the plan that unfolds the
+    /// image whole, to rounding (the integration tests check both against
+    /// references on the pool the machine has).
+    #[test]
+    fn row_bands_match_the_whole_image() {
+        let convs = [
+            Conv2d::new(1, 3, (70, 69), 4, 7, 2, 3),
+            Conv2d {
+                groups: 2,
+                ..Conv2d::new(1, 64, (81, 80), 6, 3, 2, 1)
+            },
+            Conv2d::new(1, 5, (67, 40), 3, 5, 1, 0),
+        ];
+        for (i, conv) in convs.into_iter().enumerate() {
+            let base = conv.plan().unwrap();
+            let bands = ConvPlan {
+                tile_threads: 2,
+                threads: 1,
+                ..base
+            };
+            let whole = ConvPlan {
+                tile_threads: 1,
+                threads: 1,
+                ..base
+            };
+            assert!(bands.rows_in_tasks() && !whole.rows_in_tasks(), "{conv:?}");
+            let x: Vec<f32> = (0..base.input_len())
+                .map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1)
+                .collect();
+            let w: Vec<f32> = (0..base.weight_len())
+                .map(|i| ((i * 11) % 13) as f32 * 0.1 - 0.6)
+                .collect();
+            let b: Vec<f32> = (0..conv.out_channels).map(|o| o as f32 * 0.1).collect();
+            if i > 0 && Backend::from_env().unwrap() == Backend::Native {
+                assert!(!bands.packed_weights(&w, false).unwrap().is_empty());
+            }
+            let run = |p: &ConvPlan| {
+                let mut s = vec![0.0; p.scratch_len()];
+                let mut y = vec![f32::NAN; p.output_len()];
+                p.forward(&x, &w, Some(&b), &mut y, &mut s).unwrap();
+                let mut gx = vec![f32::NAN; p.input_len()];
+                p.backward_data(&y, &w, &mut gx, &mut s).unwrap();
+                (y, gx)
+            };
+            let (got, want) = (run(&bands), run(&whole));
+            for (u, v) in got.0.iter().chain(&got.1).zip(want.0.iter().chain(&want.1)) {
+                assert!(
+                    (u - v).abs() <= 1e-4 * (1.0 + v.abs()),
+                    "{conv:?}: {u} vs {v}"
+                );
+            }
+        }
+    }
 }

@@ -342,7 +342,9 @@ impl PoolPlan {
     /// Max pooling for inference: the values of [`PoolPlan::max_forward`]
     /// (a window's maximum, NaN if it holds one) without the argmax, which
     /// lets each row of windows take the column maxima of its input rows
-    /// first (ResNet-50's pool1 at batch 32: 4x faster).
+    /// first (ResNet-50's pool1 at batch 32: 4x faster). Equal under `==`:
+    /// where a window's maximum is both `0.0` and `-0.0`, or several NaNs,
+    /// which one is kept can differ from the scan's.
     pub fn max_values(&self, input: &[f32], output: &mut [f32]) -> Result<()> {
         self.check(&[
             ("input", input.len(), self.input_len()),
@@ -351,17 +353,13 @@ impl PoolPlan {
         let (hw, ohw) = (self.pool.in_h * self.pool.in_w, self.out_h * self.out_w);
         // Planes in groups, each with one row of column maxima.
         let planes = |x: &[f32], y: &mut [f32]| {
-            let mut cols = vec![0.0f32; self.pool.in_w];
+            let (mut cols, mut idx) = (Vec::new(), Vec::new());
             for (x, y) in x.chunks(hw).zip(y.chunks_mut(ohw)) {
-                self.max_plane_values(x, y, &mut cols);
+                self.max_plane_values(x, y, &mut cols, &mut idx);
             }
         };
-        let per = if self.parallel() {
-            (self.pool.batch * self.pool.channels).div_ceil(8 * pool::num_threads())
-        } else {
-            self.pool.batch * self.pool.channels
-        };
         if self.parallel() {
+            let per = (self.pool.batch * self.pool.channels).div_ceil(8 * pool::num_threads());
             pool::pool().install(|| {
                 input
                     .par_chunks(per * hw)
@@ -374,28 +372,21 @@ impl PoolPlan {
         Ok(())
     }
 
-    /// One plane of [`PoolPlan::max_values`]; `cols` holds `W` floats.
-    fn max_plane_values(&self, x: &[f32], y: &mut [f32], cols: &mut [f32]) {
+    /// One plane of [`PoolPlan::max_values`]; `cols` and `idx` are scratch
+    /// (grown as needed): the vector path's column maxima, or the scan's
+    /// positions where that path does not apply.
+    fn max_plane_values(&self, x: &[f32], y: &mut [f32], cols: &mut Vec<f32>, idx: &mut Vec<u32>) {
         #[cfg(target_arch = "x86_64")]
         if cpu::isa() == Isa::Avx512 && self.pool.stride_w <= 2 {
+            cols.resize(self.pool.in_w, 0.0);
             // SAFETY: AVX-512F is available.
             unsafe { self.max_plane_values_avx512(x, y, cols) };
             return;
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = cols;
-        let w = self.pool.in_w;
-        self.each(|oh, ow, (h0, h1, w0, w1, _)| {
-            let mut best = f32::NEG_INFINITY;
-            for ih in h0..h1 {
-                for &v in &x[ih * w + w0..ih * w + w1] {
-                    if v > best || v.is_nan() && !best.is_nan() {
-                        best = v;
-                    }
-                }
-            }
-            y[oh * self.out_w + ow] = best;
-        });
+        idx.resize(y.len(), 0);
+        self.max_plane(x, y, idx);
     }
 
     /// [`PoolPlan::max_plane_values`] in vectors: per row of windows, the
@@ -692,8 +683,9 @@ mod avx512 {
         }
     }
 
-    /// `NaN`-keeping maximum: `cur` unless `v` is larger or a NaN (`cur`
-    /// once it is a NaN, `max_ps` returning its second operand otherwise).
+    /// `NaN`-keeping maximum: `v` where it is larger or a NaN, else `cur`
+    /// (a NaN `cur` too: `max_ps` returns its second operand when either is
+    /// a NaN).
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn max_keep_nan(cur: __m512, v: __m512) -> __m512 {

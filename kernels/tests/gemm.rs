@@ -394,7 +394,9 @@ fn epilogue_equals_separate_passes() {
 #[test]
 fn packed_a_matches_reference() {
     let mut rng = Rng::from_env("packed_a_matches_reference");
-    for (m, k) in [(1, 1), (13, 5), (61, 77), (200, 700), (517, 390)] {
+    // Blocks of k: several, the last one short.
+    let kc = bigdl_kernels::gemm::Blocking::for_isa(bigdl_kernels::cpu::isa()).kc;
+    for (m, k) in [(1, 1), (13, 5), (61, 2 * kc + 7), (200, 700), (517, kc + 1)] {
         for ta in [false, true] {
             let base = Gemm::new(m, 1, k).trans_a(Transpose::from_bool(ta));
             let (a, ..) = operands(&base, 1, &mut || rng.small_int());

@@ -217,7 +217,7 @@ pub struct Epilogue<'a> {
 /// `op(A)` of a product packed into the native kernel's panels, in this
 /// machine's blocking, by [`Gemm::pack_a`]: products that share `A` then
 /// skip packing it ([`Gemm::run_packed_with`]).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PackedA {
     data: Vec<f32>,
     m: usize,
@@ -226,6 +226,16 @@ pub struct PackedA {
     rows: usize,
     isa: Isa,
     kc: usize,
+}
+
+impl fmt::Debug for PackedA {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PackedA({} x {}, {}, kc {})",
+            self.m, self.k, self.isa, self.kc
+        )
+    }
 }
 
 /// A GEMM call: shapes, layout, transposes, scalars, leading dimensions.
@@ -400,9 +410,10 @@ impl Gemm {
     /// row).
     ///
     /// # Safety
-    /// `c` must be valid for reads and writes of `c_len` floats, and no
-    /// other thread may access the elements of `C` this product addresses
-    /// (`m` rows of `n` at the leading dimension) during the call.
+    /// `c` must be valid for reads and writes of `c_len` floats; the
+    /// elements of `C` this product addresses (`m` rows of `n` at the leading
+    /// dimension) must not overlap `a`, `b` or the epilogue's operands, and
+    /// no other thread may access them during the call.
     pub(crate) unsafe fn run_with_raw(
         &self,
         a: &[f32],
@@ -426,6 +437,12 @@ impl Gemm {
         if Backend::from_env()? != Backend::Native {
             return Ok(None);
         }
+        if self.layout != Layout::RowMajor {
+            return Err(KernelError::InvalidArgument {
+                op: OP,
+                what: "a packed A serves row-major products only".into(),
+            });
+        }
         let sa = self.stored(self.m, self.k, self.trans_a, self.lda);
         self.check_operand("a", &sa, a.len())?;
         let (rsa, csa) = sa.strides();
@@ -442,10 +459,7 @@ impl Gemm {
         pool::run_tasks(blocks.len() * chunks, |t| {
             let (pc, q0) = (blocks[t / chunks], (t % chunks) * per);
             let (kcb, i0) = (kc.min(self.k - pc), q0 * mr);
-            let m = (per * mr).min(self.m.saturating_sub(i0));
-            if m == 0 {
-                return;
-            }
+            let m = (per * mr).min(self.m - i0);
             // SAFETY: rows i0..i0+m and columns pc..pc+kcb are inside the
             // validated A; the panels written, q0.. of block pc, lie inside
             // `data` (rows * k floats) and no other task writes them.
@@ -645,9 +659,6 @@ impl Gemm {
         }
     }
 
-    /// Validates shapes, leading dimensions and buffer lengths (the
-    /// epilogue's too: a bias per row of `C`, a residual stored like `C`),
-    /// and describes the call as strided matrices.
     /// `Ok` when `len` floats hold operand `name` stored as `s`.
     fn check_operand(&self, name: &'static str, s: &Stored, len: usize) -> Result<()> {
         if s.ld < s.len.max(1) {
@@ -683,8 +694,10 @@ impl Gemm {
         Ok(())
     }
 
-    /// The validated problem; `C` is `c_len` floats at `c`; no `A` when it
-    /// comes packed (the caller sets `pa`).
+    /// Validates shapes, leading dimensions and buffer lengths (the
+    /// epilogue's too: a bias per row of `C`, a residual stored like `C`),
+    /// and describes the call as strided matrices; `C` is `c_len` floats at
+    /// `c`; no `A` when it comes packed (the caller sets `pa`).
     fn problem(
         &self,
         a: Option<&[f32]>,

@@ -164,11 +164,11 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
                                 },
                             };
                             // SAFETY: packed panels were filled above for this (ir, jr)
-                            // (or by `PackedA` for these rows, in this blocking) and B panels start at multiples of NR * kc floats from a
-                            // 64-byte aligned base; direct operands have unit column
-                            // stride (checked above) and the tile's rows and columns
-                            // lie inside A and B; the C tile is inside C; the CPU
-                            // supports `isa`.
+                            // (or by `PackedA` for these rows, in this blocking), and B
+                            // panels start at multiples of NR * kc floats from a 64-byte
+                            // aligned base; direct operands have unit column stride
+                            // (checked above) and the tile's rows and columns lie inside
+                            // A and B; the C tile is inside C; the CPU supports `isa`.
                             unsafe { kernel(nr)(&tile) };
                             if after {
                                 // SAFETY: the tile lies inside C.

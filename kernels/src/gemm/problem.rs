@@ -59,9 +59,10 @@ impl Epi {
     }
 }
 
-// SAFETY: a `Problem` is a view of slices borrowed (`&`, `&mut`) for the call. It is
-// shared across pool threads only as disjoint blocks of `C` (see `blocks`), and
-// `A`/`B` are only read.
+// SAFETY: a `Problem` is a view of memory borrowed for the call: slices (`&`,
+// `&mut`), a packed `A`, or a `C` whose elements the caller gives it alone
+// (`Gemm::run_with_raw`). It is shared across pool threads only as disjoint
+// blocks of `C` (see `blocks`), and `A`/`B` are only read.
 unsafe impl Send for Problem {}
 // SAFETY: as above.
 unsafe impl Sync for Problem {}
@@ -127,7 +128,7 @@ impl Problem {
             Problem {
                 m,
                 n,
-                a: self.a.offset(i0 * self.rsa),
+                a: offset(self.a, i0 * self.rsa),
                 b: self.b.offset(j0 * self.csb),
                 c: self.c.offset(i0 * self.rsc + j0 * self.csc),
                 pa_row: self.pa_row + i0 as usize,
