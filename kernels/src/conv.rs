@@ -584,32 +584,32 @@ impl ConvPlan {
     /// Each group's weight packed once for the products of this call (as
     /// `W^T` for the backward-data pass) when a thread multiplies it more
     /// than once (several images or blocks of images, or a plane in
-    /// chunks), rather than packed again for every product (ResNet-50's
+    /// chunks) and the GEMM would pack it for each product (ResNet-50's
     /// res5 1x1 at batch 32: 7% of each product); else none.
     fn packed_weights(&self, weight: &[f32], transposed: bool) -> Result<Vec<PackedA>> {
-        let per_thread = if self.rows_in_tasks() && !transposed {
+        // Products per thread, and their columns.
+        let (per_thread, n) = if self.rows_in_tasks() && !transposed {
             let (rows, chunk) = self.row_tasks();
-            rows.div_ceil(chunk)
+            (rows.div_ceil(chunk), chunk * self.out_w)
+        } else if transposed {
+            (self.per_task().div_ceil(self.block), self.block * self.p())
         } else {
-            let chunks = if transposed {
-                1
-            } else {
-                self.out_h.div_ceil(self.forward_chunk_rows())
-            };
-            self.per_task().div_ceil(self.block) * chunks
+            let chunk = self.forward_chunk_rows();
+            let products = self.per_task().div_ceil(self.block) * self.out_h.div_ceil(chunk);
+            (products, self.block * chunk * self.out_w)
         };
-        if per_thread < 2 {
+        let (k, ocg) = (self.k(), self.ocg());
+        let gemm = if transposed {
+            Gemm::new(k, n, ocg).trans_a(Transpose::Yes)
+        } else {
+            Gemm::new(ocg, n, k)
+        };
+        if per_thread < 2 || !gemm.packs_a() {
             return Ok(Vec::new());
         }
-        let (k, ocg) = (self.k(), self.ocg());
         let mut packed = Vec::with_capacity(self.conv.groups);
         for g in 0..self.conv.groups {
             let w = &weight[g * ocg * k..][..ocg * k];
-            let gemm = if transposed {
-                Gemm::new(k, 1, ocg).trans_a(Transpose::Yes)
-            } else {
-                Gemm::new(ocg, 1, k)
-            };
             match gemm.pack_a(w)? {
                 Some(p) => packed.push(p),
                 None => return Ok(Vec::new()),
@@ -702,30 +702,26 @@ impl ConvPlan {
                 let x = &input[g * in_grp..][..in_grp];
                 let w = &weight[g * ocg * k..][..ocg * k];
                 let at = g * ocg * p;
-                for oh0 in band.clone().step_by(chunk) {
-                    let oh1 = (oh0 + chunk).min(band.end);
-                    let (q0, len) = (oh0 * self.out_w, (oh1 - oh0) * self.out_w);
-                    let cols = &mut cols[..k * len];
-                    self.im2col_rows(x, cols, len, 0, oh0..oh1);
-                    // Columns q0..q0 + len of the group's ocg output rows.
-                    let c_len = (ocg - 1) * p + len;
-                    let epilogue = Epilogue {
-                        row_bias: bias.map(|b| &b[g * ocg..][..ocg]),
-                        residual: tail.residual.map(|r| &r[at + q0..][..c_len]),
-                        relu: tail.relu,
-                    };
-                    assert!(at + q0 + c_len <= out_len);
-                    // SAFETY: the block lies inside `output` (the group's
-                    // last row ends at (g + 1) ocg p); only this task writes
-                    // these columns (its band of output rows), and nothing
-                    // else reads `output` until every task is done.
-                    unsafe {
-                        let (gemm, c) = (Gemm::new(ocg, len, k).ldc(p), out.get().add(at + q0));
-                        match packed.get(g) {
-                            Some(pa) => gemm.run_packed_raw(pa, cols, c, c_len, &epilogue)?,
-                            None => gemm.run_with_raw(w, cols, c, c_len, &epilogue)?,
-                        }
-                    }
+                let epilogue = Epilogue {
+                    row_bias: bias.map(|b| &b[g * ocg..][..ocg]),
+                    residual: tail.residual.map(|r| &r[at..][..ocg * p]),
+                    relu: tail.relu,
+                };
+                assert!(at + ocg * p <= out_len);
+                // SAFETY: the group's output rows lie inside `output`; only
+                // this task writes the columns of its band, and nothing else
+                // reads `output` until every task is done.
+                unsafe {
+                    self.forward_rows(
+                        x,
+                        w,
+                        packed.get(g),
+                        &epilogue,
+                        out.get().add(at),
+                        band.clone(),
+                        chunk,
+                        cols,
+                    )?;
                 }
             }
             Ok(())
@@ -737,6 +733,53 @@ impl ConvPlan {
                 .map(task)
                 .collect::<Result<Vec<()>>>()
         })?;
+        Ok(())
+    }
+
+    /// Output rows `rows` of one image's group, `chunk` rows at a time:
+    /// each block unfolded from `x` (the group's input planes) into `cols`,
+    /// multiplied by `w` (from `packed` when given) and written, with
+    /// `epilogue` (its residual laid out like the output), into columns
+    /// `rows.start * OW..` of the group's `ocg` output rows at `out`.
+    ///
+    /// # Safety
+    /// `out` must be valid for the group's `ocg x OH x OW` floats, and no
+    /// other thread may access the columns of `rows` during the call.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn forward_rows(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        packed: Option<&PackedA>,
+        epilogue: &Epilogue<'_>,
+        out: *mut f32,
+        rows: std::ops::Range<usize>,
+        chunk: usize,
+        cols: &mut [f32],
+    ) -> Result<()> {
+        let (k, p, ocg) = (self.k(), self.p(), self.ocg());
+        for oh0 in rows.clone().step_by(chunk) {
+            let oh1 = (oh0 + chunk).min(rows.end);
+            let (q0, len) = (oh0 * self.out_w, (oh1 - oh0) * self.out_w);
+            let cols = &mut cols[..k * len];
+            self.im2col_rows(x, cols, len, 0, oh0..oh1);
+            // Columns q0..q0 + len of the ocg output rows (leading dimension p).
+            let c_len = (ocg - 1) * p + len;
+            let epilogue = Epilogue {
+                residual: epilogue.residual.map(|r| &r[q0..][..c_len]),
+                ..*epilogue
+            };
+            let gemm = Gemm::new(ocg, len, k).ldc(p);
+            // SAFETY: q0 + c_len <= ocg p floats from `out`, columns of
+            // `rows` only (caller's contract).
+            unsafe {
+                let c = out.add(q0);
+                match packed {
+                    Some(pa) => gemm.run_packed_raw(pa, cols, c, c_len, &epilogue)?,
+                    None => gemm.run_with_raw(w, cols, c, c_len, &epilogue)?,
+                }
+            }
+        }
         Ok(())
     }
 
@@ -797,36 +840,28 @@ impl ConvPlan {
                 let w = &weight[g * ocg * k..][..ocg * k];
                 let at = (n * c.out_channels + g * ocg) * p;
                 let out = &mut output[at..][..ocg * p];
-                let row_bias = bias.map(|b| &b[g * ocg..][..ocg]);
+                let epilogue = Epilogue {
+                    row_bias: bias.map(|b| &b[g * ocg..][..ocg]),
+                    residual: tail.residual.map(|r| &r[at..][..ocg * p]),
+                    relu: tail.relu,
+                };
                 if chunk >= self.out_h {
-                    let epilogue = Epilogue {
-                        row_bias,
-                        residual: tail.residual.map(|r| &r[at..][..ocg * p]),
-                        relu: tail.relu,
-                    };
                     let cols = self.columns(x, scratch);
                     run_weight(Gemm::new(ocg, p, k), packed.get(g), w, cols, out, &epilogue)?;
                     continue;
                 }
-                // Columns of `chunk` output rows at a time, into columns
-                // q0.. of the output (leading dimension p).
-                for oh0 in (0..self.out_h).step_by(chunk) {
-                    let oh1 = (oh0 + chunk).min(self.out_h);
-                    let (q0, len) = (oh0 * self.out_w, (oh1 - oh0) * self.out_w);
-                    let cols = &mut scratch[..k * len];
-                    self.im2col_rows(x, cols, len, 0, oh0..oh1);
-                    let epilogue = Epilogue {
-                        row_bias,
-                        residual: tail.residual.map(|r| &r[at + q0..][..(ocg - 1) * p + len]),
-                        relu: tail.relu,
-                    };
-                    run_weight(
-                        Gemm::new(ocg, len, k).ldc(p),
-                        packed.get(g),
+                // SAFETY: `out` is the group's output rows, borrowed
+                // exclusively.
+                unsafe {
+                    self.forward_rows(
+                        x,
                         w,
-                        cols,
-                        &mut out[q0..][..(ocg - 1) * p + len],
+                        packed.get(g),
                         &epilogue,
+                        out.as_mut_ptr(),
+                        0..self.out_h,
+                        chunk,
+                        scratch,
                     )?;
                 }
             }
@@ -1477,11 +1512,14 @@ mod tests {
     /// references on the pool the machine has).
     #[test]
     fn row_bands_match_the_whole_image() {
+        // A stem-like layer (one block per band); groups with a deep
+        // weight, and an unpadded 5x5 (several blocks per band, weights the
+        // GEMM would pack).
         let convs = [
             Conv2d::new(1, 3, (70, 69), 4, 7, 2, 3),
             Conv2d {
                 groups: 2,
-                ..Conv2d::new(1, 64, (81, 80), 6, 3, 2, 1)
+                ..Conv2d::new(1, 256, (90, 48), 6, 3, 2, 1)
             },
             Conv2d::new(1, 5, (67, 40), 3, 5, 1, 0),
         ];

@@ -428,6 +428,16 @@ impl Gemm {
         self.run_problem(backend, problem)
     }
 
+    /// Whether the native kernel packs `op(A)` for this (row-major) product
+    /// rather than reading it in place: where it does, [`Gemm::pack_a`]
+    /// lets several products share one packing.
+    pub fn packs_a(&self) -> bool {
+        let (_, csa) = self
+            .stored(self.m, self.k, self.trans_a, self.lda)
+            .strides();
+        !native::reads_a_in_place(cpu::isa(), csa, self.n, self.k)
+    }
+
     /// Packs `op(A)` (`m x k`, as this product reads it) into the native
     /// kernel's panels once, for several products that share it (a
     /// convolution's weight over the images of a batch), on the pool's

@@ -51,6 +51,15 @@ const DIRECT_A_MAX_K: usize = 1024;
 /// micro-panels reuse each packed `B` element.
 const DIRECT_B_MAX_M: usize = 48;
 
+/// Whether a product of `n` columns and depth `k` whose `A` has column
+/// stride `csa` reads `A` in place rather than packing it.
+pub(crate) fn reads_a_in_place(isa: Isa, csa: isize, n: usize, k: usize) -> bool {
+    microkernel::has_direct(isa)
+        && csa == 1
+        && n <= DIRECT_A_MAX_N
+        && (n <= DIRECT_A_ALWAYS_N || k < DIRECT_A_MAX_K)
+}
+
 unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: &Problem) {
     assert_eq!(
         (bl.mr, bl.nr),
@@ -68,11 +77,7 @@ unsafe fn blocked<const MR: usize, const NR: usize>(isa: Isa, bl: &Blocking, p: 
     }
     let direct = microkernel::has_direct(isa);
     let packed_a = !p.pa.is_null();
-    let direct_a = direct
-        && !packed_a
-        && p.csa == 1
-        && p.n <= DIRECT_A_MAX_N
-        && (p.n <= DIRECT_A_ALWAYS_N || p.k < DIRECT_A_MAX_K);
+    let direct_a = !packed_a && reads_a_in_place(isa, p.csa, p.n, p.k);
     let mc_max = bl.mc.min(p.m.next_multiple_of(MR));
     let kc_max = bl.kc.min(p.k);
     // B in place also when its rows are close enough that the `kc` rows one
