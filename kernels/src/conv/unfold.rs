@@ -59,7 +59,7 @@ impl ConvPlan {
                             // No column of this row reads inside the image.
                         } else if c.stride_w == 1 {
                             let start = lo + base - c.pad_left;
-                            d[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                            copy_row(&mut d[lo..hi], &src[start..]);
                         } else {
                             let start = lo * c.stride_w + base - c.pad_left;
                             copy_strided(&mut d[lo..hi], &src[start..], c.stride_w);
@@ -160,9 +160,16 @@ impl ConvPlan {
                             continue;
                         }
                         let dst = &mut plane[ih * c.in_w..][..c.in_w];
-                        let s = &srcs[oh * ow_n..][..ow_n];
-                        for ow in lo..hi {
-                            dst[ow * c.stride_w + base - c.pad_left] += s[ow];
+                        let s = &srcs[oh * ow_n..][lo..hi];
+                        if hi <= lo {
+                            // No column of this row reads inside the image.
+                        } else if c.stride_w == 1 {
+                            add_row(&mut dst[lo + base - c.pad_left..], s);
+                        } else {
+                            let dst = &mut dst[lo * c.stride_w + base - c.pad_left..];
+                            for (i, &v) in s.iter().enumerate() {
+                                dst[i * c.stride_w] += v;
+                            }
                         }
                     }
                     row += 1;
@@ -227,9 +234,46 @@ fn zero_columns(
     }
 }
 
+/// `dst[i] = src[i]` for a row of a column matrix: rows of up to 64 floats
+/// as fixed-size moves of 8 (the last one overlapping), not a `memcpy`
+/// call per row (LeNet-5's conv2 unfolds 150 rows of 8 per output row).
+#[inline]
+pub(super) fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len();
+    let src = &src[..n];
+    if n > 64 {
+        dst.copy_from_slice(src);
+    } else if n >= 8 {
+        for i in (0..n - 8).step_by(8) {
+            dst[i..i + 8].copy_from_slice(&src[i..i + 8]);
+        }
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
+    }
+}
+
+/// `dst[i] += src[i]`, in whole vectors of 8 then one by one.
+#[inline]
+fn add_row(dst: &mut [f32], src: &[f32]) {
+    let dst = &mut dst[..src.len()];
+    let mut d8 = dst.chunks_exact_mut(8);
+    let mut s8 = src.chunks_exact(8);
+    for (d, s) in (&mut d8).zip(&mut s8) {
+        for j in 0..8 {
+            d[j] += s[j];
+        }
+    }
+    for (d, &s) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
+        *d += s;
+    }
+}
+
 /// `dst[i] = src[i * stride]`: the columns of a strided convolution's
 /// unfolding (stride 2 on AVX-512: 16 at a time, the even elements of 32).
-fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+pub(super) fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
     let n = dst.len();
     if n == 0 {
         return;
