@@ -67,18 +67,19 @@ impl ConvPlan {
     }
 
     /// Whether the weight gradient takes this path: AVX-512, a column
-    /// matrix to unfold (not `Direct1x1`) of at least twice the staged
+    /// matrix to unfold (not `Direct1x1`) of at least 4/3 of the staged
     /// floats, one group, a small gradient with a side of at most 32, at
     /// most 1.5x the exact multiplies, and a staged image in half of the
-    /// chunk. Measured on Zen 4 (one thread): LeNet-5's conv1 and conv2
-    /// (staging a third and a fifth of the column matrix) 1.5x and 1.7x
-    /// faster; ResNet-20's conv1 (three quarters, with the same dot
-    /// products on unaligned rows) 1.2x slower.
+    /// chunk. Measured on Zen 4 against im2col and `gemm::dot` (one
+    /// thread): LeNet-5's conv1 and conv2 (staging a third and a fifth of
+    /// the column matrix) 1.5x and 1.8x faster, ResNet-20's strided layer
+    /// (0.74 of it) 1.25x faster; ResNet-20's conv1 (0.76, most of it the
+    /// widened output gradient) 8% slower (1.2x faster on two threads).
     pub(super) fn shifted_fits(&self) -> bool {
         let (ocg, k) = (self.ocg(), self.k());
         crate::cpu::isa() == crate::cpu::Isa::Avx512
             && self.algo != super::ConvAlgo::Direct1x1
-            && 2 * self.staged_image_len() <= k * self.p()
+            && 4 * self.staged_image_len() <= 3 * k * self.p()
             && self.conv.groups == 1
             && ocg * k <= MAX_WEIGHT
             && ocg.min(k) <= MAX_SIDE
@@ -223,9 +224,11 @@ impl ConvPlan {
                         }
                     }
                 }
-                for (r, row) in acc.iter().enumerate().take(m - i0) {
-                    for (c, v) in row.iter().enumerate().take(n - j0) {
-                        gw[(i0 + r) * n + j0 + c] += _mm512_reduce_add_ps(*v);
+                // SAFETY: AVX-512F is available (caller's contract).
+                let sums = unsafe { crate::gemm::sum_4x4(&acc) };
+                for r in 0..R.min(m - i0) {
+                    for c in 0..R.min(n - j0) {
+                        gw[(i0 + r) * n + j0 + c] += sums[r * R + c];
                     }
                 }
             }

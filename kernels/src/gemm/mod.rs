@@ -41,6 +41,8 @@ use crate::pool::{self, SyncPtr};
 
 pub use blocking::Blocking;
 use blocking::micro_tile;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use dot::sum_4x4;
 pub(crate) use problem::{Epi, Problem, relu_f32};
 
 const OP: &str = "sgemm";
