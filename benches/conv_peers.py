@@ -2,7 +2,8 @@
 """Convolution and pooling layers of bigdl-rs against PyTorch (CPU, oneDNN), same
 machine, same run.
 
-Usage: benches/conv_peers.py [MIN_MS]   (builds and runs the `conv_table` binary)
+Usage: benches/conv_peers.py [MIN_MS [NAME]]   (builds and runs the `conv_table` binary;
+with NAME, only the layers whose name contains it)
 
 For each layer of bigdl_benches::LAYERS (LeNet-5, ResNet-20, ResNet-50,
 Inception-v1) and 1 and 2 threads: the median time of forward, backward-data and
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIN_MS = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+NAME = sys.argv[2:3]
 
 
 def median_secs(f):
@@ -38,7 +40,7 @@ def median_secs(f):
 def ours(threads):
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "bigdl-benches", "--bin", "conv_table"], cwd=ROOT, check=True)
     env = dict(os.environ, BIGDL_NUM_THREADS=str(threads))
-    out = subprocess.run([os.path.join(ROOT, "target/release/conv_table"), str(MIN_MS)], cwd=ROOT, check=True,
+    out = subprocess.run([os.path.join(ROOT, "target/release/conv_table"), str(MIN_MS), *NAME], cwd=ROOT, check=True,
                          capture_output=True, text=True, env=env).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     geometry = [r for r in rows if "kind" in r]

@@ -1,0 +1,259 @@
+//! Stride-1 convolutions with few channels, computed directly (AVX-512VL):
+//! LeNet-5's layers and their backward-data passes.
+//!
+//! im2col multiplies such a layer's input 9 to 25-fold for products of a
+//! few rows (LeNet-5's conv2: 12 rows), and col2im adds it back. Here an
+//! output tile of 4 channels x 4 runs of 8 outputs (16 eight-lane
+//! accumulators) sums, for every input channel and kernel tap, a broadcast
+//! weight times 8 contiguous inputs: the inputs a run of outputs reads
+//! through one tap are themselves a run. Rows wider than 8 take runs at 0,
+//! 8, ... and a last one ending at the row's end (overlapping the one
+//! before it; both store the same sums).
+//!
+//! Padding comes from a zero-padded copy of each image. Backward-data is
+//! the same convolution from the output gradient, padded by
+//! `(K - 1) d - pad` on each side, with the weight flipped and its channel
+//! axes swapped.
+
+use super::ConvPlan;
+use crate::cpu::{self, Isa};
+
+/// Outputs per run (one `__m256`).
+const RUN: usize = 8;
+/// Largest `C x KH x KW` and output channel count taken: deeper or wider
+/// layers go to the GEMM (or Winograd), whose blocking wins there.
+const MAX_DEPTH: usize = 400;
+const MAX_OUT: usize = 32;
+
+/// A stride-1 convolution of one image over an already padded input.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Direct {
+    /// Input channels and padded plane size.
+    pub cin: usize,
+    pub hp: usize,
+    pub wp: usize,
+    /// Output channels and plane size.
+    pub cout: usize,
+    pub oh: usize,
+    pub ow: usize,
+    /// Kernel size and dilation.
+    pub kh: usize,
+    pub kw: usize,
+    pub dh: usize,
+    pub dw: usize,
+}
+
+impl Direct {
+    /// Whether this kernel takes the convolution: AVX-512, rows of at least
+    /// one run, and few channels.
+    fn suits(&self) -> bool {
+        cpu::isa() == Isa::Avx512
+            && self.ow >= RUN
+            && self.cin * self.kh * self.kw <= MAX_DEPTH
+            && self.cout <= MAX_OUT
+    }
+
+    /// `out (cout x oh x ow) = conv(x (cin x hp x wp), w (cout x cin kh kw)) + bias`.
+    pub(super) fn run(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+        let depth = self.cin * self.kh * self.kw;
+        assert!(
+            x.len() >= self.cin * self.hp * self.wp
+                && w.len() >= self.cout * depth
+                && out.len() >= self.cout * self.oh * self.ow
+                && bias.is_none_or(|b| b.len() >= self.cout)
+                && self.hp >= self.oh + (self.kh - 1) * self.dh
+                && self.wp >= self.ow + (self.kw - 1) * self.dw
+                && self.ow >= RUN
+        );
+        assert_eq!(
+            cpu::isa(),
+            Isa::Avx512,
+            "the direct convolution needs AVX-512"
+        );
+        // SAFETY: AVX-512F and VL are available (asserted); the sizes are
+        // checked above.
+        unsafe {
+            // Channel blocks that divide the channels where they can.
+            match self.cout {
+                1 => self.tiles::<1, 16>(x, w, bias, out),
+                2 => self.tiles::<2, 8>(x, w, bias, out),
+                c if c % 4 == 0 => self.tiles::<4, 4>(x, w, bias, out),
+                c if c % 6 == 0 => self.tiles::<6, 3>(x, w, bias, out),
+                c if c % 3 == 0 => self.tiles::<3, 5>(x, w, bias, out),
+                _ => self.tiles::<4, 4>(x, w, bias, out),
+            }
+        }
+    }
+
+    /// Tiles of `OB` output channels x `RB` runs.
+    ///
+    /// # Safety
+    /// AVX-512F and VL are available; the buffers hold what `run` checks.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,fma")]
+    unsafe fn tiles<const OB: usize, const RB: usize>(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        let depth = self.cin * self.kh * self.kw;
+        let per_row = self.ow.div_ceil(RUN);
+        let runs = self.oh * per_row;
+        let plane = self.oh * self.ow;
+        // Run `i`: output row and column, and where its first tap reads.
+        let run_at = |i: usize| {
+            let (y, j) = (i / per_row, i % per_row);
+            let x0 = (j * RUN).min(self.ow - RUN);
+            (y * self.ow + x0, y * self.wp + x0)
+        };
+        for o0 in (0..self.cout).step_by(OB) {
+            // Channels past the end repeat the last one and are not stored.
+            let o: [usize; OB] = std::array::from_fn(|i| (o0 + i).min(self.cout - 1));
+            for r0 in (0..runs).step_by(RB) {
+                // Runs past the end repeat the last one (same sums, stored
+                // again).
+                let at: [(usize, usize); RB] =
+                    std::array::from_fn(|j| run_at((r0 + j).min(runs - 1)));
+                let mut acc: [[__m256; RB]; OB] =
+                    std::array::from_fn(|i| [_mm256_set1_ps(bias.map_or(0.0, |b| b[o[i]])); RB]);
+                let mut r = 0;
+                for c in 0..self.cin {
+                    for kh in 0..self.kh {
+                        let row = (c * self.hp + kh * self.dh) * self.wp;
+                        for kw in 0..self.kw {
+                            let tap = row + kw * self.dw;
+                            // SAFETY: run j reads x[tap + at.1 .. + RUN]:
+                            // row y + kh dh < hp, columns x0 + kw dw + 8 <= wp
+                            // (checked by `run`).
+                            unsafe {
+                                let v: [__m256; RB] = std::array::from_fn(|j| {
+                                    _mm256_loadu_ps(x.as_ptr().add(tap + at[j].1))
+                                });
+                                for i in 0..OB {
+                                    let wv =
+                                        _mm256_broadcast_ss(&*w.as_ptr().add(o[i] * depth + r));
+                                    for j in 0..RB {
+                                        acc[i][j] = _mm256_fmadd_ps(wv, v[j], acc[i][j]);
+                                    }
+                                }
+                            }
+                            r += 1;
+                        }
+                    }
+                }
+                for (i, acc) in acc.iter().enumerate().take(self.cout - o0) {
+                    for (j, v) in acc.iter().enumerate() {
+                        // SAFETY: channel o0 + i < cout, the run's 8 outputs
+                        // lie in its row.
+                        unsafe {
+                            _mm256_storeu_ps(out.as_mut_ptr().add((o0 + i) * plane + at[j].0), *v)
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn tiles<const OB: usize, const RB: usize>(
+        &self,
+        _: &[f32],
+        _: &[f32],
+        _: Option<&[f32]>,
+        _: &mut [f32],
+    ) {
+        unreachable!("the direct convolution needs AVX-512")
+    }
+}
+
+impl ConvPlan {
+    /// The forward pass as a [`Direct`] convolution over the padded input,
+    /// if it takes it.
+    pub(super) fn direct_forward(&self) -> Option<Direct> {
+        let c = &self.conv;
+        let d = Direct {
+            cin: c.in_channels,
+            hp: c.in_h + c.pad_top + c.pad_bottom,
+            wp: c.in_w + c.pad_left + c.pad_right,
+            cout: c.out_channels,
+            oh: self.out_h,
+            ow: self.out_w,
+            kh: c.kernel_h,
+            kw: c.kernel_w,
+            dh: c.dilation_h,
+            dw: c.dilation_w,
+        };
+        (c.groups == 1 && (c.stride_h, c.stride_w) == (1, 1) && d.suits()).then_some(d)
+    }
+
+    /// The backward-data pass as a [`Direct`] convolution over the output
+    /// gradient padded by `(K - 1) d - pad`, if it takes it (every padding
+    /// at most the dilated kernel's reach).
+    pub(super) fn direct_backward(&self) -> Option<Direct> {
+        let c = &self.conv;
+        let (reach_h, reach_w) = (
+            (c.kernel_h - 1) * c.dilation_h,
+            (c.kernel_w - 1) * c.dilation_w,
+        );
+        let d = Direct {
+            cin: c.out_channels,
+            hp: c.in_h + reach_h,
+            wp: c.in_w + reach_w,
+            cout: c.in_channels,
+            oh: c.in_h,
+            ow: c.in_w,
+            kh: c.kernel_h,
+            kw: c.kernel_w,
+            dh: c.dilation_h,
+            dw: c.dilation_w,
+        };
+        (c.groups == 1
+            && (c.stride_h, c.stride_w) == (1, 1)
+            && c.pad_top.max(c.pad_bottom) <= reach_h
+            && c.pad_left.max(c.pad_right) <= reach_w
+            && d.suits())
+        .then_some(d)
+    }
+
+    /// Copies the planes of `x` (`channels x h x w`) into `dst` with `top`
+    /// rows and `left` columns of zeros before them and zeros to `hp x wp`.
+    pub(super) fn pad_planes(
+        x: &[f32],
+        (h, w): (usize, usize),
+        (top, left): (usize, usize),
+        (hp, wp): (usize, usize),
+        dst: &mut [f32],
+    ) {
+        for (src, plane) in x.chunks_exact(h * w).zip(dst.chunks_exact_mut(hp * wp)) {
+            plane[..top * wp].fill(0.0);
+            plane[(top + h) * wp..].fill(0.0);
+            for (s, row) in src
+                .chunks_exact(w)
+                .zip(plane[top * wp..].chunks_exact_mut(wp))
+            {
+                row[..left].fill(0.0);
+                row[left..left + w].copy_from_slice(s);
+                row[left + w..].fill(0.0);
+            }
+        }
+    }
+
+    /// The weight of the backward-data [`Direct`] convolution:
+    /// `wt[c][o][kh][kw] = w[o][c][KH - 1 - kh][KW - 1 - kw]`.
+    pub(super) fn flipped_weight(&self, w: &[f32], wt: &mut [f32]) {
+        let c = &self.conv;
+        let (taps, cin, cout) = (c.kernel_h * c.kernel_w, c.in_channels, c.out_channels);
+        for o in 0..cout {
+            for ch in 0..cin {
+                let src = &w[(o * cin + ch) * taps..][..taps];
+                let dst = &mut wt[(ch * cout + o) * taps..][..taps];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+}
