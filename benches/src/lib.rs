@@ -128,7 +128,10 @@ pub fn inputs(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
 }
 
 /// Median seconds per call of `f`, after one warm-up call, over at least `min`
-/// and at least 5 calls.
+/// and at least 5 calls. `BIGDL_BENCH_QUANTILE=q` (0 to 1) reports that
+/// quantile instead: a low one (0.1) compares two builds of ours on a machine
+/// another tenant preempts, where medians move by 30%; peers' tables use the
+/// median.
 pub fn median_secs(min: Duration, mut f: impl FnMut()) -> f64 {
     f();
     let mut times = Vec::new();
@@ -139,7 +142,12 @@ pub fn median_secs(min: Duration, mut f: impl FnMut()) -> f64 {
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    let q = std::env::var("BIGDL_BENCH_QUANTILE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|q| (0.0..=1.0).contains(q))
+        .unwrap_or(0.5);
+    times[((times.len() - 1) as f64 * q).round() as usize]
 }
 
 /// A layer of the convolution benchmark table.

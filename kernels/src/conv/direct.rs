@@ -1,5 +1,6 @@
-//! Stride-1 convolutions with few channels, computed directly (AVX-512VL):
-//! LeNet-5's layers and their backward-data passes.
+//! Convolutions with few channels, computed directly (AVX-512VL): LeNet-5's
+//! layers and their backward-data passes, ResNet-20's first and strided
+//! layers.
 //!
 //! im2col multiplies such a layer's input 9 to 25-fold for products of a
 //! few rows (LeNet-5's conv2: 12 rows), and col2im adds it back. Here an
@@ -10,12 +11,18 @@
 //! 8, ... and a last one ending at the row's end (overlapping the one
 //! before it; both store the same sums).
 //!
-//! Padding comes from a zero-padded copy of each image. Backward-data is
-//! the same convolution from the output gradient, padded by
+//! Padding and strides come from a copy of each image split into
+//! `sh x sw` phase planes of the zero-padded input,
+//! `P[c][a][b][y][x] = Xpad[c][y sh + a][x sw + b]`: tap `(kh, kw)` reads
+//! phase `(kh dh mod sh, kw dw mod sw)` from row `kh dh / sh` and column
+//! `kw dw / sw` on, and a run of outputs reads a run of that plane. Without
+//! padding or strides the image is read in place. Backward-data (stride 1)
+//! is the same convolution from the output gradient, padded by
 //! `(K - 1) d - pad` on each side, with the weight flipped and its channel
 //! axes swapped.
 
 use super::ConvPlan;
+use super::unfold::{copy_row, copy_strided, valid_range};
 use crate::cpu::{self, Isa};
 
 /// Outputs per run (one `__m256`).
@@ -25,13 +32,16 @@ const RUN: usize = 8;
 const MAX_DEPTH: usize = 400;
 const MAX_OUT: usize = 32;
 
-/// A stride-1 convolution of one image over an already padded input.
+/// A convolution of one image over its phase planes (see the module).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Direct {
-    /// Input channels and padded plane size.
+    /// Input channels and phase plane size.
     pub cin: usize,
     pub hp: usize,
     pub wp: usize,
+    /// Strides (phases per channel: `sh x sw`).
+    pub sh: usize,
+    pub sw: usize,
     /// Output channels and plane size.
     pub cout: usize,
     pub oh: usize,
@@ -53,16 +63,23 @@ impl Direct {
             && self.cout <= MAX_OUT
     }
 
-    /// `out (cout x oh x ow) = conv(x (cin x hp x wp), w (cout x cin kh kw)) + bias`.
+    /// Floats of one image's phase planes.
+    pub(super) fn planes_len(&self) -> usize {
+        self.cin * self.sh * self.sw * self.hp * self.wp
+    }
+
+    /// `out (cout x oh x ow) = conv(x, w (cout x cin kh kw)) + bias`, `x`
+    /// the phase planes.
     pub(super) fn run(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
         let depth = self.cin * self.kh * self.kw;
         assert!(
-            x.len() >= self.cin * self.hp * self.wp
+            x.len() >= self.planes_len()
+                && self.planes_len() <= u32::MAX as usize
                 && w.len() >= self.cout * depth
                 && out.len() >= self.cout * self.oh * self.ow
                 && bias.is_none_or(|b| b.len() >= self.cout)
-                && self.hp >= self.oh + (self.kh - 1) * self.dh
-                && self.wp >= self.ow + (self.kw - 1) * self.dw
+                && self.hp >= self.oh + (self.kh - 1) * self.dh / self.sh
+                && self.wp >= self.ow + (self.kw - 1) * self.dw / self.sw
                 && self.ow >= RUN
         );
         assert_eq!(
@@ -103,15 +120,31 @@ impl Direct {
         let per_row = self.ow.div_ceil(RUN);
         let runs = self.oh * per_row;
         let plane = self.oh * self.ow;
+        let phase = self.hp * self.wp;
         // Run `i`: output row and column, and where its first tap reads.
         let run_at = |i: usize| {
             let (y, j) = (i / per_row, i % per_row);
             let x0 = (j * RUN).min(self.ow - RUN);
             (y * self.ow + x0, y * self.wp + x0)
         };
+        // Where the taps of row (c, kh) start reading, for the run at (0,
+        // 0), and where tap kw reads from there.
+        let mut rows = [0usize; MAX_DEPTH];
+        for (i, row) in rows[..self.cin * self.kh].iter_mut().enumerate() {
+            let (c, th) = (i / self.kh, i % self.kh * self.dh);
+            *row = (c * self.sh + th % self.sh) * self.sw * phase + th / self.sh * self.wp;
+        }
+        let mut cols = [0usize; MAX_DEPTH];
+        for (kw, col) in cols[..self.kw].iter_mut().enumerate() {
+            let tw = kw * self.dw;
+            *col = tw % self.sw * phase + tw / self.sw;
+        }
+        let (rows, cols) = (&rows[..self.cin * self.kh], &cols[..self.kw]);
         for o0 in (0..self.cout).step_by(OB) {
             // Channels past the end repeat the last one and are not stored.
             let o: [usize; OB] = std::array::from_fn(|i| (o0 + i).min(self.cout - 1));
+            // SAFETY: rows of w, which holds cout x depth floats.
+            let wo: [*const f32; OB] = o.map(|o| unsafe { w.as_ptr().add(o * depth) });
             for r0 in (0..runs).step_by(RB) {
                 // Runs past the end repeat the last one (same sums, stored
                 // again).
@@ -119,29 +152,25 @@ impl Direct {
                     std::array::from_fn(|j| run_at((r0 + j).min(runs - 1)));
                 let mut acc: [[__m256; RB]; OB] =
                     std::array::from_fn(|i| [_mm256_set1_ps(bias.map_or(0.0, |b| b[o[i]])); RB]);
+                let px: [*const f32; RB] = at.map(|a| x.as_ptr().wrapping_add(a.1));
                 let mut r = 0;
-                for c in 0..self.cin {
-                    for kh in 0..self.kh {
-                        let row = (c * self.hp + kh * self.dh) * self.wp;
-                        for kw in 0..self.kw {
-                            let tap = row + kw * self.dw;
-                            // SAFETY: run j reads x[tap + at.1 .. + RUN]:
-                            // row y + kh dh < hp, columns x0 + kw dw + 8 <= wp
-                            // (checked by `run`).
-                            unsafe {
-                                let v: [__m256; RB] = std::array::from_fn(|j| {
-                                    _mm256_loadu_ps(x.as_ptr().add(tap + at[j].1))
-                                });
-                                for i in 0..OB {
-                                    let wv =
-                                        _mm256_broadcast_ss(&*w.as_ptr().add(o[i] * depth + r));
-                                    for j in 0..RB {
-                                        acc[i][j] = _mm256_fmadd_ps(wv, v[j], acc[i][j]);
-                                    }
+                for &row in rows {
+                    for &col in cols {
+                        // SAFETY: run j reads x[row + col + at.1 .. + RUN]:
+                        // row y + kh dh / sh < hp, columns x0 + kw dw / sw +
+                        // 8 <= wp of a phase inside the planes (checked by
+                        // `run`).
+                        unsafe {
+                            let v: [__m256; RB] =
+                                std::array::from_fn(|j| _mm256_loadu_ps(px[j].add(row + col)));
+                            for i in 0..OB {
+                                let wv = _mm256_broadcast_ss(&*wo[i].add(r));
+                                for j in 0..RB {
+                                    acc[i][j] = _mm256_fmadd_ps(wv, v[j], acc[i][j]);
                                 }
                             }
-                            r += 1;
                         }
+                        r += 1;
                     }
                 }
                 for (i, acc) in acc.iter().enumerate().take(self.cout - o0) {
@@ -170,14 +199,16 @@ impl Direct {
 }
 
 impl ConvPlan {
-    /// The forward pass as a [`Direct`] convolution over the padded input,
-    /// if it takes it.
+    /// The forward pass as a [`Direct`] convolution, if it takes it.
     pub(super) fn direct_forward(&self) -> Option<Direct> {
         let c = &self.conv;
         let d = Direct {
             cin: c.in_channels,
-            hp: c.in_h + c.pad_top + c.pad_bottom,
-            wp: c.in_w + c.pad_left + c.pad_right,
+            // At least OH + (KH - 1) dh / sh (see `shifted::staging`).
+            hp: (c.in_h + c.pad_top + c.pad_bottom).div_ceil(c.stride_h),
+            wp: (c.in_w + c.pad_left + c.pad_right).div_ceil(c.stride_w),
+            sh: c.stride_h,
+            sw: c.stride_w,
             cout: c.out_channels,
             oh: self.out_h,
             ow: self.out_w,
@@ -186,7 +217,7 @@ impl ConvPlan {
             dh: c.dilation_h,
             dw: c.dilation_w,
         };
-        (c.groups == 1 && (c.stride_h, c.stride_w) == (1, 1) && d.suits()).then_some(d)
+        (c.groups == 1 && d.suits()).then_some(d)
     }
 
     /// The backward-data pass as a [`Direct`] convolution over the output
@@ -202,6 +233,8 @@ impl ConvPlan {
             cin: c.out_channels,
             hp: c.in_h + reach_h,
             wp: c.in_w + reach_w,
+            sh: 1,
+            sw: 1,
             cout: c.in_channels,
             oh: c.in_h,
             ow: c.in_w,
@@ -218,25 +251,36 @@ impl ConvPlan {
         .then_some(d)
     }
 
-    /// Copies the planes of `x` (`channels x h x w`) into `dst` with `top`
-    /// rows and `left` columns of zeros before them and zeros to `hp x wp`.
-    pub(super) fn pad_planes(
+    /// Splits the planes of `x` (`channels x h x w`), with `top` rows and
+    /// `left` columns of zeros before them and zeros after, into the phase
+    /// planes of `d` (layout in the module's documentation).
+    pub(super) fn phase_planes(
+        d: &Direct,
         x: &[f32],
         (h, w): (usize, usize),
         (top, left): (usize, usize),
-        (hp, wp): (usize, usize),
         dst: &mut [f32],
     ) {
-        for (src, plane) in x.chunks_exact(h * w).zip(dst.chunks_exact_mut(hp * wp)) {
-            plane[..top * wp].fill(0.0);
-            plane[(top + h) * wp..].fill(0.0);
-            for (s, row) in src
-                .chunks_exact(w)
-                .zip(plane[top * wp..].chunks_exact_mut(wp))
-            {
-                row[..left].fill(0.0);
-                row[left..left + w].copy_from_slice(s);
-                row[left + w..].fill(0.0);
+        let (sh, sw, wp) = (d.sh, d.sw, d.wp);
+        let planes = dst.chunks_exact_mut(d.hp * wp).enumerate();
+        for (i, plane) in planes.take(d.cin * sh * sw) {
+            let (ch, a, b) = (i / (sh * sw), i / sw % sh, i % sw);
+            let src = &x[ch * h * w..][..h * w];
+            let (lo, hi) = valid_range(wp, b, left, sw, w);
+            for (y, row) in plane.chunks_exact_mut(wp).enumerate() {
+                let ih = (y * sh + a).wrapping_sub(top);
+                if ih >= h || lo == hi {
+                    row.fill(0.0);
+                    continue;
+                }
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                let s = &src[ih * w + lo * sw + b - left..];
+                if sw == 1 {
+                    copy_row(&mut row[lo..hi], s);
+                } else {
+                    copy_strided(&mut row[lo..hi], s, sw);
+                }
             }
         }
     }

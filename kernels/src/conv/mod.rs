@@ -502,10 +502,10 @@ impl ConvPlan {
             len = len.max(self.shifted_len());
         }
         if let Some(d) = self.direct_forward().filter(|_| self.direct_fwd) {
-            len = len.max(d.cin * d.hp * d.wp);
+            len = len.max(d.planes_len());
         }
         if let Some(d) = self.direct_backward().filter(|_| self.direct_data) {
-            len = len.max(d.cin * d.hp * d.wp);
+            len = len.max(d.planes_len());
         }
         len
     }
@@ -700,20 +700,21 @@ impl ConvPlan {
     ) -> Result<()> {
         let c = &self.conv;
         let (in_img, out_img) = (self.input_len() / c.batch, self.output_len() / c.batch);
-        let padded = c.pad_top + c.pad_bottom + c.pad_left + c.pad_right > 0;
+        let in_place = c.pad_top + c.pad_bottom + c.pad_left + c.pad_right == 0
+            && (c.stride_h, c.stride_w) == (1, 1);
         self.par_images(input, in_img, output, out_img, scratch, |i0, x, y, s| {
             for (n, (x, y)) in x
                 .chunks_exact(in_img)
                 .zip(y.chunks_exact_mut(out_img))
                 .enumerate()
             {
-                let x = if padded {
-                    let s = &mut s[..d.cin * d.hp * d.wp];
-                    let pad = (c.pad_top, c.pad_left);
-                    Self::pad_planes(x, (c.in_h, c.in_w), pad, (d.hp, d.wp), s);
-                    &*s
-                } else {
+                let x = if in_place {
                     x
+                } else {
+                    let s = &mut s[..d.planes_len()];
+                    let pad = (c.pad_top, c.pad_left);
+                    Self::phase_planes(d, x, (c.in_h, c.in_w), pad, s);
+                    &*s
                 };
                 d.run(x, weight, bias, y);
                 if !tail.is_none() {
@@ -1027,8 +1028,8 @@ impl ConvPlan {
                 scratch,
                 |_, gy, gx, s| {
                     for (gy, gx) in gy.chunks_exact(out_img).zip(gx.chunks_exact_mut(in_img)) {
-                        let s = &mut s[..d.cin * d.hp * d.wp];
-                        Self::pad_planes(gy, (self.out_h, self.out_w), pad, (d.hp, d.wp), s);
+                        let s = &mut s[..d.planes_len()];
+                        Self::phase_planes(&d, gy, (self.out_h, self.out_w), pad, s);
                         d.run(s, wt, None, gx);
                     }
                     Ok(())
@@ -1559,8 +1560,8 @@ mod tests {
     }
 
     /// The direct convolutions match an f64 reference: asymmetric padding,
-    /// dilation, rows that are not whole runs, every channel blocking, a
-    /// fused residual and ReLU, one and two threads.
+    /// dilation, strides, rows that are not whole runs, every channel
+    /// blocking, a fused residual and ReLU, one and two threads.
     #[test]
     fn direct_passes_match_the_reference() {
         if cpu::isa() != Isa::Avx512 {
@@ -1587,18 +1588,27 @@ mod tests {
                 ..Conv2d::new(2, 2, (8, 17), 6, 2, 1, 0)
             },
             Conv2d::new(2, 9, (10, 8), 3, 3, 1, 2),
+            // Strided (forward only): ResNet-20's downsampling layer, and
+            // strides 3 x 2 with dilation and asymmetric padding.
+            Conv2d::new(2, 3, (17, 18), 5, 3, 2, 1),
+            Conv2d {
+                stride_h: 3,
+                dilation_w: 2,
+                pad_left: 2,
+                pad_right: 0,
+                ..Conv2d::new(2, 2, (20, 25), 6, 3, 2, 1)
+            },
         ];
         for conv in convs {
             let base = conv.plan().unwrap();
-            assert!(
-                base.direct_forward().is_some() && base.direct_backward().is_some(),
-                "{conv:?}"
-            );
+            let strided = (conv.stride_h, conv.stride_w) != (1, 1);
+            assert!(base.direct_forward().is_some(), "{conv:?}");
+            assert_eq!(base.direct_backward().is_some(), !strided, "{conv:?}");
             for threads in [1, 2] {
                 let plan = ConvPlan {
                     threads: threads.min(conv.batch),
                     direct_fwd: true,
-                    direct_data: true,
+                    direct_data: !strided,
                     ..base
                 };
                 let x: Vec<f32> = (0..plan.input_len())

@@ -313,7 +313,7 @@ unsafe fn copy_evens_avx512(dst: &mut [f32], src: &[f32]) {
 
 /// Output columns `lo..hi` whose input column `ow * stride + offset - pad` lies
 /// in `0..size`.
-fn valid_range(
+pub(super) fn valid_range(
     out: usize,
     offset: usize,
     pad: usize,
