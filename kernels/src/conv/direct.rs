@@ -251,40 +251,6 @@ impl ConvPlan {
         .then_some(d)
     }
 
-    /// Splits the planes of `x` (`channels x h x w`), with `top` rows and
-    /// `left` columns of zeros before them and zeros after, into the phase
-    /// planes of `d` (layout in the module's documentation).
-    pub(super) fn phase_planes(
-        d: &Direct,
-        x: &[f32],
-        (h, w): (usize, usize),
-        (top, left): (usize, usize),
-        dst: &mut [f32],
-    ) {
-        let (sh, sw, wp) = (d.sh, d.sw, d.wp);
-        let planes = dst.chunks_exact_mut(d.hp * wp).enumerate();
-        for (i, plane) in planes.take(d.cin * sh * sw) {
-            let (ch, a, b) = (i / (sh * sw), i / sw % sh, i % sw);
-            let src = &x[ch * h * w..][..h * w];
-            let (lo, hi) = valid_range(wp, b, left, sw, w);
-            for (y, row) in plane.chunks_exact_mut(wp).enumerate() {
-                let ih = (y * sh + a).wrapping_sub(top);
-                if ih >= h || lo == hi {
-                    row.fill(0.0);
-                    continue;
-                }
-                row[..lo].fill(0.0);
-                row[hi..].fill(0.0);
-                let s = &src[ih * w + lo * sw + b - left..];
-                if sw == 1 {
-                    copy_row(&mut row[lo..hi], s);
-                } else {
-                    copy_strided(&mut row[lo..hi], s, sw);
-                }
-            }
-        }
-    }
-
     /// The weight of the backward-data [`Direct`] convolution:
     /// `wt[c][o][kh][kw] = w[o][c][KH - 1 - kh][KW - 1 - kw]`.
     pub(super) fn flipped_weight(&self, w: &[f32], wt: &mut [f32]) {
@@ -297,6 +263,40 @@ impl ConvPlan {
                 for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
                     *d = *s;
                 }
+            }
+        }
+    }
+}
+
+/// Splits the planes of `x` (`h x w` each), with `top` rows and `left`
+/// columns of zeros before them and zeros after, into `sh x sw` phase planes
+/// of `hp x wp` each, `dst[c][a][b][y][x] = xpad[c][y sh + a][x sw + b]`
+/// (layout in the module's documentation); as many as `dst` holds.
+pub(super) fn phase_planes(
+    x: &[f32],
+    (h, w): (usize, usize),
+    (top, left): (usize, usize),
+    (sh, sw): (usize, usize),
+    (hp, wp): (usize, usize),
+    dst: &mut [f32],
+) {
+    for (i, plane) in dst.chunks_exact_mut(hp * wp).enumerate() {
+        let (ch, a, b) = (i / (sh * sw), i / sw % sh, i % sw);
+        let src = &x[ch * h * w..][..h * w];
+        let (lo, hi) = valid_range(wp, b, left, sw, w);
+        for (y, row) in plane.chunks_exact_mut(wp).enumerate() {
+            let ih = (y * sh + a).wrapping_sub(top);
+            if ih >= h || lo == hi {
+                row.fill(0.0);
+                continue;
+            }
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+            let s = &src[ih * w + lo * sw + b - left..];
+            if sw == 1 {
+                copy_row(&mut row[lo..hi], s);
+            } else {
+                copy_strided(&mut row[lo..hi], s, sw);
             }
         }
     }

@@ -713,7 +713,8 @@ impl ConvPlan {
                 } else {
                     let s = &mut s[..d.planes_len()];
                     let pad = (c.pad_top, c.pad_left);
-                    Self::phase_planes(d, x, (c.in_h, c.in_w), pad, s);
+                    let (strides, plane) = ((d.sh, d.sw), (d.hp, d.wp));
+                    direct::phase_planes(x, (c.in_h, c.in_w), pad, strides, plane, s);
                     &*s
                 };
                 d.run(x, weight, bias, y);
@@ -1029,7 +1030,8 @@ impl ConvPlan {
                 |_, gy, gx, s| {
                     for (gy, gx) in gy.chunks_exact(out_img).zip(gx.chunks_exact_mut(in_img)) {
                         let s = &mut s[..d.planes_len()];
-                        Self::phase_planes(&d, gy, (self.out_h, self.out_w), pad, s);
+                        let (out, plane) = ((self.out_h, self.out_w), (d.hp, d.wp));
+                        direct::phase_planes(gy, out, pad, (1, 1), plane, s);
                         d.run(s, wt, None, gx);
                     }
                     Ok(())

@@ -24,7 +24,7 @@
 //! value into the output).
 
 use super::ConvPlan;
-use super::unfold::{copy_row, copy_strided};
+use super::unfold::copy_row;
 
 /// Floats of staged images per chunk (384 KiB: most of Zen 4's 1 MiB L2,
 /// which each 4 x 4 block of the gradient streams through).
@@ -139,35 +139,11 @@ impl ConvPlan {
                 copy_row(&mut row[oh * s.pw..][..ow_n], src);
             }
         }
-        let plane_len = s.ph * s.pw;
         let (planes, slack) = planes.split_at_mut(planes.len() - 16);
         slack.fill(0.0);
-        let (sh, sw) = (c.stride_h, c.stride_w);
-        for (i, plane) in planes.chunks_exact_mut(plane_len).enumerate() {
-            let (ch, a, b) = (i / (sh * sw), i / sw % sh, i % sw);
-            let input = &x[ch * c.in_h * c.in_w..][..c.in_h * c.in_w];
-            // Columns x with 0 <= x sw + b - pad_left < W.
-            let lo = c.pad_left.saturating_sub(b).div_ceil(sw).min(s.pw);
-            let hi = (c.in_w + c.pad_left)
-                .saturating_sub(b)
-                .div_ceil(sw)
-                .clamp(lo, s.pw);
-            for (y, row) in plane.chunks_exact_mut(s.pw).enumerate() {
-                let ih = (y * sh + a).wrapping_sub(c.pad_top);
-                if ih >= c.in_h || lo == hi {
-                    row.fill(0.0);
-                    continue;
-                }
-                row[..lo].fill(0.0);
-                row[hi..].fill(0.0);
-                let src = &input[ih * c.in_w + lo * sw + b - c.pad_left..];
-                if sw == 1 {
-                    copy_row(&mut row[lo..hi], src);
-                } else {
-                    copy_strided(&mut row[lo..hi], src, sw);
-                }
-            }
-        }
+        let strides = (c.stride_h, c.stride_w);
+        let pad = (c.pad_top, c.pad_left);
+        super::direct::phase_planes(x, (c.in_h, c.in_w), pad, strides, (s.ph, s.pw), planes);
     }
 
     /// Where row `r = (c, kh, kw)` of the unfolded input starts in a staged
