@@ -40,6 +40,7 @@ def median_secs(f):
 def ours(threads):
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "bigdl-benches", "--bin", "conv_table"], cwd=ROOT, check=True)
     env = dict(os.environ, BIGDL_NUM_THREADS=str(threads))
+    env.pop("BIGDL_BENCH_QUANTILE", None)  # medians, as for PyTorch
     out = subprocess.run([os.path.join(ROOT, "target/release/conv_table"), str(MIN_MS), *NAME], cwd=ROOT, check=True,
                          capture_output=True, text=True, env=env).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

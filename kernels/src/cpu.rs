@@ -15,7 +15,8 @@ pub enum Isa {
     Scalar,
     /// AVX2 with FMA3 (Haswell, Zen 1 and later).
     Avx2,
-    /// AVX-512 Foundation (Skylake-SP, Zen 4 and later).
+    /// AVX-512 Foundation and Vector Length extensions, with FMA (Skylake-SP,
+    /// Zen 4 and later; not the Xeon Phi, which lacks VL).
     Avx512,
 }
 
@@ -89,7 +90,10 @@ pub fn isa() -> Isa {
 
 #[cfg(target_arch = "x86_64")]
 fn detect_hardware() -> Isa {
-    if is_x86_feature_detected!("avx512f") {
+    if is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("fma")
+    {
         Isa::Avx512
     } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         Isa::Avx2

@@ -180,21 +180,32 @@ fn winograd_matches_naive_references() {
         let p = p.with_algo(ConvAlgo::Winograd).unwrap();
         check_against_reference(&p, &mut rng, WINOGRAD_REL);
     }
-    // An empty batch.
-    let p = Conv2d::new(0, 9, (8, 8), 11, 3, 1, 1).plan().unwrap();
-    let p = p.with_algo(ConvAlgo::Winograd).unwrap();
-    let mut s = vec![0.0; p.scratch_len()];
-    p.forward(&[], &vec![0.0; p.weight_len()], None, &mut [], &mut s)
-        .unwrap();
-    p.backward_data(&[], &vec![0.0; p.weight_len()], &mut [], &mut s)
-        .unwrap();
-    let mut gw = vec![1.0; p.weight_len()];
-    p.backward_weights(&[], &[], &mut gw, None, &mut s, false)
-        .unwrap();
-    assert!(gw.iter().all(|&v| v == 0.0));
+    // An empty batch: on Winograd, and on the plan's own choice for a
+    // layer with few channels (direct passes and shifted weight gradients
+    // on AVX-512).
+    for (conv, winograd) in [
+        (Conv2d::new(0, 9, (8, 8), 11, 3, 1, 1), true),
+        (Conv2d::new(0, 3, (12, 12), 6, 5, 1, 1), false),
+    ] {
+        let mut p = conv.plan().unwrap();
+        if winograd {
+            p = p.with_algo(ConvAlgo::Winograd).unwrap();
+        }
+        let mut s = vec![0.0; p.scratch_len()];
+        p.forward(&[], &vec![0.0; p.weight_len()], None, &mut [], &mut s)
+            .unwrap();
+        p.backward_data(&[], &vec![0.0; p.weight_len()], &mut [], &mut s)
+            .unwrap();
+        let mut gw = vec![1.0; p.weight_len()];
+        p.backward_weights(&[], &[], &mut gw, None, &mut s, false)
+            .unwrap();
+        assert!(gw.iter().all(|&v| v == 0.0));
+    }
     // The plan's own choice for 48 tiles: Winograd forward and
-    // backward-data, im2col weight gradients (too few tiles per thread).
-    // And LeNet-5's conv2 (6 -> 12 channels, 5x5): Winograd forward only.
+    // backward-data, im2col weight gradients (too few tiles per thread; on
+    // AVX-512 the shifted weight gradient). And LeNet-5's conv2 (6 -> 12
+    // channels, 5x5): Winograd forward only, and on AVX-512 no Winograd
+    // pass (direct forward and backward-data, shifted weight gradient).
     for conv in [
         Conv2d::new(3, 9, (16, 16), 11, 3, 1, 1),
         Conv2d::new(16, 6, (12, 12), 12, 5, 1, 0),

@@ -19,7 +19,9 @@
 //! padding or strides the image is read in place. Backward-data (stride 1)
 //! is the same convolution from the output gradient, padded by
 //! `(K - 1) d - pad` on each side, with the weight flipped and its channel
-//! axes swapped.
+//! axes swapped. That padding meets every weight: an infinite or NaN
+//! weight gives NaN input gradients at the borders where the exact sum has
+//! no term with it (the forward pass has spread it into the outputs).
 
 use super::ConvPlan;
 use super::unfold::{copy_row, copy_strided, valid_range};
@@ -74,7 +76,6 @@ impl Direct {
         let depth = self.cin * self.kh * self.kw;
         assert!(
             x.len() >= self.planes_len()
-                && self.planes_len() <= u32::MAX as usize
                 && w.len() >= self.cout * depth
                 && out.len() >= self.cout * self.oh * self.ow
                 && bias.is_none_or(|b| b.len() >= self.cout)
@@ -120,7 +121,6 @@ impl Direct {
         let per_row = self.ow.div_ceil(RUN);
         let runs = self.oh * per_row;
         let plane = self.oh * self.ow;
-        let phase = self.hp * self.wp;
         // Run `i`: output row and column, and where its first tap reads.
         let run_at = |i: usize| {
             let (y, j) = (i / per_row, i % per_row);
@@ -129,15 +129,14 @@ impl Direct {
         };
         // Where the taps of row (c, kh) start reading, for the run at (0,
         // 0), and where tap kw reads from there.
+        let (strides, phase) = ((self.sh, self.sw), (self.hp, self.wp));
         let mut rows = [0usize; MAX_DEPTH];
         for (i, row) in rows[..self.cin * self.kh].iter_mut().enumerate() {
-            let (c, th) = (i / self.kh, i % self.kh * self.dh);
-            *row = (c * self.sh + th % self.sh) * self.sw * phase + th / self.sh * self.wp;
+            *row = tap_offset(i / self.kh, (i % self.kh * self.dh, 0), strides, phase);
         }
         let mut cols = [0usize; MAX_DEPTH];
         for (kw, col) in cols[..self.kw].iter_mut().enumerate() {
-            let tw = kw * self.dw;
-            *col = tw % self.sw * phase + tw / self.sw;
+            *col = tap_offset(0, (0, kw * self.dw), strides, phase);
         }
         let (rows, cols) = (&rows[..self.cin * self.kh], &cols[..self.kw]);
         for o0 in (0..self.cout).step_by(OB) {
@@ -199,14 +198,26 @@ impl Direct {
 }
 
 impl ConvPlan {
+    /// Rows and columns of a phase plane of the padded input: at least `OH +
+    /// (KH - 1) dh / sh` and `OW + (KW - 1) dw / sw`, the last output of the
+    /// largest shift (`ceil((OH - 1) sh + (KH - 1) dh + 1) / sh)` and
+    /// `(q + 1) / s` rounded up is at least `q / s` rounded down plus one).
+    pub(super) fn phase_plane(&self) -> (usize, usize) {
+        let c = &self.conv;
+        (
+            (c.in_h + c.pad_top + c.pad_bottom).div_ceil(c.stride_h),
+            (c.in_w + c.pad_left + c.pad_right).div_ceil(c.stride_w),
+        )
+    }
+
     /// The forward pass as a [`Direct`] convolution, if it takes it.
     pub(super) fn direct_forward(&self) -> Option<Direct> {
         let c = &self.conv;
+        let (hp, wp) = self.phase_plane();
         let d = Direct {
             cin: c.in_channels,
-            // At least OH + (KH - 1) dh / sh (see `shifted::staging`).
-            hp: (c.in_h + c.pad_top + c.pad_bottom).div_ceil(c.stride_h),
-            wp: (c.in_w + c.pad_left + c.pad_right).div_ceil(c.stride_w),
+            hp,
+            wp,
             sh: c.stride_h,
             sw: c.stride_w,
             cout: c.out_channels,
@@ -266,6 +277,19 @@ impl ConvPlan {
             }
         }
     }
+}
+
+/// Where tap `(th, tw)` (dilated offsets) of channel `ch` starts reading in
+/// phase planes of `hp x wp` (layout in the module's documentation): row
+/// `th / sh` and column `tw / sw` of phase `(th mod sh, tw mod sw)`. The
+/// offset is the sum of its `(ch, th, 0)` and `(0, 0, tw)` parts.
+pub(super) fn tap_offset(
+    ch: usize,
+    (th, tw): (usize, usize),
+    (sh, sw): (usize, usize),
+    (hp, wp): (usize, usize),
+) -> usize {
+    ((ch * sh + th % sh) * sw + tw % sw) * hp * wp + th / sh * wp + tw / sw
 }
 
 /// Splits the planes of `x` (`h x w` each), with `top` rows and `left`

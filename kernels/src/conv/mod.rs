@@ -8,7 +8,10 @@
 //! Algorithms: `im2col` + SGEMM in general; `Direct1x1` for 1x1 kernels with
 //! stride 1 and no padding, where the input already is the column matrix;
 //! `Winograd` F(4x4, 3x3) and F(2x2, 5x5) for 3x3 and 5x5 stride-1
-//! convolutions with enough channels and tiles.
+//! convolutions with enough channels and tiles. On AVX-512, layers with few
+//! channels run without a column matrix: forward and (stride-1)
+//! backward-data passes as direct convolutions (`direct.rs`), weight
+//! gradients as dot products over shifted planes (`shifted.rs`).
 //!
 //! Layouts (all row-major, contiguous): input `N x C x H x W`, weight
 //! `OC x C/groups x KH x KW`, output `N x OC x OH x OW`, with
@@ -92,7 +95,8 @@ pub struct ConvPlan {
     pub out_h: usize,
     /// Output width.
     pub out_w: usize,
-    /// The algorithm.
+    /// The algorithm (of the passes that do not run without a column matrix:
+    /// see the module's documentation).
     pub algo: ConvAlgo,
     /// Images processed in parallel, one group of images per pool thread (each
     /// with its own scratch, single-threaded GEMMs); 1 runs the images in turn
@@ -118,9 +122,12 @@ pub struct ConvPlan {
     /// (`conv/shifted.rs`): small gradients of layers with few channels,
     /// on AVX-512, where Winograd does not take them.
     shifted_grad: bool,
-    /// Whether the forward and backward-data passes run as direct
-    /// convolutions (`conv/direct.rs`): stride 1, few channels, AVX-512.
+    /// Whether the forward pass runs as a direct convolution
+    /// (`conv/direct.rs`): few channels, AVX-512, not a 1x1 or a Winograd
+    /// layer from 8 input channels up.
     direct_fwd: bool,
+    /// Whether the backward-data pass does (stride 1, padding within the
+    /// kernel's reach, where Winograd does not take it).
     direct_data: bool,
 }
 
@@ -303,8 +310,10 @@ impl Conv2d {
         // it takes from 8 input channels up (LeNet-5's conv2, 6 -> 12
         // channels: its forward pass 1.6x faster direct).
         let winograd = plan.algo == ConvAlgo::Winograd;
-        plan.direct_fwd = plan.direct_forward().is_some() && !(winograd && cin >= 8);
-        plan.direct_data = plan.direct_backward().is_some() && !(winograd && plan.winograd_data);
+        let gemm_only = plan.algo == ConvAlgo::Direct1x1;
+        plan.direct_fwd = !gemm_only && plan.direct_forward().is_some() && !(winograd && cin >= 8);
+        plan.direct_data =
+            !gemm_only && plan.direct_backward().is_some() && !(winograd && plan.winograd_data);
         Ok(plan)
     }
 }
@@ -392,9 +401,8 @@ impl ConvPlan {
         self.algo = algo;
         self.winograd_data = algo == ConvAlgo::Winograd;
         self.winograd_grad = algo == ConvAlgo::Winograd;
-        self.shifted_grad = !self.winograd_grad && self.shifted_fits();
-        // A forced algorithm runs every pass it can.
-        (self.direct_fwd, self.direct_data) = (false, false);
+        // A forced algorithm runs every pass.
+        (self.shifted_grad, self.direct_fwd, self.direct_data) = (false, false, false);
         Ok(self)
     }
 
@@ -501,7 +509,10 @@ impl ConvPlan {
         if self.shifted_grad {
             len = len.max(self.shifted_len());
         }
-        if let Some(d) = self.direct_forward().filter(|_| self.direct_fwd) {
+        if let Some(d) = self
+            .direct_forward()
+            .filter(|_| self.direct_fwd && !self.direct_in_place())
+        {
             len = len.max(d.planes_len());
         }
         if let Some(d) = self.direct_backward().filter(|_| self.direct_data) {
@@ -535,7 +546,7 @@ impl ConvPlan {
     /// [`ConvPlan::scratch_len`] but the flipped weight.
     fn pass_scratch_len(&self) -> usize {
         let mut im2col = self.threads * self.thread_scratch();
-        if self.rows_in_tasks() {
+        if self.rows_in_tasks() && !self.direct_fwd {
             let (_, chunk) = self.row_tasks();
             im2col = im2col.max(self.tile_threads * self.k() * chunk * self.out_w);
         }
@@ -552,6 +563,7 @@ impl ConvPlan {
                 } else {
                     im2col
                 })
+                .max(if self.direct_fwd { im2col } else { 0 })
         } else {
             im2col
         }
@@ -682,9 +694,14 @@ impl ConvPlan {
         Ok(packed)
     }
 
-    /// Runs `f(first_image, images_in, images_out, thread_scratch)` over
-    /// groups of whole images, one group per thread when the plan has
-    /// several.
+    /// Whether the direct forward pass reads the input in place (no padding,
+    /// stride 1: the image is its own phase plane).
+    fn direct_in_place(&self) -> bool {
+        let c = &self.conv;
+        c.pad_top + c.pad_bottom + c.pad_left + c.pad_right == 0
+            && (c.stride_h, c.stride_w) == (1, 1)
+    }
+
     /// The forward pass on [`Direct`](direct::Direct), images split over
     /// the threads.
     #[allow(clippy::too_many_arguments)]
@@ -699,9 +716,8 @@ impl ConvPlan {
         scratch: &mut [f32],
     ) -> Result<()> {
         let c = &self.conv;
-        let (in_img, out_img) = (self.input_len() / c.batch, self.output_len() / c.batch);
-        let in_place = c.pad_top + c.pad_bottom + c.pad_left + c.pad_right == 0
-            && (c.stride_h, c.stride_w) == (1, 1);
+        let (in_img, out_img) = (c.in_channels * c.in_h * c.in_w, c.out_channels * self.p());
+        let in_place = self.direct_in_place();
         self.par_images(input, in_img, output, out_img, scratch, |i0, x, y, s| {
             for (n, (x, y)) in x
                 .chunks_exact(in_img)
@@ -731,6 +747,9 @@ impl ConvPlan {
         })
     }
 
+    /// Runs `f(first_image, images_in, images_out, thread_scratch)` over
+    /// groups of whole images, one group per thread when the plan has
+    /// several.
     fn par_images(
         &self,
         a: &[f32],
@@ -1013,6 +1032,7 @@ impl ConvPlan {
         );
         if let Some(d) = self.direct_backward().filter(|_| self.direct_data) {
             let c = &self.conv;
+            let (in_img, out_img) = (c.in_channels * c.in_h * c.in_w, c.out_channels * self.p());
             let (scratch, wt) = scratch.split_at_mut(self.pass_scratch_len());
             let wt = &mut wt[..self.weight_len()];
             self.flipped_weight(weight, wt);
@@ -1561,6 +1581,32 @@ mod tests {
         [y, ya, gx, gxa]
     }
 
+    /// Layers with few channels take the paths without a column matrix on
+    /// AVX-512; a forced algorithm runs all three passes.
+    #[test]
+    fn small_layers_skip_the_column_matrix() {
+        let lenet_conv2 = Conv2d::new(128, 6, (12, 12), 12, 5, 1, 0).plan().unwrap();
+        let p = &lenet_conv2;
+        let avx512 = cpu::isa() == Isa::Avx512;
+        assert_eq!(
+            (p.direct_fwd, p.direct_data, p.shifted_grad),
+            (avx512, avx512, avx512)
+        );
+        let strided = Conv2d::new(128, 16, (32, 32), 32, 3, 2, 1).plan().unwrap();
+        let p = &strided;
+        assert_eq!(
+            (p.direct_fwd, p.direct_data, p.shifted_grad),
+            (avx512, false, avx512)
+        );
+        for p in [lenet_conv2, strided] {
+            let p = p.with_algo(ConvAlgo::Im2col).unwrap();
+            assert!(!p.direct_fwd && !p.direct_data && !p.shifted_grad);
+        }
+        // 1x1 layers keep reading the input in place.
+        let p = Conv2d::new(8, 16, (14, 14), 8, 1, 1, 0).plan().unwrap();
+        assert!(!p.direct_fwd && !p.direct_data && !p.shifted_grad);
+    }
+
     /// The direct convolutions match an f64 reference: asymmetric padding,
     /// dilation, strides, rows that are not whole runs, every channel
     /// blocking, a fused residual and ReLU, one and two threads.
@@ -1574,6 +1620,8 @@ mod tests {
             // and conv1 (backward: 6 -> 1).
             Conv2d::new(3, 6, (12, 12), 12, 5, 1, 0),
             Conv2d::new(2, 1, (28, 28), 6, 5, 1, 0),
+            // Backward: one channel, 40 runs (a partial block of 16).
+            Conv2d::new(2, 1, (20, 12), 6, 5, 1, 0),
             Conv2d {
                 pad_top: 2,
                 pad_bottom: 1,

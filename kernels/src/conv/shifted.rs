@@ -19,9 +19,10 @@
 //! vector accumulators over every image of a chunk and is reduced once.
 //!
 //! The widened rows pair gradient zeros with input values the exact sum
-//! leaves out: an infinite or NaN input there makes the gradient NaN where
-//! the exact sum would be finite (the forward pass already spreads such a
-//! value into the output).
+//! leaves out (columns past a row's last output, and with a stride the rows
+//! and columns it steps over): an infinite or NaN input there makes those
+//! gradient entries NaN where the exact sum is finite, even where the
+//! forward pass never reads it.
 
 use super::ConvPlan;
 use super::unfold::copy_row;
@@ -48,12 +49,7 @@ struct Staging {
 
 impl ConvPlan {
     fn staging(&self) -> Staging {
-        let c = &self.conv;
-        let (sh, sw) = (c.stride_h, c.stride_w);
-        // Each is at least `OH + (KH - 1) dh / sh` (`OW + ...`): the last
-        // output row of the largest shift.
-        let ph = (c.in_h + c.pad_top + c.pad_bottom).div_ceil(sh);
-        let pw = (c.in_w + c.pad_left + c.pad_right).div_ceil(sw);
+        let (ph, pw) = self.phase_plane();
         let len = ((self.out_h - 1) * pw + self.out_w).next_multiple_of(16);
         Staging { ph, pw, len }
     }
@@ -106,8 +102,8 @@ impl ConvPlan {
         grad_weight: &mut [f32],
         scratch: &mut [f32],
     ) {
-        let (in_img, out_img) = (self.input_len(), self.output_len());
-        let (in_img, out_img) = (in_img / self.conv.batch, out_img / self.conv.batch);
+        let c = &self.conv;
+        let (in_img, out_img) = (c.in_channels * c.in_h * c.in_w, c.out_channels * self.p());
         let img_len = self.staged_image_len();
         let chunk = self.shifted_chunk();
         let images = input.len() / in_img;
@@ -152,10 +148,9 @@ impl ConvPlan {
         let (c, s) = (&self.conv, self.staging());
         let taps = c.kernel_h * c.kernel_w;
         let (ch, kh, kw) = (r / taps, r % taps / c.kernel_w, r % c.kernel_w);
-        let (th, tw) = (kh * c.dilation_h, kw * c.dilation_w);
-        let (sh, sw) = (c.stride_h, c.stride_w);
-        let phase = (ch * sh + th % sh) * sw + tw % sw;
-        self.ocg() * s.len + phase * s.ph * s.pw + th / sh * s.pw + tw / sw
+        let tap = (kh * c.dilation_h, kw * c.dilation_w);
+        let strides = (c.stride_h, c.stride_w);
+        self.ocg() * s.len + super::direct::tap_offset(ch, tap, strides, (s.ph, s.pw))
     }
 
     /// `gw[o][r] += sum over the staged images of <dy row o, tap row r>`.
