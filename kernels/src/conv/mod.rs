@@ -310,7 +310,9 @@ impl Conv2d {
         // it takes from 8 input channels up (LeNet-5's conv2, 6 -> 12
         // channels: its forward pass 1.6x faster direct).
         let winograd = plan.algo == ConvAlgo::Winograd;
-        let gemm_only = plan.algo == ConvAlgo::Direct1x1;
+        // The direct kernels split images over the threads: not for fewer
+        // images than threads (one image's GEMMs use them all).
+        let gemm_only = plan.algo == ConvAlgo::Direct1x1 || plan.threads < tile_threads;
         plan.direct_fwd = !gemm_only && plan.direct_forward().is_some() && !(winograd && cin >= 8);
         plan.direct_data =
             !gemm_only && plan.direct_backward().is_some() && !(winograd && plan.winograd_data);
@@ -1592,6 +1594,14 @@ mod tests {
             (p.direct_fwd, p.direct_data, p.shifted_grad),
             (avx512, avx512, avx512)
         );
+        if avx512 {
+            // No column matrix: the staged images of the weight gradient
+            // are the largest area.
+            assert_eq!(p.work_len(), p.shifted_len());
+        }
+        // One image on several threads stays on the GEMMs, which split it.
+        let p = Conv2d::new(1, 6, (12, 12), 12, 5, 1, 0).plan().unwrap();
+        assert_eq!(p.direct_fwd, avx512 && p.tile_threads == 1);
         let strided = Conv2d::new(128, 16, (32, 32), 32, 3, 2, 1).plan().unwrap();
         let p = &strided;
         assert_eq!(
