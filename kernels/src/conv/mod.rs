@@ -1413,13 +1413,9 @@ mod tests {
                 ..base
             };
             assert!(bands.rows_in_tasks() && !whole.rows_in_tasks(), "{conv:?}");
-            let x: Vec<f32> = (0..base.input_len())
-                .map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1)
-                .collect();
-            let w: Vec<f32> = (0..base.weight_len())
-                .map(|i| ((i * 11) % 13) as f32 * 0.1 - 0.6)
-                .collect();
-            let b: Vec<f32> = (0..conv.out_channels).map(|o| o as f32 * 0.1).collect();
+            let x = pattern(base.input_len(), 37, 23, 1.1);
+            let w = pattern(base.weight_len(), 11, 13, 0.6);
+            let b = pattern(conv.out_channels, 1, usize::MAX, 0.0);
             if i > 0 && Backend::from_env().unwrap() == Backend::Native {
                 assert!(!bands.packed_weights(&w, false).unwrap().is_empty());
             }
@@ -1439,44 +1435,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    /// `(dW, sum of |products|)` per weight entry, in f64.
-    fn naive_weight_grad(p: &ConvPlan, x: &[f32], gy: &[f32]) -> Vec<(f64, f64)> {
-        let c = &p.conv;
-        let mut gw = vec![(0.0, 0.0); p.weight_len()];
-        for n in 0..c.batch {
-            for o in 0..c.out_channels {
-                for ch in 0..c.in_channels {
-                    for kh in 0..c.kernel_h {
-                        for kw in 0..c.kernel_w {
-                            let e = &mut gw
-                                [((o * c.in_channels + ch) * c.kernel_h + kh) * c.kernel_w + kw];
-                            for oh in 0..p.out_h {
-                                let ih =
-                                    (oh * c.stride_h + kh * c.dilation_h).wrapping_sub(c.pad_top);
-                                for ow in 0..p.out_w {
-                                    let iw = (ow * c.stride_w + kw * c.dilation_w)
-                                        .wrapping_sub(c.pad_left);
-                                    if ih < c.in_h && iw < c.in_w {
-                                        let v = gy[((n * c.out_channels + o) * p.out_h + oh)
-                                            * p.out_w
-                                            + ow]
-                                            as f64
-                                            * x[((n * c.in_channels + ch) * c.in_h + ih) * c.in_w
-                                                + iw]
-                                                as f64;
-                                        e.0 += v;
-                                        e.1 += v.abs();
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        gw
     }
 
     /// The weight gradient without a column matrix matches an f64
@@ -1517,21 +1475,15 @@ mod tests {
                     shifted_grad: true,
                     ..base
                 };
-                let x: Vec<f32> = (0..plan.input_len())
-                    .map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1)
-                    .collect();
-                let gy: Vec<f32> = (0..plan.output_len())
-                    .map(|i| ((i * 11) % 17) as f32 * 0.1 - 0.8)
-                    .collect();
+                let x = pattern(plan.input_len(), 37, 23, 1.1);
+                let gy = pattern(plan.output_len(), 11, 17, 0.8);
+                let (w, b) = (vec![0.0; plan.weight_len()], vec![0.0; conv.out_channels]);
+                let [_, _, want] = naive_passes(&plan, &x, &w, &b, &gy);
                 let mut s = vec![f32::NAN; plan.scratch_len()];
                 let mut gw = vec![f32::NAN; plan.weight_len()];
                 plan.backward_weights(&x, &gy, &mut gw, None, &mut s, false)
                     .unwrap();
-                for (i, (&got, &(want, abs))) in gw
-                    .iter()
-                    .zip(&naive_weight_grad(&plan, &x, &gy))
-                    .enumerate()
-                {
+                for (i, (&got, &(want, abs))) in gw.iter().zip(&want).enumerate() {
                     assert!(
                         (got as f64 - want).abs() <= 1e-5 * (1.0 + abs),
                         "{conv:?}, {threads} threads, entry {i}: {got} vs {want}"
@@ -1541,22 +1493,38 @@ mod tests {
         }
     }
 
-    /// `(y, |y| terms, gx, |gx| terms)` of a convolution in f64: `y =
-    /// conv(x, w) + bias`, `gx = conv^T(gy, w)`.
-    fn naive_passes(p: &ConvPlan, x: &[f32], w: &[f32], bias: &[f32], gy: &[f32]) -> [Vec<f64>; 4] {
+    /// Test data: `len` values of a pattern with step `mul` modulo `m`.
+    fn pattern(len: usize, mul: usize, m: usize, offset: f32) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * mul) % m) as f32 * 0.1 - offset)
+            .collect()
+    }
+
+    /// `[y, gx, gw]` of a convolution in f64, each entry with the sum of
+    /// the absolute values of its terms: `y = conv(x, w) + bias`, `gx =
+    /// conv^T(gy, w)`, `gw` the weight gradient.
+    fn naive_passes(
+        p: &ConvPlan,
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        gy: &[f32],
+    ) -> [Vec<(f64, f64)>; 3] {
         let c = &p.conv;
         let (cin, cout, (oh_n, ow_n)) = (c.in_channels, c.out_channels, (p.out_h, p.out_w));
-        let mut y: Vec<f64> = (0..p.output_len())
+        let mut y: Vec<(f64, f64)> = (0..p.output_len())
             .map(|i| bias[i / (oh_n * ow_n) % cout] as f64)
+            .map(|b| (b, b.abs()))
             .collect();
-        let mut ya = y.iter().map(|v| v.abs()).collect::<Vec<_>>();
-        let (mut gx, mut gxa) = (vec![0.0; p.input_len()], vec![0.0; p.input_len()]);
+        let mut gx = vec![(0.0, 0.0); p.input_len()];
+        let mut gw = vec![(0.0, 0.0); p.weight_len()];
+        let add = |e: &mut (f64, f64), v: f64| *e = (e.0 + v, e.1 + v.abs());
         for n in 0..c.batch {
             for o in 0..cout {
                 for ch in 0..cin {
                     for kh in 0..c.kernel_h {
                         for kw in 0..c.kernel_w {
-                            let wv = w[((o * cin + ch) * c.kernel_h + kh) * c.kernel_w + kw] as f64;
+                            let wi = ((o * cin + ch) * c.kernel_h + kh) * c.kernel_w + kw;
                             for oh in 0..oh_n {
                                 let ih =
                                     (oh * c.stride_h + kh * c.dilation_h).wrapping_sub(c.pad_top);
@@ -1564,14 +1532,13 @@ mod tests {
                                     let iw = (ow * c.stride_w + kw * c.dilation_w)
                                         .wrapping_sub(c.pad_left);
                                     if ih < c.in_h && iw < c.in_w {
-                                        let (yi, xi) = (
-                                            ((n * cout + o) * oh_n + oh) * ow_n + ow,
-                                            ((n * cin + ch) * c.in_h + ih) * c.in_w + iw,
-                                        );
-                                        y[yi] += wv * x[xi] as f64;
-                                        ya[yi] += (wv * x[xi] as f64).abs();
-                                        gx[xi] += wv * gy[yi] as f64;
-                                        gxa[xi] += (wv * gy[yi] as f64).abs();
+                                        let yi = ((n * cout + o) * oh_n + oh) * ow_n + ow;
+                                        let xi = ((n * cin + ch) * c.in_h + ih) * c.in_w + iw;
+                                        let (wv, xv, gv) =
+                                            (w[wi] as f64, x[xi] as f64, gy[yi] as f64);
+                                        add(&mut y[yi], wv * xv);
+                                        add(&mut gx[xi], wv * gv);
+                                        add(&mut gw[wi], gv * xv);
                                     }
                                 }
                             }
@@ -1580,7 +1547,7 @@ mod tests {
                 }
             }
         }
-        [y, ya, gx, gxa]
+        [y, gx, gw]
     }
 
     /// Layers with few channels take the paths without a column matrix on
@@ -1671,19 +1638,11 @@ mod tests {
                     direct_data: !strided,
                     ..base
                 };
-                let x: Vec<f32> = (0..plan.input_len())
-                    .map(|i| ((i * 37) % 23) as f32 * 0.1 - 1.1)
-                    .collect();
-                let w: Vec<f32> = (0..plan.weight_len())
-                    .map(|i| ((i * 11) % 13) as f32 * 0.1 - 0.6)
-                    .collect();
-                let b: Vec<f32> = (0..conv.out_channels)
-                    .map(|o| o as f32 * 0.1 - 0.2)
-                    .collect();
-                let gy: Vec<f32> = (0..plan.output_len())
-                    .map(|i| ((i * 7) % 19) as f32 * 0.1 - 0.9)
-                    .collect();
-                let [y, ya, gx, gxa] = naive_passes(&plan, &x, &w, &b, &gy);
+                let x = pattern(plan.input_len(), 37, 23, 1.1);
+                let w = pattern(plan.weight_len(), 11, 13, 0.6);
+                let b = pattern(conv.out_channels, 1, usize::MAX, 0.2);
+                let gy = pattern(plan.output_len(), 7, 19, 0.9);
+                let [y, gx, _] = naive_passes(&plan, &x, &w, &b, &gy);
                 let mut s = vec![f32::NAN; plan.scratch_len()];
                 let mut got = vec![f32::NAN; plan.output_len()];
                 let tail = Tail {
@@ -1692,20 +1651,19 @@ mod tests {
                 };
                 plan.forward_with(&x, &w, Some(&b), tail, &mut got, &mut s)
                     .unwrap();
-                for (i, &v) in got.iter().enumerate() {
-                    let want = (y[i] + gy[i] as f64).max(0.0);
+                for (i, (&v, &(y, abs))) in got.iter().zip(&y).enumerate() {
+                    let want = (y + gy[i] as f64).max(0.0);
                     assert!(
-                        (v as f64 - want).abs() <= 1e-5 * (1.0 + ya[i] + gy[i].abs() as f64),
+                        (v as f64 - want).abs() <= 1e-5 * (1.0 + abs + gy[i].abs() as f64),
                         "{conv:?}, {threads} threads, y[{i}]: {v} vs {want}"
                     );
                 }
                 let mut got = vec![f32::NAN; plan.input_len()];
                 plan.backward_data(&gy, &w, &mut got, &mut s).unwrap();
-                for (i, &v) in got.iter().enumerate() {
+                for (i, (&v, &(want, abs))) in got.iter().zip(&gx).enumerate() {
                     assert!(
-                        (v as f64 - gx[i]).abs() <= 1e-5 * (1.0 + gxa[i]),
-                        "{conv:?}, {threads} threads, gx[{i}]: {v} vs {}",
-                        gx[i]
+                        (v as f64 - want).abs() <= 1e-5 * (1.0 + abs),
+                        "{conv:?}, {threads} threads, gx[{i}]: {v} vs {want}"
                     );
                 }
             }
