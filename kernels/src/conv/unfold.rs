@@ -195,10 +195,7 @@ impl ConvPlan {
                 let src = &mut cols[row * ld + off..][..oh_n * ow_n];
                 zero_columns(src, ow_n, tap.rows.clone(), tap.cols);
                 if let Some((q0, q1, d0)) = tap.block {
-                    plane[d0..d0 + (q1 - q0)]
-                        .iter_mut()
-                        .zip(&src[q0..q1])
-                        .for_each(|(d, &v)| *d += v);
+                    add_row(&mut plane[d0..], &src[q0..q1]);
                 }
                 row += 1;
             }
