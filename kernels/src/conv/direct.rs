@@ -4,12 +4,14 @@
 //!
 //! im2col multiplies such a layer's input 9 to 25-fold for products of a
 //! few rows (LeNet-5's conv2: 12 rows), and col2im adds it back. Here an
-//! output tile of 4 channels x 4 runs of 8 outputs (16 eight-lane
-//! accumulators) sums, for every input channel and kernel tap, a broadcast
-//! weight times 8 contiguous inputs: the inputs a run of outputs reads
-//! through one tap are themselves a run. Rows wider than 8 take runs at 0,
-//! 8, ... and a last one ending at the row's end (overlapping the one
-//! before it; both store the same sums).
+//! output tile of 4 channels x 4 runs of 16 outputs (8 on rows narrower
+//! than 16; 16 vector accumulators) sums, for every input channel and
+//! kernel tap, a broadcast weight times a run of contiguous inputs: the
+//! inputs a run of outputs reads through one tap are themselves a run. Rows
+//! wider than a run take runs at 0, 16, ... and a last one ending at the
+//! row's end (overlapping the one before it; both store the same sums).
+//! Zen 5 issues 16-lane FMAs as fast as 8-lane ones (Zen 4 at half the
+//! rate), so runs of 16 win there even where a row wastes a quarter of them.
 //!
 //! Padding and strides come from a copy of each image split into
 //! `sh x sw` phase planes of the zero-padded input,
@@ -26,8 +28,9 @@
 use super::ConvPlan;
 use super::unfold::{copy_row, copy_strided, valid_range};
 use crate::cpu::{self, Isa};
+use crate::elementwise::simd::{Avx2, Avx512, Simd};
 
-/// Outputs per run (one `__m256`).
+/// Outputs per run on the narrowest rows (one `__m256`).
 const RUN: usize = 8;
 /// Largest `C x KH x KW` and output channel count taken: deeper or wider
 /// layers go to the GEMM (or Winograd), whose blocking wins there. Measured
@@ -75,7 +78,7 @@ impl Direct {
     }
 
     /// `out (cout x oh x ow) = conv(x, w (cout x cin kh kw)) + bias`, `x`
-    /// the phase planes.
+    /// the phase planes; runs of 16 outputs on rows of at least 16.
     pub(super) fn run(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
         let depth = self.cin * self.kh * self.kw;
         assert!(
@@ -95,14 +98,35 @@ impl Direct {
         // SAFETY: AVX-512F and VL are available (asserted); the sizes are
         // checked above.
         unsafe {
+            if self.ow >= Avx512::LANES {
+                self.run_with::<Avx512>(x, w, bias, out);
+            } else {
+                self.run_with::<Avx2>(x, w, bias, out);
+            }
+        }
+    }
+
+    /// [`Direct::run`] with runs of `S::LANES`.
+    ///
+    /// # Safety
+    /// As for [`Direct::tiles`].
+    unsafe fn run_with<S: Simd>(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
             // Channel blocks that divide the channels where they can.
             match self.cout {
-                1 => self.tiles::<1, 16>(x, w, bias, out),
-                2 => self.tiles::<2, 8>(x, w, bias, out),
-                c if c % 4 == 0 => self.tiles::<4, 4>(x, w, bias, out),
-                c if c % 6 == 0 => self.tiles::<6, 3>(x, w, bias, out),
-                c if c % 3 == 0 => self.tiles::<3, 5>(x, w, bias, out),
-                _ => self.tiles::<4, 4>(x, w, bias, out),
+                1 => self.tiles::<S, 1, 16>(x, w, bias, out),
+                2 => self.tiles::<S, 2, 8>(x, w, bias, out),
+                c if c % 4 == 0 => self.tiles::<S, 4, 4>(x, w, bias, out),
+                c if c % 6 == 0 => self.tiles::<S, 6, 3>(x, w, bias, out),
+                c if c % 3 == 0 => self.tiles::<S, 3, 5>(x, w, bias, out),
+                _ => self.tiles::<S, 4, 4>(x, w, bias, out),
             }
         }
     }
@@ -113,22 +137,23 @@ impl Direct {
     /// AVX-512F and VL are available; the buffers hold what `run` checks.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,fma")]
-    unsafe fn tiles<const OB: usize, const RB: usize>(
+    unsafe fn tiles<S: Simd, const OB: usize, const RB: usize>(
         &self,
         x: &[f32],
         w: &[f32],
         bias: Option<&[f32]>,
         out: &mut [f32],
     ) {
-        use std::arch::x86_64::*;
+        const { assert!(S::LANES >= RUN) };
+        let run = S::LANES;
         let depth = self.cin * self.kh * self.kw;
-        let per_row = self.ow.div_ceil(RUN);
+        let per_row = self.ow.div_ceil(run);
         let runs = self.oh * per_row;
         let plane = self.oh * self.ow;
         // Run `i`: output row and column, and where its first tap reads.
         let run_at = |i: usize| {
             let (y, j) = (i / per_row, i % per_row);
-            let x0 = (j * RUN).min(self.ow - RUN);
+            let x0 = (j * run).min(self.ow - run);
             (y * self.ow + x0, y * self.wp + x0)
         };
         // Where the taps of row (c, kh) start reading, for the run at (0,
@@ -153,23 +178,25 @@ impl Direct {
                 // again).
                 let at: [(usize, usize); RB] =
                     std::array::from_fn(|j| run_at((r0 + j).min(runs - 1)));
-                let mut acc: [[__m256; RB]; OB] =
-                    std::array::from_fn(|i| [_mm256_set1_ps(bias.map_or(0.0, |b| b[o[i]])); RB]);
+                let mut acc: [[S::V; RB]; OB] = std::array::from_fn(|i| {
+                    // SAFETY: the ISA is available (caller's contract).
+                    [unsafe { S::splat(bias.map_or(0.0, |b| b[o[i]])) }; RB]
+                });
                 let px: [*const f32; RB] = at.map(|a| x.as_ptr().wrapping_add(a.1));
                 let mut r = 0;
                 for &row in rows {
                     for &col in cols {
-                        // SAFETY: run j reads x[row + col + at.1 .. + RUN]:
+                        // SAFETY: run j reads x[row + col + at.1 .. + run]:
                         // row y + kh dh / sh < hp, columns x0 + kw dw / sw +
-                        // 8 <= wp of a phase inside the planes (checked by
-                        // `run`).
+                        // run <= wp of a phase inside the planes (checked by
+                        // `run`; x0 + run <= ow).
                         unsafe {
-                            let v: [__m256; RB] =
-                                std::array::from_fn(|j| _mm256_loadu_ps(px[j].add(row + col)));
+                            let v: [S::V; RB] =
+                                std::array::from_fn(|j| S::load(px[j].add(row + col)));
                             for i in 0..OB {
-                                let wv = _mm256_broadcast_ss(&*wo[i].add(r));
+                                let wv = S::splat(*wo[i].add(r));
                                 for j in 0..RB {
-                                    acc[i][j] = _mm256_fmadd_ps(wv, v[j], acc[i][j]);
+                                    acc[i][j] = S::fma(wv, v[j], acc[i][j]);
                                 }
                             }
                         }
@@ -178,11 +205,9 @@ impl Direct {
                 }
                 for (i, acc) in acc.iter().enumerate().take(self.cout - o0) {
                     for (j, v) in acc.iter().enumerate() {
-                        // SAFETY: channel o0 + i < cout, the run's 8 outputs
+                        // SAFETY: channel o0 + i < cout, the run's outputs
                         // lie in its row.
-                        unsafe {
-                            _mm256_storeu_ps(out.as_mut_ptr().add((o0 + i) * plane + at[j].0), *v)
-                        };
+                        unsafe { S::store(out.as_mut_ptr().add((o0 + i) * plane + at[j].0), *v) };
                     }
                 }
             }
@@ -190,7 +215,7 @@ impl Direct {
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    unsafe fn tiles<const OB: usize, const RB: usize>(
+    unsafe fn tiles<S: Simd, const OB: usize, const RB: usize>(
         &self,
         _: &[f32],
         _: &[f32],
@@ -298,14 +323,15 @@ pub(super) fn tap_offset(
 
 /// Splits the planes of `x` (`h x w` each), with `top` rows and `left`
 /// columns of zeros before them and zeros after, into `sh x sw` phase planes
-/// of `hp x wp` each, `dst[c][a][b][y][x] = xpad[c][y sh + a][x sw + b]`
-/// (layout in the module's documentation); as many as `dst` holds.
+/// of `hp x wp` each, `dst[c][a][b][y][x] = xpad[c][(y0 + y) sh + a][x sw + b]`
+/// (layout in the module's documentation; `y0 > 0` stages rows of the planes
+/// from `y0` on); as many as `dst` holds.
 pub(super) fn phase_planes(
     x: &[f32],
     (h, w): (usize, usize),
     (top, left): (usize, usize),
     (sh, sw): (usize, usize),
-    (hp, wp): (usize, usize),
+    (y0, hp, wp): (usize, usize, usize),
     dst: &mut [f32],
 ) {
     for (i, plane) in dst.chunks_exact_mut(hp * wp).enumerate() {
@@ -313,7 +339,7 @@ pub(super) fn phase_planes(
         let src = &x[ch * h * w..][..h * w];
         let (lo, hi) = valid_range(wp, b, left, sw, w);
         for (y, row) in plane.chunks_exact_mut(wp).enumerate() {
-            let ih = (y * sh + a).wrapping_sub(top);
+            let ih = ((y0 + y) * sh + a).wrapping_sub(top);
             if ih >= h || lo == hi {
                 row.fill(0.0);
                 continue;

@@ -732,7 +732,14 @@ impl ConvPlan {
                     let s = &mut s[..d.planes_len()];
                     let pad = (c.pad_top, c.pad_left);
                     let (strides, plane) = ((d.sh, d.sw), (d.hp, d.wp));
-                    direct::phase_planes(x, (c.in_h, c.in_w), pad, strides, plane, s);
+                    direct::phase_planes(
+                        x,
+                        (c.in_h, c.in_w),
+                        pad,
+                        strides,
+                        (0, plane.0, plane.1),
+                        s,
+                    );
                     &*s
                 };
                 d.run(x, weight, bias, y);
@@ -1053,7 +1060,7 @@ impl ConvPlan {
                     for (gy, gx) in gy.chunks_exact(out_img).zip(gx.chunks_exact_mut(in_img)) {
                         let s = &mut s[..d.planes_len()];
                         let (out, plane) = ((self.out_h, self.out_w), (d.hp, d.wp));
-                        direct::phase_planes(gy, out, pad, (1, 1), plane, s);
+                        direct::phase_planes(gy, out, pad, (1, 1), (0, plane.0, plane.1), s);
                         d.run(s, wt, None, gx);
                     }
                     Ok(())

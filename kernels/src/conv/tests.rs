@@ -88,9 +88,18 @@ fn shifted_weight_grads_match_the_reference() {
             kernel_w: 4,
             ..Conv2d::new(3, 1, (9, 20), 40, 5, 1, 2)
         },
+        // Bands of output rows: 3 of 40 rows, and 3 of 19, 19 and 18
+        // (stride 2, 64 channels like ResNet-50's stem).
+        Conv2d::new(2, 3, (120, 117), 4, 5, 1, 2),
+        Conv2d {
+            pad_bottom: 1,
+            ..Conv2d::new(3, 3, (110, 29), 64, 7, 2, 3)
+        },
     ];
     for conv in convs {
         let base = conv.plan().unwrap();
+        let bands = base.staging().unwrap().bands;
+        assert_eq!(bands > 1, conv.in_h > 100, "{conv:?}: {bands} bands");
         for threads in [1, 2] {
             let plan = ConvPlan {
                 threads,
@@ -245,6 +254,10 @@ fn direct_passes_match_the_reference() {
             pad_right: 0,
             ..Conv2d::new(2, 2, (20, 25), 6, 3, 2, 1)
         },
+        // Runs of 16: 16-wide rows, and 20-wide strided rows (runs at 0
+        // and 4) with a partial block of channels.
+        Conv2d::new(2, 2, (18, 18), 6, 3, 1, 0),
+        Conv2d::new(2, 3, (34, 40), 7, 3, 2, 1),
     ];
     for conv in convs {
         let base = conv.plan().unwrap();
