@@ -334,6 +334,34 @@ pub(super) fn phase_planes(
     (y0, hp, wp): (usize, usize, usize),
     dst: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if sw <= 2 && cpu::isa() == Isa::Avx512 {
+        let plane = hp * wp;
+        for (i, planes) in dst.chunks_exact_mut(sw * plane).enumerate() {
+            let (ch, a) = (i / sh, i % sh);
+            let src = &x[ch * h * w..][..h * w];
+            for y in 0..hp {
+                let ih = ((y0 + y) * sh + a).wrapping_sub(top);
+                if ih >= h {
+                    for b in 0..sw {
+                        planes[b * plane + y * wp..][..wp].fill(0.0);
+                    }
+                    continue;
+                }
+                let (first, rest) = planes.split_at_mut(plane);
+                let second: &mut [f32] = if sw == 2 {
+                    &mut rest[y * wp..][..wp]
+                } else {
+                    &mut []
+                };
+                let dst = [&mut first[y * wp..][..wp], second];
+                // SAFETY: AVX-512F is available; the row holds `w` floats,
+                // and each of the `sw` destinations `wp`.
+                unsafe { split_row_avx512(&src[ih * w..][..w], left, sw, wp, dst) };
+            }
+        }
+        return;
+    }
     for (i, plane) in dst.chunks_exact_mut(hp * wp).enumerate() {
         let (ch, a, b) = (i / (sh * sw), i / sw % sh, i % sw);
         let src = &x[ch * h * w..][..h * w];
@@ -352,6 +380,64 @@ pub(super) fn phase_planes(
             } else {
                 copy_strided(&mut row[lo..hi], s, sw);
             }
+        }
+    }
+}
+
+/// Row `y` of the `sw` column phases of a row with `left` zeros before
+/// it and zeros after: `dst[b][x] = row[x sw + b - left]`, 0 outside the
+/// row, for `x` in `0..wp` (`sw` 1 or 2; one vector of each phase per
+/// iteration, stride 2 split by one `vpermt2ps` per phase).
+///
+/// # Safety
+/// The CPU supports AVX-512F; `dst[b]` holds `wp` floats for `b < sw`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn split_row_avx512(row: &[f32], left: usize, sw: usize, wp: usize, dst: [&mut [f32]; 2]) {
+    use std::arch::x86_64::*;
+    debug_assert!(sw <= 2 && dst[..sw].iter().all(|d| d.len() >= wp));
+    // Lanes of the window of 16 padded columns at `p0` that hold row values
+    // (padded columns left..left + w).
+    let w = row.len();
+    let valid = |p0: usize| {
+        let lo = left.saturating_sub(p0).min(16);
+        let hi = (left + w).saturating_sub(p0).min(16);
+        crate::strided::lanes(lo, hi.max(lo))
+    };
+    let base = row.as_ptr().wrapping_sub(left);
+    let load = |p0: usize| {
+        let m = valid(p0);
+        // SAFETY: lanes in `m` read row values.
+        unsafe {
+            if m == 0xffff {
+                _mm512_loadu_ps(base.wrapping_add(p0))
+            } else {
+                _mm512_maskz_loadu_ps(m, base.wrapping_add(p0))
+            }
+        }
+    };
+    let store = |d: &mut [f32], x0: usize, v: __m512| {
+        // SAFETY: d holds at least wp floats.
+        unsafe {
+            if wp - x0 >= 16 {
+                _mm512_storeu_ps(d.as_mut_ptr().add(x0), v);
+            } else {
+                let m = crate::strided::lanes(0, wp - x0);
+                _mm512_mask_storeu_ps(d.as_mut_ptr().add(x0), m, v);
+            }
+        }
+    };
+    let [d0, d1] = dst;
+    for x0 in (0..wp).step_by(16) {
+        if sw == 1 {
+            store(d0, x0, load(x0));
+        } else {
+            let (a, b) = (load(2 * x0), load(2 * x0 + 16));
+            let evens =
+                _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            store(d0, x0, _mm512_permutex2var_ps(a, evens, b));
+            store(d1, x0, _mm512_permutex2var_ps(a, odds, b));
         }
     }
 }
