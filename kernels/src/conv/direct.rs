@@ -384,7 +384,7 @@ pub(super) fn phase_planes(
     }
 }
 
-/// Row `y` of the `sw` column phases of a row with `left` zeros before
+/// The `sw` column phases of a row with `left` zeros before
 /// it and zeros after: `dst[b][x] = row[x sw + b - left]`, 0 outside the
 /// row, for `x` in `0..wp` (`sw` 1 or 2; one vector of each phase per
 /// iteration, stride 2 split by one `vpermt2ps` per phase).
