@@ -641,6 +641,23 @@ fn import_graph(bytes: &[u8], bound: &[OnnxTensor]) -> Result<Box<dyn Module>> {
     {
         consts.insert(t.name.clone(), t);
     }
+    // An Identity of a constant is that constant under another name (PyTorch
+    // writes these when it merges equal initializers); resolved before batch
+    // norms fold, which look their operands up by name.
+    model.nodes.retain(|node| {
+        let ([input], [out]) = (&node.inputs[..], &node.outputs[..]) else {
+            return true;
+        };
+        let Some(t) = consts.get(input).filter(|_| node.op == "Identity") else {
+            return true;
+        };
+        let alias = OnnxTensor {
+            name: out.clone(),
+            ..t.clone()
+        };
+        consts.insert(out.clone(), alias);
+        false
+    });
     fold_batch_norms(&mut model, &mut consts);
     let mut g = GraphBuilder::new();
     let mut srcs: HashMap<String, Node> = HashMap::new();

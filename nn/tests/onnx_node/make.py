@@ -69,7 +69,8 @@ def main():
                 name = case.model.graph.output[j].name
                 with open(os.path.join(sd, f"output_{j}.pb"), "wb") as f:
                     f.write(numpy_helper.from_array(y, name).SerializeToString())
-    n = recurrent_cases() + conv_bn_case() + constant_case() + recurrent_constants_case()
+    n = (recurrent_cases() + conv_bn_case() + constant_case() + shared_initializers_case()
+         + recurrent_constants_case())
     print(f"{len(cases)} node tests and {n} of our own written to {OUT}", file=sys.stderr)
 
 
@@ -147,6 +148,47 @@ def constant_case():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     (y,) = ReferenceEvaluator(model).run(None, {"X": x})
     write_case("test_bigdl_constant_nodes", model, [("X", x)], [("Y", y)])
+    return 1
+
+
+def shared_initializers_case():
+    """Identity nodes on initializers, as PyTorch's exporter writes when it
+    merges equal initializers (a fresh model's batch-norm statistics, zero
+    biases): a convolution's weight through two Identities, another's bias
+    and a BatchNormalization's scale (folded into that convolution) through
+    one, against onnx's reference."""
+    import numpy as np
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    consts = {
+        "W": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "B": rng.standard_normal(4).astype(np.float32),
+        "gamma": rng.uniform(0.5, 1.5, 4).astype(np.float32),
+        "beta": rng.standard_normal(4).astype(np.float32),
+        "mean": rng.standard_normal(4).astype(np.float32),
+        "var": rng.uniform(0.5, 2.0, 4).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Identity", ["W"], ["W1"]),
+        helper.make_node("Identity", ["W1"], ["W2"]),
+        helper.make_node("Identity", ["B"], ["B2"]),
+        helper.make_node("Identity", ["gamma"], ["gamma2"]),
+        helper.make_node("Conv", ["X", "W", "B"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["X", "W2", "B2"], ["b"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["b", "gamma2", "beta", "mean", "var"], ["bn"]),
+        helper.make_node("Add", ["a", "bn"], ["Y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    (y,) = ReferenceEvaluator(model).run(None, {"X": x})
+    write_case("test_bigdl_shared_initializers", model, [("X", x)], [("Y", y)])
     return 1
 
 
