@@ -8,7 +8,8 @@
 //! describing the layer's geometry. `conv_table MIN_MS NAME` times only the
 //! layers whose name contains `NAME`. `BIGDL_CONV_ALGO=im2col|winograd`
 //! runs the convolutions it applies to on that algorithm instead of the
-//! plan's choice.
+//! plan's choice. `BIGDL_BENCH_BATCH=N` runs the convolutions at batch `N`
+//! instead of the table's (e.g. 1, for inference latency).
 
 use std::time::Duration;
 
@@ -37,6 +38,12 @@ fn main() {
         Ok(other) => panic!("BIGDL_CONV_ALGO={other}: expected im2col or winograd"),
         Err(_) => None,
     };
+    let batch: Option<usize> = std::env::var("BIGDL_BENCH_BATCH").ok().map(|v| {
+        v.parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("BIGDL_BENCH_BATCH={v}: expected a positive integer"))
+    });
     for layer in LAYERS.iter().filter(|l| l.name().contains(only.as_str())) {
         match *layer {
             Layer::Conv {
@@ -49,6 +56,7 @@ fn main() {
                 s,
                 p,
             } => {
+                let n = batch.unwrap_or(n);
                 println!(
                     "{{\"layer\": \"{name}\", \"kind\": \"conv\", \"n\": {n}, \"c\": {c}, \"hw\": {hw}, \"oc\": {oc}, \"k\": {k}, \"s\": {s}, \"p\": {p}}}"
                 );
