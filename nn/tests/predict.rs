@@ -130,3 +130,41 @@ fn fused_layers_report_their_roles() {
             .is_err()
     );
 }
+
+/// A layer whose forward pass runs on its packed weight (small planes,
+/// deep products: ResNet-50's last stages, on AVX-512) keeps the packing
+/// between calls and packs again after any write to the weight: through
+/// the layer's tensor, a view of it, or the parameters an optimizer sees.
+#[test]
+fn packed_weights_follow_every_write() {
+    manual_seed(5);
+    let mut a = SpatialConvolution::new(256, 40, (1, 1)).unwrap();
+    let x: Activity = rand(&[1, 256, 7, 7], 1).into();
+    check(&mut Sequential::new().add(a.clone()), &x);
+    let fresh = |a: &SpatialConvolution| {
+        let mut b = SpatialConvolution::new(256, 40, (1, 1)).unwrap();
+        b.weight().copy_from(a.weight()).unwrap();
+        b.bias().unwrap().copy_from(a.bias().unwrap()).unwrap();
+        bits(&b.predict(&x).unwrap())
+    };
+    let writes: [&dyn Fn(&mut SpatialConvolution); 3] = [
+        &|a| a.weight().fill(0.25),
+        &|a| a.weight().select(0, 39).unwrap().add_scalar_(1.0),
+        &|a| {
+            a.visit_parameters(&mut |w, _| {
+                if w.dim() == 4 {
+                    w.set(&[3, 200, 0, 0], -2.0).unwrap();
+                }
+            })
+        },
+    ];
+    let mut last = bits(&a.predict(&x).unwrap());
+    for (i, write) in writes.iter().enumerate() {
+        write(&mut a);
+        let y = bits(&a.predict(&x).unwrap());
+        assert_ne!(y, last, "write {i}");
+        assert_eq!(y, fresh(&a), "write {i}");
+        assert_eq!(bits(&a.forward(&x).unwrap()), y, "write {i}");
+        last = y;
+    }
+}

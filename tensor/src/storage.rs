@@ -9,8 +9,16 @@ pub use bigdl_kernels::memory::Mapping;
 
 use crate::element::Element;
 
-/// The elements behind a tensor's lock.
-pub(crate) enum Storage<T> {
+/// The elements behind a tensor's lock, with a count of write accesses.
+pub(crate) struct Storage<T> {
+    elements: Elements<T>,
+    /// Incremented by every mutable access ([`DerefMut`]): the only way
+    /// anything writes to the elements.
+    version: u64,
+}
+
+/// Where a storage's elements are.
+pub(crate) enum Elements<T> {
     /// Elements in memory of their own.
     Owned(Vec<T>),
     /// `len` elements of `map` from byte `offset` (little-endian, aligned:
@@ -24,13 +32,35 @@ pub(crate) enum Storage<T> {
     Shared(Arc<Vec<T>>),
 }
 
+impl<T> Storage<T> {
+    pub(crate) fn new(elements: Elements<T>) -> Storage<T> {
+        Storage {
+            elements,
+            version: 0,
+        }
+    }
+
+    pub(crate) fn elements(&self) -> &Elements<T> {
+        &self.elements
+    }
+
+    pub(crate) fn into_elements(self) -> Elements<T> {
+        self.elements
+    }
+
+    /// How many times the elements were accessed mutably (wrapping).
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+}
+
 impl<T: Element> Deref for Storage<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        match self {
-            Storage::Owned(v) => v,
-            Storage::Shared(v) => v,
-            Storage::Mapped { map, offset, len } => map
+        match &self.elements {
+            Elements::Owned(v) => v,
+            Elements::Shared(v) => v,
+            Elements::Mapped { map, offset, len } => map
                 .slice(*offset, *len)
                 .expect("from_mapping checked the region"),
         }
@@ -42,15 +72,20 @@ impl<T: Element> DerefMut for Storage<T> {
     /// own; shared elements are taken over when no one else holds them any
     /// more, else copied.
     fn deref_mut(&mut self) -> &mut [T] {
-        if !matches!(self, Storage::Owned(_)) {
-            let own = match std::mem::replace(self, Storage::Owned(Vec::new())) {
-                Storage::Shared(v) => Arc::try_unwrap(v).unwrap_or_else(|v| v.to_vec()),
-                other => other.to_vec(),
+        self.version = self.version.wrapping_add(1);
+        if !matches!(self.elements, Elements::Owned(_)) {
+            let own = match std::mem::replace(&mut self.elements, Elements::Owned(Vec::new())) {
+                Elements::Shared(v) => Arc::try_unwrap(v).unwrap_or_else(|v| v.to_vec()),
+                Elements::Mapped { map, offset, len } => map
+                    .slice(offset, len)
+                    .expect("from_mapping checked the region")
+                    .to_vec(),
+                Elements::Owned(v) => v,
             };
-            *self = Storage::Owned(own);
+            self.elements = Elements::Owned(own);
         }
-        match self {
-            Storage::Owned(v) => v,
+        match &mut self.elements {
+            Elements::Owned(v) => v,
             _ => unreachable!("just made owned"),
         }
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::element::Element;
 use crate::error::{Result, TensorError, invalid};
 use crate::shape::{contiguous_strides, numel, walk};
-use crate::storage::{Mapping, Storage};
+use crate::storage::{Elements, Mapping, Storage};
 
 /// A strided view of shared storage, with Torch7 semantics (0-based indices).
 ///
@@ -48,7 +48,7 @@ impl<T: Element> fmt::Debug for Tensor<T> {
 impl<T: Element> Tensor<T> {
     /// A contiguous tensor of `sizes` holding `data` in row-major order.
     pub fn from_vec(data: Vec<T>, sizes: &[usize]) -> Result<Tensor<T>> {
-        Tensor::whole("from_vec", data.len(), Storage::Owned(data), sizes)
+        Tensor::whole("from_vec", data.len(), Elements::Owned(data), sizes)
     }
 
     /// A contiguous tensor of `sizes` over `data` without copying it, while
@@ -57,14 +57,14 @@ impl<T: Element> Tensor<T> {
     /// copies them otherwise, so writes never show through `data`. Model
     /// importers hand the values they parsed to the layers this way.
     pub fn from_shared(data: Arc<Vec<T>>, sizes: &[usize]) -> Result<Tensor<T>> {
-        Tensor::whole("from_shared", data.len(), Storage::Shared(data), sizes)
+        Tensor::whole("from_shared", data.len(), Elements::Shared(data), sizes)
     }
 
     /// A contiguous tensor of `sizes` over all `len` elements of `storage`.
     fn whole(
         op: &'static str,
         len: usize,
-        storage: Storage<T>,
+        elements: Elements<T>,
         sizes: &[usize],
     ) -> Result<Tensor<T>> {
         let n = numel(op, sizes)?;
@@ -75,7 +75,7 @@ impl<T: Element> Tensor<T> {
             ));
         }
         Ok(Tensor {
-            storage: Arc::new(RwLock::new(storage)),
+            storage: Arc::new(RwLock::new(Storage::new(elements))),
             offset: 0,
             sizes: sizes.to_vec(),
             strides: contiguous_strides(sizes),
@@ -91,8 +91,13 @@ impl<T: Element> Tensor<T> {
             return None;
         }
         let n = self.numel();
-        match Arc::try_unwrap(self.storage).ok()?.into_inner().ok()? {
-            Storage::Owned(v) if v.len() == n => Some(v),
+        match Arc::try_unwrap(self.storage)
+            .ok()?
+            .into_inner()
+            .ok()?
+            .into_elements()
+        {
+            Elements::Owned(v) if v.len() == n => Some(v),
             _ => None,
         }
     }
@@ -151,7 +156,11 @@ impl<T: Element> Tensor<T> {
             ));
         }
         Ok(Tensor {
-            storage: Arc::new(RwLock::new(Storage::Mapped { map, offset, len })),
+            storage: Arc::new(RwLock::new(Storage::new(Elements::Mapped {
+                map,
+                offset,
+                len,
+            }))),
             offset: 0,
             sizes: sizes.to_vec(),
             strides: contiguous_strides(sizes),
@@ -161,7 +170,16 @@ impl<T: Element> Tensor<T> {
     /// Whether the elements are still read from a mapped file (not yet
     /// written, see [`Tensor::from_mapping`]).
     pub fn is_mapped(&self) -> bool {
-        matches!(*self.read(), Storage::Mapped { .. })
+        matches!(self.read().elements(), Elements::Mapped { .. })
+    }
+
+    /// A count of write accesses to this tensor's storage (through this
+    /// tensor or any view or clone sharing it), or `None` while one is in
+    /// progress: equal values from the same storage mean equal elements.
+    /// Caches derived from a tensor's values (a layer's packed weight)
+    /// check it, together with [`Tensor::shares_storage`].
+    pub fn version(&self) -> Option<u64> {
+        self.storage.try_read().ok().map(|s| s.version())
     }
 
     /// Offset of the first element in the storage.

@@ -367,3 +367,37 @@ fn cat_joins_along_a_dimension() {
     assert!(Tensor::<f32>::cat(&[], 0).is_err());
     assert!(Tensor::cat(&[&a], 2).is_err());
 }
+
+/// Every way of writing bumps the storage's version, seen by every view;
+/// reads and copies elsewhere do not.
+#[test]
+fn writes_change_the_version_of_every_view() {
+    let t = Tensor::<f32>::zeros(&[3, 4]).unwrap();
+    let row = t.select(0, 1).unwrap();
+    let v0 = t.version().unwrap();
+    assert_eq!(row.version(), Some(v0));
+    let _ = t.to_vec();
+    let _ = t.as_slice().unwrap()[0];
+    let copy = t.deep_clone();
+    copy.fill(1.0);
+    assert_eq!(t.version(), Some(v0));
+    let mut last = v0;
+    let writes: [&dyn Fn(); 5] = [
+        &|| row.fill(2.0),
+        &|| t.set(&[0, 0], 1.0).unwrap(),
+        &|| t.narrow(1, 2, 1).unwrap().add_scalar_(1.0),
+        &|| t.copy_from(&copy).unwrap(),
+        &|| t.as_slice_mut().unwrap()[3] = 4.0,
+    ];
+    for (i, write) in writes.iter().enumerate() {
+        write();
+        let v = t.version().unwrap();
+        assert_ne!(v, last, "write {i}");
+        assert_eq!(row.version(), Some(v));
+        last = v;
+    }
+    // Unknown while a write is in progress.
+    let slice = row.as_slice_mut().unwrap();
+    assert_eq!(t.version(), None);
+    drop(slice);
+}

@@ -302,3 +302,111 @@ fn direct_passes_match_the_reference() {
         }
     }
 }
+
+/// The forward pass on packed weights (`conv/wide.rs`) matches an f64
+/// reference: 1x1 layers read in place and strided ones unfolded, 3x3
+/// with padding, planes of 1 to 130 pixels (blocks of 1 to 12), a partial
+/// panel of channels, blocks of `k` and chunks of pixels, with and
+/// without a bias, a fused residual and ReLU; one image on two threads
+/// (panels split) and two images on one or two threads.
+#[test]
+fn packed_weight_passes_match_the_reference() {
+    if cpu::isa() != Isa::Avx512 {
+        return;
+    }
+    let convs = [
+        // ResNet-50's res5 1x1 (smaller): 49 pixels, 40 channels (a
+        // panel and 8 rows of the next).
+        Conv2d::new(1, 256, (7, 7), 40, 1, 1, 0),
+        // Strided 1x1 (unfolded): 4 x 4 = 16 pixels, blocks of 8.
+        Conv2d::new(2, 300, (8, 7), 64, 1, 2, 0),
+        // 3x3 with padding: 30 pixels (blocks of 10), and one pixel.
+        Conv2d::new(2, 32, (5, 6), 33, 3, 1, 1),
+        Conv2d::new(1, 40, (3, 3), 32, 3, 1, 0),
+        // Two groups of 32 channels.
+        Conv2d {
+            groups: 2,
+            ..Conv2d::new(2, 64, (4, 5), 64, 3, 1, 1)
+        },
+        // One image unfolded as two blocks of channels (19 and 18) on two
+        // threads, strided.
+        Conv2d::new(1, 37, (6, 5), 64, 3, 2, 1),
+        // Two blocks of k (550 each), and two chunks of pixels (65 each).
+        Conv2d::new(1, 1100, (3, 3), 32, 1, 1, 0),
+        Conv2d::new(1, 600, (10, 13), 32, 1, 1, 0),
+    ];
+    for conv in convs {
+        let base = conv.plan().unwrap();
+        assert!(base.wide, "{conv:?}");
+        for threads in [1, 2] {
+            let plan = ConvPlan {
+                threads: threads.min(conv.batch),
+                tile_threads: threads,
+                ..base
+            };
+            let x = pattern(plan.input_len(), 37, 23, 1.1);
+            let w = pattern(plan.weight_len(), 11, 13, 0.6);
+            let b = pattern(conv.out_channels, 1, usize::MAX, 0.2);
+            let r = pattern(plan.output_len(), 7, 19, 0.9);
+            let packed = plan.pack_weights(&w).unwrap().unwrap();
+            let mut s = vec![f32::NAN; plan.scratch_len()];
+            for (bias, tail) in [
+                (Some(&b[..]), Tail::default()),
+                (
+                    None,
+                    Tail {
+                        residual: Some(&r),
+                        relu: true,
+                    },
+                ),
+            ] {
+                let zero = vec![0.0; conv.out_channels];
+                let ref_bias = bias.unwrap_or(&zero);
+                let want = if conv.groups == 1 {
+                    let [y, _, _] = naive_passes(&plan, &x, &w, ref_bias, &r);
+                    y
+                } else {
+                    // Groups: the unpacked pass (checked against references
+                    // by the integration tests), in f64 terms.
+                    let mut y = vec![0.0; plan.output_len()];
+                    plan.forward(&x, &w, Some(ref_bias), &mut y, &mut s)
+                        .unwrap();
+                    y.iter().map(|&v| (v as f64, v.abs() as f64)).collect()
+                };
+                let mut got = vec![f32::NAN; plan.output_len()];
+                plan.forward_packed(&x, &w, Some(&packed), bias, tail, &mut got, &mut s)
+                    .unwrap();
+                for (i, (&v, &(y, abs))) in got.iter().zip(&want).enumerate() {
+                    let (want, abs) = match tail.residual {
+                        Some(r) => ((y + r[i] as f64).max(0.0), abs + r[i].abs() as f64),
+                        None => (y, abs),
+                    };
+                    assert!(
+                        (v as f64 - want).abs() <= 1e-5 * (1.0 + abs),
+                        "{conv:?}, {threads} threads, y[{i}]: {v} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+    // A packing of another layer is refused.
+    let plan = convs[0].plan().unwrap();
+    let other = convs[3].plan().unwrap();
+    let w = vec![0.0; other.weight_len()];
+    let packed = other.pack_weights(&w).unwrap().unwrap();
+    let (x, mut y) = (vec![0.0; plan.input_len()], vec![0.0; plan.output_len()]);
+    let mut s = vec![0.0; plan.scratch_len()];
+    let wp = vec![0.0; plan.weight_len()];
+    let err = plan
+        .forward_packed(
+            &x,
+            &wp,
+            Some(&packed),
+            None,
+            Tail::default(),
+            &mut y,
+            &mut s,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("not a packing"), "{err}");
+}

@@ -1,7 +1,9 @@
 //! `SpatialConvolution`: 2-D convolution over NCHW input.
 
+use std::sync::Arc;
+
 use bigdl_tensor::Tensor;
-use bigdl_tensor::kernels::conv::{Conv2d, ConvPlan, Tail};
+use bigdl_tensor::kernels::conv::{Conv2d, ConvPlan, PackedWeights, Tail};
 
 use crate::activity::Activity;
 use crate::error::{Result, invalid};
@@ -28,6 +30,19 @@ pub struct SpatialConvolution {
     bias: Option<Tensor<f32>>,
     grad_weight: Tensor<f32>,
     grad_bias: Option<Tensor<f32>>,
+    /// The weight packed for inference ([`ConvPlan::pack_weights`]).
+    packed: Option<Packed>,
+}
+
+/// A packing of the weight, valid while the weight tensor is the same
+/// view of the same storage at the same version.
+#[derive(Clone, Debug)]
+struct Packed {
+    /// A view of the weight packed (keeping its storage alive, so that a
+    /// new weight cannot take its place unnoticed).
+    weight: Tensor<f32>,
+    version: u64,
+    data: Arc<PackedWeights>,
 }
 
 impl SpatialConvolution {
@@ -82,6 +97,7 @@ impl SpatialConvolution {
             bias: Some(uniform_init(&[out_channels], fan_in, &mut g)?),
             grad_weight: Tensor::zeros(&wsize)?,
             grad_bias: Some(Tensor::zeros(&[out_channels])?),
+            packed: None,
         })
     }
 
@@ -173,20 +189,41 @@ impl SpatialConvolution {
     }
 }
 
-impl Module for SpatialConvolution {
-    fn name(&self) -> &str {
-        &self.name
+impl SpatialConvolution {
+    /// The weight packed for `plan`'s forward pass, when it runs on one:
+    /// packed the first time, then kept while the weight is unchanged
+    /// (inference; a training step changes it, and the next pass packs it
+    /// again). `forward` and `predict` both run on it, so that they agree
+    /// bit for bit.
+    fn packed_weight(&mut self, plan: &ConvPlan) -> Result<Option<Arc<PackedWeights>>> {
+        let version = self.weight.version();
+        if let Some(p) = &self.packed
+            && Some(p.version) == version
+            && p.weight.shares_storage(&self.weight)
+            && p.weight.offset() == self.weight.offset()
+            && p.weight.strides() == self.weight.strides()
+            && p.weight.sizes() == self.weight.sizes()
+        {
+            return Ok(Some(p.data.clone()));
+        }
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let weight = self.weight.contiguous();
+        let packed = plan
+            .pack_weights(&weight.as_slice()?)
+            .map_err(|e| invalid(&self.name, e.to_string()))?;
+        self.packed = packed.map(|p| Packed {
+            weight: self.weight.clone(),
+            version,
+            data: Arc::new(p),
+        });
+        Ok(self.packed.as_ref().map(|p| p.data.clone()))
     }
 
-    fn forward(&mut self, input: &Activity) -> Result<Activity> {
-        self.predict_with(input, None, false)
-    }
-
-    fn fusion_role(&self) -> FusionRole {
-        FusionRole::Producer
-    }
-
-    fn predict_with(
+    /// The forward pass with `tail` fused, on the packed weight where the
+    /// plan runs on one.
+    fn run_forward(
         &mut self,
         input: &Activity,
         residual: Option<&Tensor<f32>>,
@@ -201,6 +238,7 @@ impl Module for SpatialConvolution {
             }
             None => None,
         };
+        let packed = self.packed_weight(&plan)?;
         // Overwritten whole: a recycled buffer will do.
         let mut y = crate::module::output_buffer(plan.output_len());
         let bias = self.bias.as_ref().map(|b| b.as_slice()).transpose()?;
@@ -211,9 +249,40 @@ impl Module for SpatialConvolution {
             relu,
         };
         with_scratch(plan.scratch_len(), |s| {
-            plan.forward_with(&x_s, &w_s, bias.as_deref(), tail, &mut y, s)
+            plan.forward_packed(
+                &x_s,
+                &w_s,
+                packed.as_deref(),
+                bias.as_deref(),
+                tail,
+                &mut y,
+                s,
+            )
         })?;
         Ok(Tensor::from_vec(y, &sizes)?.into())
+    }
+}
+
+impl Module for SpatialConvolution {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        self.run_forward(input, None, false)
+    }
+
+    fn fusion_role(&self) -> FusionRole {
+        FusionRole::Producer
+    }
+
+    fn predict_with(
+        &mut self,
+        input: &Activity,
+        residual: Option<&Tensor<f32>>,
+        relu: bool,
+    ) -> Result<Activity> {
+        self.run_forward(input, residual, relu)
     }
 
     fn update_grad_input(&mut self, input: &Activity, grad_output: &Activity) -> Result<Activity> {
