@@ -138,11 +138,11 @@ fn fused_layers_report_their_roles() {
 #[test]
 fn packed_weights_follow_every_write() {
     manual_seed(5);
-    let mut a = SpatialConvolution::new(256, 40, (1, 1)).unwrap();
-    let x: Activity = rand(&[1, 256, 7, 7], 1).into();
+    let mut a = SpatialConvolution::new(400, 40, (1, 1)).unwrap();
+    let x: Activity = rand(&[1, 400, 7, 7], 1).into();
     check(&mut Sequential::new().add(a.clone()), &x);
     let fresh = |a: &SpatialConvolution| {
-        let mut b = SpatialConvolution::new(256, 40, (1, 1)).unwrap();
+        let mut b = SpatialConvolution::new(400, 40, (1, 1)).unwrap();
         b.weight().copy_from(a.weight()).unwrap();
         b.bias().unwrap().copy_from(a.bias().unwrap()).unwrap();
         bits(&b.predict(&x).unwrap())
@@ -153,7 +153,7 @@ fn packed_weights_follow_every_write() {
         &|a| {
             a.visit_parameters(&mut |w, _| {
                 if w.dim() == 4 {
-                    w.set(&[3, 200, 0, 0], -2.0).unwrap();
+                    w.set(&[3, 300, 0, 0], -2.0).unwrap();
                 }
             })
         },

@@ -319,9 +319,13 @@ impl Conv2d {
         // channels: its forward pass 1.6x faster direct).
         let winograd = plan.algo == ConvAlgo::Winograd;
         // The direct kernels split images over the threads: not for fewer
-        // images than threads (one image's GEMMs use them all).
+        // images than threads (one image's GEMMs use them all), except a
+        // forward pass with the output channels to split instead.
         let gemm_only = plan.algo == ConvAlgo::Direct1x1 || plan.threads < tile_threads;
-        plan.direct_fwd = !gemm_only && plan.direct_forward().is_some() && !(winograd && cin >= 8);
+        let split =
+            plan.algo != ConvAlgo::Direct1x1 && cout >= DIRECT_SPLIT_CHANNELS * tile_threads;
+        plan.direct_fwd =
+            (!gemm_only || split) && plan.direct_forward().is_some() && !(winograd && cin >= 8);
         plan.direct_data =
             !gemm_only && plan.direct_backward().is_some() && !(winograd && plan.winograd_data);
         plan.wide = cpu::isa() == Isa::Avx512
@@ -353,6 +357,25 @@ impl Tail<'_> {
         self.residual.is_none() && !self.relu
     }
 
+    /// `y = relu?(y + residual[at..])` over a run of the output that starts
+    /// at `at` (vectorised, unlike [`Tail::apply`] element by element).
+    pub(crate) fn apply_run(&self, y: &mut [f32], at: usize) {
+        match self.residual {
+            Some(r) => {
+                let r = &r[at..][..y.len()];
+                if self.relu {
+                    y.iter_mut()
+                        .zip(r)
+                        .for_each(|(v, &r)| *v = relu_f32(*v + r));
+                } else {
+                    y.iter_mut().zip(r).for_each(|(v, &r)| *v += r);
+                }
+            }
+            None if self.relu => y.iter_mut().for_each(|v| *v = relu_f32(*v)),
+            None => {}
+        }
+    }
+
     /// `relu?(v + residual[at])`, in the order separate passes would take.
     ///
     /// # Safety
@@ -376,10 +399,16 @@ const MIN_CHUNK_COLUMNS: usize = 512;
 /// takes on packed weights ([`ConvPlan::pack_weights`]) for. Measured on
 /// Zen 5 against the SGEMM (2 threads, weights not in cache): 256 x 196 x
 /// 2304 466 vs 375 GFLOP/s, 512 x 49 x 2048 433 vs 316, 128 x 784 x 512
-/// 460 vs 413; at k = 256 even, at k = 128 (1x1 layers from 128 channels)
-/// 0.85x: the tile's transposed store outweighs its products.
-const WIDE_MIN_K: usize = 256;
+/// 460 vs 413; at k = 256 (ResNet-50's 1x1 layers from 256 channels) 0.94
+/// to 0.98x, at k = 128 0.85x: the tile's transposed store outweighs its
+/// products.
+const WIDE_MIN_K: usize = 384;
 const WIDE_MAX_PIXELS: usize = 1024;
+
+/// Output channels per thread from which a direct forward pass splits one
+/// image's output channels over the threads, rather than running the GEMM
+/// on them all: ResNet-50's stem at batch 1 (64 channels on 2 threads).
+const DIRECT_SPLIT_CHANNELS: usize = 16;
 
 /// Output columns per thread from which one image's forward pass runs as
 /// tasks of output rows ([`ConvPlan::rows_in_tasks`]).
@@ -893,18 +922,51 @@ impl ConvPlan {
                     );
                     &*s
                 };
-                d.run(x, weight, bias, y);
-                if !tail.is_none() {
-                    let at = (i0 + n) * out_img;
-                    for (j, v) in y.iter_mut().enumerate() {
-                        // SAFETY: at + j < output.len(), the residual's
-                        // length.
-                        *v = unsafe { tail.apply(*v, at + j) };
-                    }
-                }
+                self.direct_split(d, x, weight, bias, tail, y, (i0 + n) * out_img);
             }
             Ok(())
         })
+    }
+
+    /// One image's direct forward pass from its phase planes `x` into `y`
+    /// (at `at` in the whole output), on the pool's threads by blocks of
+    /// output channels when the plan runs images in turn.
+    #[allow(clippy::too_many_arguments)]
+    fn direct_split(
+        &self,
+        d: &direct::Direct,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        tail: Tail<'_>,
+        y: &mut [f32],
+        at: usize,
+    ) {
+        let (p, depth) = (self.p(), d.cin * d.kh * d.kw);
+        let tasks = if self.threads > 1 {
+            1
+        } else {
+            self.tile_threads.min(d.cout / DIRECT_SPLIT_CHANNELS).max(1)
+        };
+        // Blocks of a multiple of 4 channels (the kernel's channel block).
+        let per = d.cout.div_ceil(tasks).next_multiple_of(4).min(d.cout);
+        let parts: Vec<_> = y.chunks_mut(per * p).enumerate().collect();
+        let run = |(t, y): (usize, &mut [f32])| {
+            let (o0, cout) = (t * per, y.len() / p);
+            let part = direct::Direct { cout, ..*d };
+            part.run(
+                x,
+                &weight[o0 * depth..][..cout * depth],
+                bias.map(|b| &b[o0..][..cout]),
+                y,
+            );
+            tail.apply_run(y, at + o0 * p);
+        };
+        if parts.len() == 1 {
+            parts.into_iter().for_each(run);
+        } else {
+            pool::pool().install(|| parts.into_par_iter().for_each(run));
+        }
     }
 
     /// Runs `f(first_image, images_in, images_out, thread_scratch)` over
@@ -1107,15 +1169,8 @@ impl ConvPlan {
                             let at = ((i0 + i) * c.out_channels + g * ocg + o) * p;
                             let src = &stage[o * ld + i * p..][..p];
                             let dst = &mut output[at..][..p];
-                            if tail.is_none() {
-                                dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v + bv);
-                            } else {
-                                for (j, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
-                                    // SAFETY: at + j < output.len(), the
-                                    // residual's length.
-                                    *d = unsafe { tail.apply(v + bv, at + j) };
-                                }
-                            }
+                            dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v + bv);
+                            tail.apply_run(dst, at);
                         }
                     }
                 }

@@ -317,20 +317,20 @@ fn packed_weight_passes_match_the_reference() {
     let convs = [
         // ResNet-50's res5 1x1 (smaller): 49 pixels, 40 channels (a
         // panel and 8 rows of the next).
-        Conv2d::new(1, 256, (7, 7), 40, 1, 1, 0),
+        Conv2d::new(1, 400, (7, 7), 40, 1, 1, 0),
         // Strided 1x1 (unfolded): 4 x 4 = 16 pixels, blocks of 8.
-        Conv2d::new(2, 300, (8, 7), 64, 1, 2, 0),
+        Conv2d::new(2, 400, (8, 7), 64, 1, 2, 0),
         // 3x3 with padding: 30 pixels (blocks of 10), and one pixel.
-        Conv2d::new(2, 32, (5, 6), 33, 3, 1, 1),
-        Conv2d::new(1, 40, (3, 3), 32, 3, 1, 0),
-        // Two groups of 32 channels.
+        Conv2d::new(2, 48, (5, 6), 33, 3, 1, 1),
+        Conv2d::new(1, 48, (3, 3), 32, 3, 1, 0),
+        // Two groups of 32 output channels.
         Conv2d {
             groups: 2,
-            ..Conv2d::new(2, 64, (4, 5), 64, 3, 1, 1)
+            ..Conv2d::new(2, 96, (4, 5), 64, 3, 1, 1)
         },
-        // One image unfolded as two blocks of channels (19 and 18) on two
+        // One image unfolded as two blocks of channels (23 and 22) on two
         // threads, strided.
-        Conv2d::new(1, 37, (6, 5), 64, 3, 2, 1),
+        Conv2d::new(1, 45, (6, 5), 64, 3, 2, 1),
         // Two blocks of k (550 each), and two chunks of pixels (65 each).
         Conv2d::new(1, 1100, (3, 3), 32, 1, 1, 0),
         Conv2d::new(1, 600, (10, 13), 32, 1, 1, 0),
@@ -409,4 +409,46 @@ fn packed_weight_passes_match_the_reference() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("not a packing"), "{err}");
+}
+
+/// One image on two threads: the direct forward pass splits its output
+/// channels (ResNet-50's stem, smaller; 36 channels as 20 + 16) and
+/// matches an f64 reference, with a fused residual and ReLU.
+#[test]
+fn direct_forward_splits_one_image() {
+    if cpu::isa() != Isa::Avx512 {
+        return;
+    }
+    for conv in [
+        Conv2d::new(1, 3, (30, 30), 64, 7, 2, 3),
+        Conv2d::new(1, 2, (20, 18), 36, 3, 1, 1),
+    ] {
+        let base = conv.plan().unwrap();
+        let plan = ConvPlan {
+            threads: 1,
+            tile_threads: 2,
+            direct_fwd: true,
+            ..base
+        };
+        let x = pattern(plan.input_len(), 37, 23, 1.1);
+        let w = pattern(plan.weight_len(), 11, 13, 0.6);
+        let b = pattern(conv.out_channels, 1, usize::MAX, 0.2);
+        let r = pattern(plan.output_len(), 7, 19, 0.9);
+        let [y, _, _] = naive_passes(&plan, &x, &w, &b, &r);
+        let mut s = vec![f32::NAN; plan.scratch_len()];
+        let mut got = vec![f32::NAN; plan.output_len()];
+        let tail = Tail {
+            residual: Some(&r),
+            relu: true,
+        };
+        plan.forward_with(&x, &w, Some(&b), tail, &mut got, &mut s)
+            .unwrap();
+        for (i, (&v, &(y, abs))) in got.iter().zip(&y).enumerate() {
+            let want = (y + r[i] as f64).max(0.0);
+            assert!(
+                (v as f64 - want).abs() <= 1e-5 * (1.0 + abs + r[i].abs() as f64),
+                "{conv:?}, y[{i}]: {v} vs {want}"
+            );
+        }
+    }
 }
