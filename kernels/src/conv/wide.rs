@@ -15,8 +15,6 @@
 
 use std::ops::Range;
 
-use crate::gemm::relu_f32;
-
 /// Output channels per panel: two zmm.
 pub(super) const PANEL: usize = 32;
 /// Output pixels per micro-tile at most: 24 zmm accumulators.
@@ -154,37 +152,146 @@ pub(super) unsafe fn run(p: &Product<'_>, panels: Range<usize>, out: *mut f32) {
                         let x = p.x.as_ptr().add(k0 * n + j0);
                         tile_fn(j1 - j0)(panel.as_ptr(), x, n, k1 - k0, &mut tile)
                     };
-                    for i in 0..rows {
-                        let o = q * PANEL + i;
-                        let bias = p.bias.filter(|_| last).map(|b| b[o]);
-                        for (r, t) in tile[..j1 - j0].iter().enumerate() {
-                            let at = o * n + j0 + r;
-                            let mut v = t[i];
-                            if !first {
-                                // SAFETY: inside the output (below), written
-                                // by the previous block of k.
-                                v += unsafe { *out.add(at) };
-                            }
-                            // The epilogue in the order of separate passes
-                            // (as the SGEMM's): bias, residual, then ReLU.
-                            if let Some(b) = bias {
-                                v += b;
-                            }
-                            if let Some(res) = p.residual.filter(|_| last) {
-                                v += res[at];
-                            }
-                            if p.relu && last {
-                                v = relu_f32(v);
-                            }
-                            // SAFETY: o < ocg and j0 + r < n: inside the
-                            // output.
-                            unsafe { *out.add(at) = v };
-                        }
-                    }
+                    let store = Store {
+                        o0: q * PANEL,
+                        rows,
+                        j0,
+                        pixels: j1 - j0,
+                        first,
+                        last,
+                    };
+                    // SAFETY: the tile's rows and pixels are inside the
+                    // group's output (caller), AVX-512F (caller).
+                    unsafe { store.run(p, &tile, out) };
                 }
             }
         }
     }
+}
+
+/// Where a tile's sums go: output channels `o0..o0 + rows`, pixels
+/// `j0..j0 + pixels`; the first block of `k` overwrites, later ones add,
+/// the last applies the epilogue.
+struct Store {
+    o0: usize,
+    rows: usize,
+    j0: usize,
+    pixels: usize,
+    first: bool,
+    last: bool,
+}
+
+impl Store {
+    /// Transposes the tile (pixels x channels) into output rows (channels
+    /// x pixels), 16 channels at a time, with the epilogue in the order of
+    /// separate passes (as the SGEMM's): bias, residual, then ReLU
+    /// (`max(0, x)`, which keeps NaN and -0 as the ReLU kernels do).
+    ///
+    /// # Safety
+    /// The channels and pixels lie inside the `ocg x n` output at `out`;
+    /// the CPU supports AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run(&self, p: &Product<'_>, tile: &[[f32; PANEL]; MAX_PIXELS], out: *mut f32) {
+        use std::arch::x86_64::*;
+        debug_assert!(self.pixels <= MAX_PIXELS && self.rows <= PANEL);
+        let n = p.n;
+        let mask: __mmask16 = (1u32 << self.pixels) as u16 - 1;
+        for h in 0..PANEL / 16 {
+            if h * 16 >= self.rows {
+                break;
+            }
+            // SAFETY: row j < MAX_PIXELS of the tile holds PANEL floats.
+            let rows: [__m512; 16] = std::array::from_fn(|j| {
+                if j < self.pixels {
+                    unsafe { _mm512_loadu_ps(tile[j].as_ptr().add(h * 16)) }
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            let cols = transpose16(rows);
+            for (c, &col) in cols.iter().enumerate().take(self.rows - h * 16) {
+                let o = self.o0 + h * 16 + c;
+                let at = o * n + self.j0;
+                // SAFETY: output row o < ocg, pixels j0..j0 + pixels <= n
+                // (contract); masked-off lanes are not accessed.
+                unsafe {
+                    let mut v = col;
+                    if !self.first {
+                        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, out.add(at)));
+                    }
+                    if self.last {
+                        if let Some(b) = p.bias {
+                            v = _mm512_add_ps(v, _mm512_set1_ps(b[o]));
+                        }
+                        if let Some(r) = p.residual {
+                            let r = r[at..][..self.pixels].as_ptr();
+                            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, r));
+                        }
+                        if p.relu {
+                            v = _mm512_max_ps(_mm512_setzero_ps(), v);
+                        }
+                    }
+                    _mm512_mask_storeu_ps(out.add(at), mask, v);
+                }
+            }
+        }
+    }
+}
+
+/// The transpose of a 16 x 16 block of rows: lane `j` of column `i` is
+/// lane `i` of row `j`. Four rounds of 16 shuffles: 32-bit and 64-bit
+/// interleaves give, in each 128-bit quarter `q` of `u[4k + c]`, column
+/// `4q + c` of rows `4k..4k + 4`; two rounds of quarter shuffles gather
+/// those quarters.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        let (k, c) = (i / 4, i % 4);
+        let (a, b) = (
+            _mm512_castps_pd(t[4 * k + c / 2]),
+            _mm512_castps_pd(t[4 * k + 2 + c / 2]),
+        );
+        _mm512_castpd_ps(if c % 2 == 0 {
+            _mm512_unpacklo_pd(a, b)
+        } else {
+            _mm512_unpackhi_pd(a, b)
+        })
+    });
+    // x[c][0]: quarters 0, 1 of u[c] and u[4 + c]; x[c][1]: quarters 2, 3;
+    // y likewise of u[8 + c] and u[12 + c].
+    let x: [[__m512; 2]; 4] = std::array::from_fn(|c| {
+        [
+            _mm512_shuffle_f32x4::<0x44>(u[c], u[4 + c]),
+            _mm512_shuffle_f32x4::<0xEE>(u[c], u[4 + c]),
+        ]
+    });
+    let y: [[__m512; 2]; 4] = std::array::from_fn(|c| {
+        [
+            _mm512_shuffle_f32x4::<0x44>(u[8 + c], u[12 + c]),
+            _mm512_shuffle_f32x4::<0xEE>(u[8 + c], u[12 + c]),
+        ]
+    });
+    // Column 4q + c: quarter q of u[c], u[4 + c], u[8 + c], u[12 + c].
+    std::array::from_fn(|i| {
+        let (q, c) = (i / 4, i % 4);
+        let (a, b) = (x[c][q / 2], y[c][q / 2]);
+        if q % 2 == 0 {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0xDD>(a, b)
+        }
+    })
 }
 
 type TileFn = unsafe fn(*const f32, *const f32, usize, usize, &mut [[f32; PANEL]; MAX_PIXELS]);
