@@ -201,9 +201,10 @@ impl Store {
             if h * 16 >= self.rows {
                 break;
             }
-            // SAFETY: row j < MAX_PIXELS of the tile holds PANEL floats.
             let rows: [__m512; 16] = std::array::from_fn(|j| {
                 if j < self.pixels {
+                    // SAFETY: row j < MAX_PIXELS of the tile holds PANEL
+                    // floats.
                     unsafe { _mm512_loadu_ps(tile[j].as_ptr().add(h * 16)) }
                 } else {
                     _mm512_setzero_ps()
