@@ -53,11 +53,27 @@ unsafe fn tile_avx512<const R: usize, const V: usize, const DIRECT_A: bool>(t: &
     // Direct A: offset of row r, rows past `m` re-read row 0 (results discarded).
     let row: [isize; R] = std::array::from_fn(|r| if r < t.m { r as isize * t.a_rs } else { 0 });
     if t.csc == 1 {
-        // Start fetching the C tile; the k steps below hide the latency.
+        // Start fetching the C tile, the next tile along its rows (for
+        // writing) and the residual the epilogue adds (stored like C) for
+        // both; the k steps below hide the latency. A product with few k
+        // steps otherwise waits on memory: ResNet-50's 64 -> 256 1x1 layer
+        // at batch 32 (2 threads, Zen 5) 9.8 -> 7.9 ms, with the residual
+        // 16.3 -> 11.0 ms.
         for r in 0..t.m.min(R) {
-            let row = t.c.wrapping_offset(r as isize * t.rsc) as *const i8;
+            let at = r as isize * t.rsc;
+            let row = t.c.wrapping_offset(at) as *const i8;
             _mm_prefetch::<_MM_HINT_T0>(row);
             _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(V * LANES * 4 - 1));
+            for line in V * LANES * 4 / 64..2 * V * LANES * 4 / 64 {
+                _mm_prefetch::<_MM_HINT_ET0>(row.wrapping_add(64 * line));
+            }
+            if !t.epi.res.is_null() {
+                // This tile's and the next one's along the row.
+                let row = t.epi.res.wrapping_offset(at) as *const i8;
+                for line in 0..2 * V * LANES * 4 / 64 {
+                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64 * line));
+                }
+            }
         }
     }
     let mut acc = [[_mm512_setzero_ps(); V]; R];
