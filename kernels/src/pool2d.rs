@@ -378,7 +378,6 @@ impl PoolPlan {
     fn max_plane_values(&self, x: &[f32], y: &mut [f32], cols: &mut Vec<f32>, idx: &mut Vec<u32>) {
         #[cfg(target_arch = "x86_64")]
         if cpu::isa() == Isa::Avx512 && self.pool.stride_w <= 2 {
-            cols.resize(self.pool.in_w, 0.0);
             // SAFETY: AVX-512F is available.
             unsafe { self.max_plane_values_avx512(x, y, cols) };
             return;
@@ -390,34 +389,55 @@ impl PoolPlan {
     }
 
     /// [`PoolPlan::max_plane_values`] in vectors: per row of windows, the
-    /// maxima of its input rows' columns, then one pass per tap across.
+    /// maxima of its input rows' columns in one pass, into a row padded
+    /// with `-inf` on both sides (so every tap of every window lies inside
+    /// it), then one pass across with all the taps of 16 windows at once
+    /// (ResNet-50's pool1: one thread, in cache, 190 -> 160 us per image;
+    /// batch 32 on 2 threads 400 -> 300 us per image).
     ///
     /// # Safety
     /// The CPU supports AVX-512F; the stride across is 1 or 2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn max_plane_values_avx512(&self, x: &[f32], y: &mut [f32], cols: &mut [f32]) {
+    unsafe fn max_plane_values_avx512(&self, x: &[f32], y: &mut [f32], cols: &mut Vec<f32>) {
+        use std::arch::x86_64::*;
         let p = &self.pool;
-        let (w, s, ow_n) = (p.in_w, p.stride_w, self.out_w);
+        let (w, s, k, ow_n) = (p.in_w, p.stride_w, p.kernel_w, self.out_w);
+        // Room past the last window for whole-vector loads (32 floats).
+        let len = ((ow_n - 1) * s + k).max(p.pad_w + w) + 32;
+        cols.clear();
+        cols.resize(len, f32::NEG_INFINITY);
         for oh in 0..self.out_h {
             let (h0, h1, ..) = self.window(oh, 0);
             let yrow = &mut y[oh * ow_n..][..ow_n];
-            yrow.fill(f32::NEG_INFINITY);
             if h0 >= h1 {
+                yrow.fill(f32::NEG_INFINITY);
                 continue;
             }
-            cols.copy_from_slice(&x[h0 * w..][..w]);
-            for ih in h0 + 1..h1 {
-                // SAFETY: AVX-512F (caller).
-                unsafe { avx512::max_into(cols, &x[ih * w..][..w]) };
+            for i in (0..w).step_by(16) {
+                let m = crate::strided::lanes(0, (w - i).min(16));
+                // SAFETY: lanes of `m` are columns i.. < w of rows h0..h1 of
+                // the plane, and of cols from pad_w (len > pad_w + w).
+                unsafe {
+                    let mut v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(h0 * w + i));
+                    for ih in h0 + 1..h1 {
+                        let r = _mm512_maskz_loadu_ps(m, x.as_ptr().add(ih * w + i));
+                        v = avx512::max_keep_nan(v, r);
+                    }
+                    _mm512_mask_storeu_ps(cols.as_mut_ptr().add(p.pad_w + i), m, v);
+                }
             }
-            for kw in 0..p.kernel_w {
-                let (lo, hi) = self.tap_outputs(kw);
-                if lo < hi {
-                    let first = lo * s + kw - p.pad_w;
-                    // SAFETY: AVX-512F (caller); s is 1 or 2; outputs
-                    // lo..hi read cols[first + (o - lo) * s], inside the row.
-                    unsafe { avx512::max_tap_values(&mut yrow[lo..hi], &cols[first..], s) };
+            for o in (0..ow_n).step_by(16) {
+                let n = (ow_n - o).min(16);
+                // SAFETY: window o + j reads cols[(o + j) * s + kw], kw < k,
+                // inside cols (len above); s is 1 or 2 (caller).
+                unsafe {
+                    let at = cols.as_ptr().add(o * s);
+                    let mut v = crate::strided::load(at, s, 0, n);
+                    for kw in 1..k {
+                        v = avx512::max_keep_nan(v, crate::strided::load(at.add(kw), s, 0, n));
+                    }
+                    _mm512_mask_storeu_ps(yrow.as_mut_ptr().add(o), crate::strided::lanes(0, n), v);
                 }
             }
         }
@@ -688,49 +708,8 @@ mod avx512 {
     /// a NaN).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn max_keep_nan(cur: __m512, v: __m512) -> __m512 {
+    pub(super) fn max_keep_nan(cur: __m512, v: __m512) -> __m512 {
         let m = _mm512_max_ps(v, cur);
         _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v), v)
-    }
-
-    /// `cols[i] = max(cols[i], row[i])`, NaN kept.
-    ///
-    /// # Safety
-    /// The CPU supports AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn max_into(cols: &mut [f32], row: &[f32]) {
-        let n = cols.len().min(row.len());
-        for i in (0..n).step_by(16) {
-            let m = strided::lanes(0, (n - i).min(16));
-            // SAFETY: lanes of `m` are elements i.. < n of both slices.
-            unsafe {
-                let c = cols.as_mut_ptr().add(i);
-                let v = _mm512_maskz_loadu_ps(m, row.as_ptr().add(i));
-                _mm512_mask_storeu_ps(c, m, max_keep_nan(_mm512_maskz_loadu_ps(m, c), v));
-            }
-        }
-    }
-
-    /// One tap of max pooling without indices: `y[o] = max(y[o], x[o * s])`,
-    /// NaN kept.
-    ///
-    /// # Safety
-    /// The CPU supports AVX-512F; `s` is 1 or 2.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn max_tap_values(y: &mut [f32], x: &[f32], s: usize) {
-        debug_assert!(s == 1 || s == 2);
-        let n = y.len();
-        assert!(n >= 1 && x.len() > (n - 1) * s);
-        for o in (0..n).step_by(16) {
-            let len = (n - o).min(16);
-            let m = strided::lanes(0, len);
-            // SAFETY: lanes 0..len are outputs o.. < n, whose inputs lie in
-            // x[..(n - 1) * s + 1].
-            unsafe {
-                let v = strided::load(x.as_ptr().add(o * s), s, 0, len);
-                let yp = y.as_mut_ptr().add(o);
-                _mm512_mask_storeu_ps(yp, m, max_keep_nan(_mm512_maskz_loadu_ps(m, yp), v));
-            }
-        }
     }
 }

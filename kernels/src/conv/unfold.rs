@@ -53,6 +53,9 @@ impl ConvPlan {
                     dst[..(oh_lo - oh0) * ow_n].fill(0.0);
                     dst[(oh_hi - oh0) * ow_n..].fill(0.0);
                     for oh in oh_lo..oh_hi {
+                        if oh + PREFETCH_ROWS < oh_hi {
+                            prefetch(&plane[ih_of(oh + PREFETCH_ROWS) * c.in_w..][..c.in_w]);
+                        }
                         let d = &mut dst[(oh - oh0) * ow_n..][..ow_n];
                         let src = &plane[ih_of(oh) * c.in_w..][..c.in_w];
                         if hi <= lo {
@@ -229,6 +232,29 @@ fn zero_columns(
             m[r * width + col] = 0.0;
         }
     }
+}
+
+/// Output rows ahead whose input row an unfolding prefetches: with a
+/// stride, the rows read are too far apart for the hardware's prefetcher
+/// (ResNet-50's strided 1x1 layers at batch 32, whose input comes from
+/// memory: the unfolding took a third of the layer's time).
+const PREFETCH_ROWS: usize = 4;
+
+/// Starts fetching `row` into the cache.
+#[inline]
+fn prefetch(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in row.chunks(16) {
+        // SAFETY: prefetching is a hint that never faults; the address is
+        // inside `row`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr().cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
 }
 
 /// `dst[i] = src[i]` for a row of a column matrix: rows of up to 64 floats
