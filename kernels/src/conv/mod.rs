@@ -328,12 +328,13 @@ impl Conv2d {
             (!gemm_only || split) && plan.direct_forward().is_some() && !(winograd && cin >= 8);
         plan.direct_data =
             !gemm_only && plan.direct_backward().is_some() && !(winograd && plan.winograd_data);
+        let split_images = (plan.threads >= tile_threads) as usize;
         plan.wide = cpu::isa() == Isa::Avx512
             && !winograd
             && !plan.direct_fwd
             && plan.ocg() >= wide::PANEL
-            && plan.k() >= WIDE_MIN_K
-            && plan.p() <= WIDE_MAX_PIXELS;
+            && plan.k() >= WIDE_MIN_K[split_images]
+            && plan.p() <= WIDE_MAX_PIXELS[split_images];
         Ok(plan)
     }
 }
@@ -396,14 +397,16 @@ const CHUNK_FLOATS: usize = 128 << 10;
 const MIN_CHUNK_COLUMNS: usize = 512;
 
 /// The shallowest product and the largest output plane the forward pass
-/// takes on packed weights ([`ConvPlan::pack_weights`]) for. Measured on
-/// Zen 5 against the SGEMM (2 threads, weights not in cache): 256 x 196 x
-/// 2304 466 vs 375 GFLOP/s, 512 x 49 x 2048 433 vs 316, 128 x 784 x 512
-/// 460 vs 413; at k = 256 (ResNet-50's 1x1 layers from 256 channels) 0.94
-/// to 0.98x, at k = 128 0.85x: the tile's transposed store outweighs its
-/// products.
-const WIDE_MIN_K: usize = 384;
-const WIDE_MAX_PIXELS: usize = 1024;
+/// takes on packed weights ([`ConvPlan::pack_weights`]) for, when one
+/// image runs on all threads (batch 1) and when images split over them.
+/// Measured on Zen 5 with ResNet-50 against the SGEMM (2 threads): at
+/// batch 1 its 1x1 layers from k = 128 gain 2-10% (k = 256 on 56x56
+/// planes 0.249 -> 0.228 ms) and the whole model 4%, but k = 64 loses
+/// 6% (the tile's transposed store outweighs its few products); at batch
+/// 32 the model lost 3% with those thresholds, and gains with k from 384
+/// on planes up to 32x32 (256 x 196 x 2304: 466 vs 375 GFLOP/s).
+const WIDE_MIN_K: [usize; 2] = [128, 384];
+const WIDE_MAX_PIXELS: [usize; 2] = [4096, 1024];
 
 /// Output channels per thread from which a direct forward pass splits one
 /// image's output channels over the threads, rather than running the GEMM
