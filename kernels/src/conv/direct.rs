@@ -77,9 +77,18 @@ impl Direct {
         self.cin * self.sh * self.sw * self.hp * self.wp
     }
 
-    /// `out (cout x oh x ow) = conv(x, w (cout x cin kh kw)) + bias`, `x`
-    /// the phase planes; runs of 16 outputs on rows of at least 16.
-    pub(super) fn run(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    /// `out (cout x oh x ow) = relu?(conv(x, w (cout x cin kh kw)) + bias)`,
+    /// `x` the phase planes; runs of 16 outputs on rows of at least 16. The
+    /// ReLU is `max(0, v)` on the way out (NaN and -0 pass, as the ReLU
+    /// kernels): no second pass over the output.
+    pub(super) fn run(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        out: &mut [f32],
+    ) {
         let depth = self.cin * self.kh * self.kw;
         assert!(
             x.len() >= self.planes_len()
@@ -99,9 +108,9 @@ impl Direct {
         // checked above.
         unsafe {
             if self.ow >= Avx512::LANES {
-                self.run_with::<Avx512>(x, w, bias, out);
+                self.run_with::<Avx512>(x, w, bias, relu, out);
             } else {
-                self.run_with::<Avx2>(x, w, bias, out);
+                self.run_with::<Avx2>(x, w, bias, relu, out);
             }
         }
     }
@@ -115,18 +124,19 @@ impl Direct {
         x: &[f32],
         w: &[f32],
         bias: Option<&[f32]>,
+        relu: bool,
         out: &mut [f32],
     ) {
         // SAFETY: the caller's contract.
         unsafe {
             // Channel blocks that divide the channels where they can.
             match self.cout {
-                1 => self.tiles::<S, 1, 16>(x, w, bias, out),
-                2 => self.tiles::<S, 2, 8>(x, w, bias, out),
-                c if c % 4 == 0 => self.tiles::<S, 4, 4>(x, w, bias, out),
-                c if c % 6 == 0 => self.tiles::<S, 6, 3>(x, w, bias, out),
-                c if c % 3 == 0 => self.tiles::<S, 3, 5>(x, w, bias, out),
-                _ => self.tiles::<S, 4, 4>(x, w, bias, out),
+                1 => self.tiles::<S, 1, 16>(x, w, bias, relu, out),
+                2 => self.tiles::<S, 2, 8>(x, w, bias, relu, out),
+                c if c % 4 == 0 => self.tiles::<S, 4, 4>(x, w, bias, relu, out),
+                c if c % 6 == 0 => self.tiles::<S, 6, 3>(x, w, bias, relu, out),
+                c if c % 3 == 0 => self.tiles::<S, 3, 5>(x, w, bias, relu, out),
+                _ => self.tiles::<S, 4, 4>(x, w, bias, relu, out),
             }
         }
     }
@@ -142,6 +152,7 @@ impl Direct {
         x: &[f32],
         w: &[f32],
         bias: Option<&[f32]>,
+        relu: bool,
         out: &mut [f32],
     ) {
         const { assert!(S::LANES >= RUN) };
@@ -204,10 +215,13 @@ impl Direct {
                     }
                 }
                 for (i, acc) in acc.iter().enumerate().take(self.cout - o0) {
-                    for (j, v) in acc.iter().enumerate() {
-                        // SAFETY: channel o0 + i < cout, the run's outputs
-                        // lie in its row.
-                        unsafe { S::store(out.as_mut_ptr().add((o0 + i) * plane + at[j].0), *v) };
+                    for (j, &v) in acc.iter().enumerate() {
+                        // SAFETY: the ISA is available; channel o0 + i <
+                        // cout, the run's outputs lie in its row.
+                        unsafe {
+                            let v = if relu { S::max(S::splat(0.0), v) } else { v };
+                            S::store(out.as_mut_ptr().add((o0 + i) * plane + at[j].0), v)
+                        };
                     }
                 }
             }
@@ -220,6 +234,7 @@ impl Direct {
         _: &[f32],
         _: &[f32],
         _: Option<&[f32]>,
+        _: bool,
         _: &mut [f32],
     ) {
         unreachable!("the direct convolution needs AVX-512")

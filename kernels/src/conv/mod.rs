@@ -957,13 +957,18 @@ impl ConvPlan {
         let run = |(t, y): (usize, &mut [f32])| {
             let (o0, cout) = (t * per, y.len() / p);
             let part = direct::Direct { cout, ..*d };
+            // A ReLU alone runs in the kernel; a residual comes first.
+            let fused = tail.residual.is_none() && tail.relu;
             part.run(
                 x,
                 &weight[o0 * depth..][..cout * depth],
                 bias.map(|b| &b[o0..][..cout]),
+                fused,
                 y,
             );
-            tail.apply_run(y, at + o0 * p);
+            if !fused {
+                tail.apply_run(y, at + o0 * p);
+            }
         };
         if parts.len() == 1 {
             parts.into_iter().for_each(run);
@@ -1270,7 +1275,7 @@ impl ConvPlan {
                         let s = &mut s[..d.planes_len()];
                         let (out, plane) = ((self.out_h, self.out_w), (d.hp, d.wp));
                         direct::phase_planes(gy, out, pad, (1, 1), (0, plane.0, plane.1), s);
-                        d.run(s, wt, None, gx);
+                        d.run(s, wt, None, false, gx);
                     }
                     Ok(())
                 },

@@ -424,7 +424,8 @@ fn packed_weight_passes_match_the_reference() {
 
 /// One image on two threads: the direct forward pass splits its output
 /// channels (ResNet-50's stem, smaller; 36 channels as 20 + 16) and
-/// matches an f64 reference, with a fused residual and ReLU.
+/// matches an f64 reference, with a fused residual and ReLU, or a ReLU
+/// alone (inside the kernel).
 #[test]
 fn direct_forward_splits_one_image() {
     if cpu::isa() != Isa::Avx512 {
@@ -447,19 +448,23 @@ fn direct_forward_splits_one_image() {
         let r = pattern(plan.output_len(), 7, 19, 0.9);
         let [y, _, _] = naive_passes(&plan, &x, &w, &b, &r);
         let mut s = vec![f32::NAN; plan.scratch_len()];
-        let mut got = vec![f32::NAN; plan.output_len()];
-        let tail = Tail {
-            residual: Some(&r),
-            relu: true,
-        };
-        plan.forward_with(&x, &w, Some(&b), tail, &mut got, &mut s)
-            .unwrap();
-        for (i, (&v, &(y, abs))) in got.iter().zip(&y).enumerate() {
-            let want = (y + r[i] as f64).max(0.0);
-            assert!(
-                (v as f64 - want).abs() <= 1e-5 * (1.0 + abs + r[i].abs() as f64),
-                "{conv:?}, y[{i}]: {v} vs {want}"
-            );
+        // A residual and a ReLU after the kernel, and a ReLU in it.
+        for residual in [Some(&r[..]), None] {
+            let mut got = vec![f32::NAN; plan.output_len()];
+            let tail = Tail {
+                residual,
+                relu: true,
+            };
+            plan.forward_with(&x, &w, Some(&b), tail, &mut got, &mut s)
+                .unwrap();
+            for (i, (&v, &(y, abs))) in got.iter().zip(&y).enumerate() {
+                let r = residual.map_or(0.0, |r| r[i]);
+                let want = (y + r as f64).max(0.0);
+                assert!(
+                    (v as f64 - want).abs() <= 1e-5 * (1.0 + abs + r.abs() as f64),
+                    "{conv:?}, y[{i}]: {v} vs {want}"
+                );
+            }
         }
     }
 }
