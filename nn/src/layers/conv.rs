@@ -30,7 +30,7 @@ pub struct SpatialConvolution {
     bias: Option<Tensor<f32>>,
     grad_weight: Tensor<f32>,
     grad_bias: Option<Tensor<f32>>,
-    /// The weight packed for inference ([`ConvPlan::pack_weights`]).
+    /// The weight packed for the forward pass ([`ConvPlan::pack_weights`]).
     packed: Option<Packed>,
 }
 
