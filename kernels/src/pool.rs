@@ -16,7 +16,8 @@
 //!   `taskset`, a dedicated box): pinning then keeps each worker's packed GEMM
 //!   panels in its own L1/L2.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -150,6 +151,45 @@ where
     pool().install(|| (0..tasks).into_par_iter().with_max_len(1).for_each(task));
 }
 
+/// Keeps the pool's workers awake while it lives: each runs a job that
+/// spins, taking any other job that arrives ([`rayon::yield_now`]), until
+/// the guard drops (which waits for them). For calls made of many short
+/// parallel sections (inference at batch 1: a few hundred per call), each
+/// of which would otherwise wake sleeping workers; ResNet-50 at batch 1 on
+/// 2 threads (Zen 5): 1.5-2% faster. Costs the workers' cores meanwhile.
+/// `None` inside a worker or on a pool of one thread.
+pub fn keep_warm() -> Option<Warm> {
+    if in_worker() || num_threads() < 2 {
+        return None;
+    }
+    let state = Arc::new((AtomicBool::new(false), AtomicUsize::new(num_threads())));
+    for _ in 0..num_threads() {
+        let state = state.clone();
+        pool().spawn(move || {
+            while !state.0.load(Ordering::Acquire) {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::hint::spin_loop();
+                }
+            }
+            state.1.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+    Some(Warm(state))
+}
+
+/// The guard of [`keep_warm`]: a stop flag and the spinners still running.
+pub struct Warm(Arc<(AtomicBool, AtomicUsize)>);
+
+impl Drop for Warm {
+    fn drop(&mut self) {
+        self.0.0.store(true, Ordering::Release);
+        // No spinner outlives the guard.
+        while self.0.1.load(Ordering::Acquire) > 0 {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// A raw pointer shared by tasks that write disjoint parts of its buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct SyncPtr(pub(crate) *mut f32);
@@ -167,6 +207,45 @@ impl SyncPtr {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Parallel sections run while the workers spin (on every thread, and
+    /// nested), none inside a worker, and the guard's drop ends the
+    /// spinners: afterwards the pool still runs work.
+    #[test]
+    fn warm_workers_take_jobs_and_stop() {
+        for _ in 0..3 {
+            let warm = keep_warm();
+            assert_eq!(warm.is_some(), num_threads() > 1);
+            let hits: Vec<AtomicUsize> = (0..64).map(|_| AtomicUsize::new(0)).collect();
+            run_tasks(8, |t| {
+                assert!(keep_warm().is_none());
+                pool().install(|| {
+                    (0..8).into_par_iter().for_each(|j| {
+                        hits[t * 8 + j].fetch_add(1, Ordering::Relaxed);
+                    })
+                });
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+            drop(warm);
+        }
+        let sum: usize = pool().install(|| (0..100usize).into_par_iter().sum());
+        assert_eq!(sum, 4950);
+        // Two callers at once (their spinners may nest in each other's).
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let _warm = keep_warm();
+                        let n = AtomicUsize::new(0);
+                        run_tasks(4, |_| {
+                            n.fetch_add(1, Ordering::Relaxed);
+                        });
+                        assert_eq!(n.load(Ordering::Relaxed), 4);
+                    }
+                });
+            }
+        });
+    }
 
     #[test]
     fn runs_every_task_once() {

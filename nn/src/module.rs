@@ -398,12 +398,23 @@ thread_local! {
 /// Held by an inference container's `predict` while it runs: when the
 /// outermost one ends, the thread's recycled buffers are freed (they are
 /// for the layers of one call, not kept between calls or after the model).
-pub(crate) struct Predicting(());
+/// The outermost one also keeps the pool's workers awake for the call
+/// ([`pool::keep_warm`](bigdl_tensor::kernels::pool::keep_warm)).
+pub(crate) struct Predicting {
+    _warm: Option<bigdl_tensor::kernels::pool::Warm>,
+}
 
 impl Predicting {
     pub(crate) fn enter() -> Predicting {
-        PREDICTING.with(|d| d.set(d.get() + 1));
-        Predicting(())
+        let depth = PREDICTING.with(|d| {
+            d.set(d.get() + 1);
+            d.get()
+        });
+        Predicting {
+            _warm: (depth == 1)
+                .then(bigdl_tensor::kernels::pool::keep_warm)
+                .flatten(),
+        }
     }
 }
 
