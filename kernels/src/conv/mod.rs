@@ -11,7 +11,11 @@
 //! convolutions with enough channels and tiles. On AVX-512, layers with few
 //! channels run without a column matrix: forward and (stride-1)
 //! backward-data passes as direct convolutions (`direct.rs`), weight
-//! gradients as dot products over shifted planes (`shifted.rs`).
+//! gradients as dot products over shifted planes (`shifted.rs`). Forward
+//! passes of deep products on small planes run on a weight packed once by
+//! the caller ([`ConvPlan::pack_weights`], [`ConvPlan::forward_packed`]),
+//! vectorised along the output channels (`wide.rs`); the running uses no
+//! scratch beyond the plan's, the packing is the caller's to keep.
 //!
 //! Layouts (all row-major, contiguous): input `N x C x H x W`, weight
 //! `OC x C/groups x KH x KW`, output `N x OC x OH x OW`, with
