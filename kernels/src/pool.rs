@@ -190,6 +190,16 @@ impl Drop for Warm {
     }
 }
 
+/// Runs `f` on each of `parts` on the pool, or in turn when there is one
+/// part or the caller is a worker already.
+pub(crate) fn for_each_part<T: Send>(parts: Vec<T>, f: impl Fn(T) + Sync + Send) {
+    if parts.len() <= 1 || in_worker() {
+        parts.into_iter().for_each(f);
+    } else {
+        pool().install(|| parts.into_par_iter().for_each(f));
+    }
+}
+
 /// A raw pointer shared by tasks that write disjoint parts of its buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct SyncPtr(pub(crate) *mut f32);

@@ -424,9 +424,7 @@ impl PoolPlan {
             // prefetcher left this loop waiting on them (2.5x slower).
             if oh + Self::PREFETCH_ROWS < self.out_h {
                 let (a, b, ..) = self.window(oh + Self::PREFETCH_ROWS, 0);
-                for line in x[a * w..b.max(a) * w].chunks(16) {
-                    _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
-                }
+                crate::memory::prefetch(&x[a * w..b.max(a) * w]);
             }
             for i in (0..w).step_by(16) {
                 let m = crate::strided::lanes(0, (w - i).min(16));

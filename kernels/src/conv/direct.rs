@@ -25,10 +25,12 @@
 //! weight gives NaN input gradients at the borders where the exact sum has
 //! no term with it (the forward pass has spread it into the outputs).
 
-use super::ConvPlan;
 use super::unfold::{copy_row, copy_strided, valid_range};
+use super::{ConvPlan, DIRECT_SPLIT_CHANNELS, Tail};
 use crate::cpu::{self, Isa};
 use crate::elementwise::simd::{Avx2, Avx512, Simd};
+use crate::error::Result;
+use crate::pool;
 
 /// Outputs per run on the narrowest rows (one `__m256`).
 const RUN: usize = 8;
@@ -242,6 +244,85 @@ impl Direct {
 }
 
 impl ConvPlan {
+    /// The forward pass on [`Direct`](Direct), images split over
+    /// the threads.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward_direct(
+        &self,
+        d: &Direct,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        tail: Tail<'_>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<()> {
+        let c = &self.conv;
+        let (in_img, out_img) = (c.in_channels * c.in_h * c.in_w, c.out_channels * self.p());
+        let in_place = self.direct_in_place();
+        self.par_images(input, in_img, output, out_img, scratch, |i0, x, y, s| {
+            for (n, (x, y)) in x
+                .chunks_exact(in_img)
+                .zip(y.chunks_exact_mut(out_img))
+                .enumerate()
+            {
+                let x = if in_place {
+                    x
+                } else {
+                    let s = &mut s[..d.planes_len()];
+                    let pad = (c.pad_top, c.pad_left);
+                    let (strides, plane) = ((d.sh, d.sw), (d.hp, d.wp));
+                    phase_planes(x, (c.in_h, c.in_w), pad, strides, (0, plane.0, plane.1), s);
+                    &*s
+                };
+                self.direct_split(d, x, weight, bias, tail, y, (i0 + n) * out_img);
+            }
+            Ok(())
+        })
+    }
+
+    /// One image's direct forward pass from its phase planes `x` into `y`
+    /// (at `at` in the whole output), on the pool's threads by blocks of
+    /// output channels when the plan runs images in turn.
+    #[allow(clippy::too_many_arguments)]
+    fn direct_split(
+        &self,
+        d: &Direct,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        tail: Tail<'_>,
+        y: &mut [f32],
+        at: usize,
+    ) {
+        let (p, depth) = (self.p(), d.cin * d.kh * d.kw);
+        let tasks = if self.threads > 1 {
+            1
+        } else {
+            self.tile_threads.min(d.cout / DIRECT_SPLIT_CHANNELS).max(1)
+        };
+        // Blocks of a multiple of 4 channels (the kernel's channel block).
+        let per = d.cout.div_ceil(tasks).next_multiple_of(4).min(d.cout);
+        let parts: Vec<_> = y.chunks_mut(per * p).enumerate().collect();
+        let run = |(t, y): (usize, &mut [f32])| {
+            let (o0, cout) = (t * per, y.len() / p);
+            let part = Direct { cout, ..*d };
+            // A ReLU alone runs in the kernel; a residual comes first.
+            let fused = tail.residual.is_none() && tail.relu;
+            part.run(
+                x,
+                &weight[o0 * depth..][..cout * depth],
+                bias.map(|b| &b[o0..][..cout]),
+                fused,
+                y,
+            );
+            if !fused {
+                tail.apply_run(y, at + o0 * p);
+            }
+        };
+        pool::for_each_part(parts, run);
+    }
+
     /// Rows and columns of a phase plane of the padded input: at least `OH +
     /// (KH - 1) dh / sh` and `OW + (KW - 1) dw / sw`, the last output of the
     /// largest shift (`ceil((OH - 1) sh + (KH - 1) dh + 1) / sh)` and

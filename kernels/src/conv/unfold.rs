@@ -54,7 +54,9 @@ impl ConvPlan {
                     dst[(oh_hi - oh0) * ow_n..].fill(0.0);
                     for oh in oh_lo..oh_hi {
                         if oh + PREFETCH_ROWS < oh_hi {
-                            prefetch(&plane[ih_of(oh + PREFETCH_ROWS) * c.in_w..][..c.in_w]);
+                            crate::memory::prefetch(
+                                &plane[ih_of(oh + PREFETCH_ROWS) * c.in_w..][..c.in_w],
+                            );
                         }
                         let d = &mut dst[(oh - oh0) * ow_n..][..ow_n];
                         let src = &plane[ih_of(oh) * c.in_w..][..c.in_w];
@@ -239,23 +241,6 @@ fn zero_columns(
 /// (ResNet-50's strided 1x1 layers at batch 32, whose input comes from
 /// memory: the unfolding took a third of the layer's time).
 const PREFETCH_ROWS: usize = 4;
-
-/// Starts fetching `row` into the cache.
-#[inline]
-fn prefetch(row: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in row.chunks(16) {
-        // SAFETY: prefetching is a hint that never faults; the address is
-        // inside `row`.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr().cast(),
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
-}
 
 /// `dst[i] = src[i]` for a row of a column matrix: rows of up to 64 floats
 /// as fixed-size moves of 8 (the last one overlapping), not a `memcpy`

@@ -11,9 +11,13 @@
 //! column value broadcast. Every lane is used for any plane size; the
 //! panels stream in order, prefetched ahead. The tile is transposed on its
 //! way out (the output is NCHW), which is why this path needs deep products
-//! (`k` of a few hundred up) to pay off.
+//! (`k` from 128; see `WIDE_MIN_K`) to pay off.
 
 use std::ops::Range;
+
+use super::{Conv2d, ConvAlgo, ConvPlan, Tail};
+use crate::error::Result;
+use crate::pool::{self, SyncPtr};
 
 /// Output channels per panel: two zmm.
 pub(super) const PANEL: usize = 32;
@@ -94,6 +98,88 @@ impl PackedWeights {
     fn panel(&self, g: usize, p: usize) -> &[f32] {
         let len = self.k * PANEL;
         &self.data[self.start + (g * self.panels() + p) * len..][..len]
+    }
+}
+
+impl ConvPlan {
+    /// The forward pass on packed weights: images split over the threads,
+    /// or, when the plan runs images in turn, each image unfolded by
+    /// channels and multiplied by panels of output channels on all of them.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn forward_wide(
+        &self,
+        input: &[f32],
+        w: &PackedWeights,
+        bias: Option<&[f32]>,
+        tail: Tail<'_>,
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<()> {
+        let (k, p, ocg, c) = (self.k(), self.p(), self.ocg(), &self.conv);
+        let (in_img, out_img) = (c.in_channels * c.in_h * c.in_w, c.out_channels * p);
+        let in_grp = self.cg() * c.in_h * c.in_w;
+        let tasks = if self.threads > 1 {
+            1
+        } else {
+            self.tile_threads.min(w.panels()).max(1)
+        };
+        self.par_images(input, in_img, output, out_img, scratch, |i0, x, y, s| {
+            for n in 0..x.len() / in_img {
+                for g in 0..c.groups {
+                    let x = &x[n * in_img + g * in_grp..][..in_grp];
+                    let at = n * out_img + g * ocg * p;
+                    let cols = if self.algo == ConvAlgo::Direct1x1 {
+                        x
+                    } else {
+                        self.unfold_on(tasks, x, &mut s[..k * p]);
+                        &s[..k * p]
+                    };
+                    let product = Product {
+                        w,
+                        g,
+                        x: cols,
+                        n: p,
+                        bias: bias.map(|b| &b[g * ocg..][..ocg]),
+                        residual: tail.residual.map(|r| &r[i0 * out_img + at..][..ocg * p]),
+                        relu: tail.relu,
+                    };
+                    let out = SyncPtr(y[at..][..ocg * p].as_mut_ptr());
+                    pool::run_tasks(tasks, |t| {
+                        let panels = t * w.panels() / tasks..(t + 1) * w.panels() / tasks;
+                        // SAFETY: the plan is wide only on AVX-512; the
+                        // group's output rows are borrowed from `y`, and the
+                        // tasks write disjoint panels of them.
+                        unsafe { run(&product, panels, out.get()) };
+                    });
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// [`ConvPlan::im2col`] of one image's group `x` into `cols` (`k x p`)
+    /// as `tasks` tasks of input channels (each a contiguous block of rows).
+    fn unfold_on(&self, tasks: usize, x: &[f32], cols: &mut [f32]) {
+        let (cg, plane) = (self.cg(), self.conv.in_h * self.conv.in_w);
+        let rows = self.k() / cg * self.p();
+        let per = cg.div_ceil(tasks);
+        let parts: Vec<_> = x
+            .chunks(per * plane)
+            .zip(cols.chunks_mut(per * rows))
+            .collect();
+        let unfold = |(x, cols): (&[f32], &mut [f32])| {
+            // The same geometry on this block of channels.
+            let part = ConvPlan {
+                conv: Conv2d {
+                    in_channels: x.len() / plane,
+                    groups: 1,
+                    ..self.conv
+                },
+                ..*self
+            };
+            part.im2col(x, cols, self.p(), 0);
+        };
+        pool::for_each_part(parts, unfold);
     }
 }
 
