@@ -100,6 +100,18 @@ fn g_matrix(r: usize) -> [[f32; 5]; 6] {
     g
 }
 
+/// The kernel of a [`Geometry::run`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Weight<'a> {
+    /// `cout x cin x r x r`, or, with `flip`, the weight of the forward
+    /// convolution whose backward-data pass this is (`cin x cout x r x r`,
+    /// applied rotated by 180 degrees): transformed by the run, in its
+    /// scratch.
+    Plain { weight: &'a [f32], flip: bool },
+    /// Transformed before, by [`Geometry::transform`].
+    Transformed(&'a [f32]),
+}
+
 /// How a run is cut: tiles per block and threads.
 #[derive(Clone, Copy, Debug)]
 struct Cut {
@@ -197,11 +209,28 @@ impl Geometry {
         self.u_len() + cut.threads * self.thread_len(cut.block)
     }
 
-    /// `output = conv(input, weight) + bias`, where `weight` is
-    /// `cout x cin x 3 x 3`, or, with `flip`, the weight of the forward
-    /// convolution whose backward-data pass this is (`cin x cout x 3 x 3`,
-    /// applied rotated by 180 degrees), then `tail` (added residual, ReLU).
-    /// Sizes are the caller's to check; `scratch` holds at least
+    /// The transformed kernel `U` of `weight` (`cout x cin x r x r`), for
+    /// runs of [`Weight::Transformed`]: it depends on the channels and the
+    /// kernel side only.
+    pub fn transform(&self, isa: Isa, weight: &[f32], threads: usize) -> Vec<f32> {
+        assert_eq!(
+            weight.len(),
+            self.cin * self.cout * self.r * self.r,
+            "winograd: weight size"
+        );
+        let mut u = vec![0.0; self.u_len()];
+        self.transform_weights(isa, weight, false, &mut u, threads);
+        u
+    }
+
+    /// Whether `u` is [`Geometry::transform`]'s output for these channels
+    /// and kernel side (by size: the caller keeps the kernel's identity).
+    pub fn fits_transformed(&self, u: &[f32]) -> bool {
+        u.len() == self.u_len()
+    }
+
+    /// `output = conv(input, weight) + bias`, then `tail` (added residual,
+    /// ReLU). Sizes are the caller's to check; `scratch` holds at least
     /// [`Geometry::scratch_len`] floats.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
@@ -209,17 +238,20 @@ impl Geometry {
         isa: Isa,
         threads: usize,
         input: &[f32],
-        weight: &[f32],
-        flip: bool,
+        weight: Weight<'_>,
         bias: Option<&[f32]>,
         tail: Tail<'_>,
         output: &mut [f32],
         scratch: &mut [f32],
     ) {
         let cut = self.cut(threads);
+        let weight_len = match weight {
+            Weight::Plain { weight, .. } => weight.len() == self.cin * self.cout * self.r * self.r,
+            Weight::Transformed(u) => self.fits_transformed(u),
+        };
         assert!(
             input.len() == self.batch * self.cin * self.h * self.w
-                && weight.len() == self.cin * self.cout * self.r * self.r
+                && weight_len
                 && output.len() == self.batch * self.cout * self.oh * self.ow
                 && bias.is_none_or(|b| b.len() == self.cout)
                 && tail.residual.is_none_or(|r| r.len() == output.len())
@@ -227,13 +259,18 @@ impl Geometry {
             "winograd: buffer sizes do not match {self:?}"
         );
         let (u, rest) = scratch.split_at_mut(self.u_len());
-        self.transform_weights(isa, weight, flip, u, cut.threads);
+        let u: &[f32] = match weight {
+            Weight::Plain { weight, flip } => {
+                self.transform_weights(isa, weight, flip, u, cut.threads);
+                u
+            }
+            Weight::Transformed(u) => u,
+        };
         let blocks = self.tiles().div_ceil(cut.block);
         let per = blocks.div_ceil(cut.threads);
         let thread_len = self.thread_len(cut.block);
         let out = SyncPtr(output.as_mut_ptr());
         let rest = SyncPtr(rest.as_mut_ptr());
-        let u: &[f32] = u;
         pool::run_tasks(cut.threads, |t| {
             // SAFETY: each task owns its own `thread_len` slice of scratch.
             let work = unsafe {

@@ -131,40 +131,65 @@ fn fused_layers_report_their_roles() {
     );
 }
 
-/// A layer whose forward pass runs on its packed weight (small planes,
-/// deep products: ResNet-50's last stages, on AVX-512) keeps the packing
+/// A layer whose forward pass runs on a packed weight keeps the packing
 /// between calls and packs again after any write to the weight: through
 /// the layer's tensor, a view of it, or the parameters an optimizer sees.
+/// Two layers: ResNet-50's last 1x1 layers (smaller), on panels of output
+/// channels (AVX-512), and a 3x3 layer whose batch sizes alternate between
+/// one image (panels on AVX-512, else none) and eight (a Winograd
+/// transform of the kernel), each packing kept for its batch size.
 #[test]
 fn packed_weights_follow_every_write() {
     manual_seed(5);
-    let mut a = SpatialConvolution::new(400, 40, (1, 1)).unwrap();
-    let x: Activity = rand(&[1, 400, 7, 7], 1).into();
-    check(&mut Sequential::new().add(a.clone()), &x);
-    let fresh = |a: &SpatialConvolution| {
-        let mut b = SpatialConvolution::new(400, 40, (1, 1)).unwrap();
-        b.weight().copy_from(a.weight()).unwrap();
-        b.bias().unwrap().copy_from(a.bias().unwrap()).unwrap();
-        bits(&b.predict(&x).unwrap())
-    };
+    type Make = fn() -> SpatialConvolution;
+    let layers: [(Make, Vec<Activity>); 2] = [
+        (
+            || SpatialConvolution::new(400, 40, (1, 1)).unwrap(),
+            vec![rand(&[1, 400, 7, 7], 1).into()],
+        ),
+        (
+            || SpatialConvolution::new(16, 32, (3, 3)).unwrap().pad(1, 1),
+            vec![
+                rand(&[1, 16, 16, 16], 2).into(),
+                rand(&[8, 16, 16, 16], 3).into(),
+            ],
+        ),
+    ];
     let writes: [&dyn Fn(&mut SpatialConvolution); 3] = [
         &|a| a.weight().fill(0.25),
-        &|a| a.weight().select(0, 39).unwrap().add_scalar_(1.0),
+        &|a| a.weight().select(0, 31).unwrap().add_scalar_(1.0),
         &|a| {
             a.visit_parameters(&mut |w, _| {
                 if w.dim() == 4 {
-                    w.set(&[3, 300, 0, 0], -2.0).unwrap();
+                    w.set(&[3, 5, 0, 0], -2.0).unwrap();
                 }
             })
         },
     ];
-    let mut last = bits(&a.predict(&x).unwrap());
-    for (i, write) in writes.iter().enumerate() {
-        write(&mut a);
-        let y = bits(&a.predict(&x).unwrap());
-        assert_ne!(y, last, "write {i}");
-        assert_eq!(y, fresh(&a), "write {i}");
-        assert_eq!(bits(&a.forward(&x).unwrap()), y, "write {i}");
-        last = y;
+    for (make, xs) in layers {
+        let mut a = make();
+        for x in &xs {
+            check(&mut Sequential::new().add(a.clone()), x);
+        }
+        let fresh = |a: &SpatialConvolution, x: &Activity| {
+            let mut b = make();
+            b.weight().copy_from(a.weight()).unwrap();
+            b.bias().unwrap().copy_from(a.bias().unwrap()).unwrap();
+            bits(&b.predict(x).unwrap())
+        };
+        let mut last: Vec<_> = xs.iter().map(|x| bits(&a.predict(x).unwrap())).collect();
+        for (i, write) in writes.iter().enumerate() {
+            write(&mut a);
+            // Twice through the batch sizes: packed, then kept.
+            for round in 0..2 {
+                for (x, last) in xs.iter().zip(&mut last) {
+                    let y = bits(&a.predict(x).unwrap());
+                    assert_eq!(y, fresh(&a, x), "write {i}");
+                    assert_eq!(bits(&a.forward(x).unwrap()), y, "write {i}");
+                    assert_eq!(y == *last, round == 1, "write {i}, round {round}");
+                    *last = y;
+                }
+            }
+        }
     }
 }

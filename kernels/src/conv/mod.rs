@@ -27,16 +27,65 @@ use rayon::prelude::*;
 use crate::cpu::{self, Isa};
 use crate::gemm::{Epilogue, Gemm, PackedA, Transpose, relu_f32};
 use crate::pool::{self, SyncPtr};
-use crate::winograd::Geometry;
+use crate::winograd::{self, Geometry};
 
 mod direct;
 mod shifted;
 mod unfold;
 mod wide;
 
-pub use wide::PackedWeights;
-
 const OP: &str = "conv2d";
+
+/// A convolution's weight prepared for the forward passes of its plans by
+/// [`ConvPlan::pack_weights`]: packed into panels of output channels for
+/// the wide path, or transformed for Winograd's.
+#[derive(Clone)]
+pub struct PackedWeights {
+    /// [`ConvPlan::layer`] of the plan that packed it.
+    layer: [usize; 5],
+    form: Form,
+}
+
+#[derive(Clone)]
+enum Form {
+    Panels(wide::Panels),
+    /// Winograd's `U`.
+    Winograd(Vec<f32>),
+}
+
+/// The kinds of [`Form`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Packing {
+    Panels,
+    Winograd,
+}
+
+impl PackedWeights {
+    /// Whether [`ConvPlan::forward_packed`] on `plan` runs on this: a plan
+    /// of the same layer (groups, channels and kernel) whose forward pass
+    /// runs the way the plan that packed it does.
+    pub fn serves(&self, plan: &ConvPlan) -> bool {
+        self.layer == plan.layer() && plan.packing() == Some(self.packing())
+    }
+
+    fn packing(&self) -> Packing {
+        match self.form {
+            Form::Panels(_) => Packing::Panels,
+            Form::Winograd(_) => Packing::Winograd,
+        }
+    }
+}
+
+impl std::fmt::Debug for PackedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [groups, cin, cout, kh, kw] = self.layer;
+        write!(
+            f,
+            "PackedWeights({:?}: {cin} -> {cout}, {kh}x{kw}, {groups} groups)",
+            self.packing()
+        )
+    }
+}
 
 /// Target columns per SGEMM when batching images with small output planes.
 const BLOCK_COLUMNS: usize = 256;
@@ -676,16 +725,55 @@ impl ConvPlan {
         self.forward_packed(input, weight, None, bias, tail, output, scratch)
     }
 
-    /// The weight packed for the forward passes of this plan's layer, when
-    /// this plan's pass runs on it (else `None`): a caller that runs the
-    /// same weight many times (inference) packs it once and hands it to
-    /// [`ConvPlan::forward_packed`]. A packing serves every plan with the
-    /// same channels, groups and kernel.
+    /// The weight prepared for this plan's forward pass, when the pass runs
+    /// on a prepared weight (else `None`): a caller that runs the same
+    /// weight many times (inference) prepares it once and hands it to
+    /// [`ConvPlan::forward_packed`]. It serves the plans of the same layer
+    /// whose forward pass runs the same way ([`PackedWeights::serves`]).
     pub fn pack_weights(&self, weight: &[f32]) -> Result<Option<PackedWeights>> {
         self.check(&[("weight", weight.len(), self.weight_len())])?;
-        Ok(self
-            .wide
-            .then(|| PackedWeights::new(self.conv.groups, self.ocg(), self.k(), weight)))
+        let form = match self.packing() {
+            Some(Packing::Panels) => Form::Panels(wide::Panels::new(
+                self.conv.groups,
+                self.ocg(),
+                self.k(),
+                weight,
+            )),
+            Some(Packing::Winograd) => Form::Winograd(self.winograd().transform(
+                cpu::isa(),
+                weight,
+                self.tile_threads,
+            )),
+            None => return Ok(None),
+        };
+        Ok(Some(PackedWeights {
+            layer: self.layer(),
+            form,
+        }))
+    }
+
+    /// How this plan's forward pass runs on a prepared weight, if it does.
+    fn packing(&self) -> Option<Packing> {
+        if self.wide {
+            Some(Packing::Panels)
+        } else if self.algo == ConvAlgo::Winograd && !self.direct_fwd {
+            Some(Packing::Winograd)
+        } else {
+            None
+        }
+    }
+
+    /// What identifies the layer: groups, input and output channels,
+    /// kernel height and width.
+    fn layer(&self) -> [usize; 5] {
+        let c = &self.conv;
+        [
+            c.groups,
+            c.in_channels,
+            c.out_channels,
+            c.kernel_h,
+            c.kernel_w,
+        ]
     }
 
     /// [`ConvPlan::forward_with`] with the weight also packed by
@@ -714,30 +802,33 @@ impl ConvPlan {
         if let Some(r) = tail.residual {
             self.check(&[("residual", r.len(), self.output_len())])?;
         }
-        if let Some(w) = packed {
-            if !w.fits(self.conv.groups, self.ocg(), self.k()) {
-                return Err(invalid(format!(
-                    "{w:?} is not a packing of this layer's weight ({} groups of {} x {})",
-                    self.conv.groups,
-                    self.ocg(),
-                    self.k()
-                )));
-            }
-            #[cfg(target_arch = "x86_64")]
-            if self.wide {
-                return self.forward_wide(input, w, bias, tail, output, scratch);
-            }
+        if let Some(w) = packed.filter(|w| w.layer != self.layer()) {
+            return Err(invalid(format!(
+                "{w:?} is not a packing of this layer's weight ({:?})",
+                self.conv
+            )));
+        }
+        let form = packed.filter(|w| w.serves(self)).map(|w| &w.form);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(Form::Panels(w)) = form {
+            return self.forward_wide(input, w, bias, tail, output, scratch);
         }
         if let Some(d) = self.direct_forward().filter(|_| self.direct_fwd) {
             return self.forward_direct(&d, input, weight, bias, tail, output, scratch);
         }
         if self.algo == ConvAlgo::Winograd {
+            let weight = match form {
+                Some(Form::Winograd(u)) => winograd::Weight::Transformed(u),
+                _ => winograd::Weight::Plain {
+                    weight,
+                    flip: false,
+                },
+            };
             self.winograd().run(
                 cpu::isa(),
                 self.tile_threads,
                 input,
                 weight,
-                false,
                 bias,
                 tail,
                 output,
@@ -1070,8 +1161,7 @@ impl ConvPlan {
                 cpu::isa(),
                 self.tile_threads,
                 grad_output,
-                weight,
-                true,
+                winograd::Weight::Plain { weight, flip: true },
                 None,
                 Tail::default(),
                 grad_input,

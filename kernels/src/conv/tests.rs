@@ -422,6 +422,69 @@ fn packed_weight_passes_match_the_reference() {
     assert!(err.to_string().contains("not a packing"), "{err}");
 }
 
+/// A Winograd plan's forward pass on its transformed kernel (prepared once
+/// by `pack_weights`) writes what the pass that transforms the kernel
+/// itself writes, bit for bit, with a bias or a fused residual and ReLU;
+/// the packing serves that plan and not the same layer's im2col plan, and
+/// another layer's packing is refused.
+#[test]
+fn winograd_runs_on_its_transformed_kernel() {
+    // (Chosen on AVX-512 and AVX2, not in scalar code.)
+    let winograd = |c: Conv2d| c.plan().unwrap().with_algo(ConvAlgo::Winograd).unwrap();
+    for conv in [
+        Conv2d::new(3, 12, (15, 17), 20, 3, 1, 1),
+        Conv2d::new(3, 8, (9, 9), 16, 5, 1, 2),
+        Conv2d::new(4, 9, (16, 16), 8, 3, 1, 0),
+    ] {
+        let plan = winograd(conv);
+        let x = pattern(plan.input_len(), 37, 23, 1.1);
+        let w = pattern(plan.weight_len(), 11, 13, 0.6);
+        let b = pattern(conv.out_channels, 1, usize::MAX, 0.2);
+        let r = pattern(plan.output_len(), 7, 19, 0.9);
+        let packed = plan.pack_weights(&w).unwrap().unwrap();
+        assert!(format!("{packed:?}").contains("Winograd"), "{packed:?}");
+        assert!(packed.serves(&plan));
+        assert!(!packed.serves(&plan.with_algo(ConvAlgo::Im2col).unwrap()));
+        let mut s = vec![f32::NAN; plan.scratch_len()];
+        for tail in [
+            Tail::default(),
+            Tail {
+                residual: Some(&r),
+                relu: true,
+            },
+        ] {
+            let mut want = vec![f32::NAN; plan.output_len()];
+            plan.forward_with(&x, &w, Some(&b), tail, &mut want, &mut s)
+                .unwrap();
+            let mut got = vec![f32::NAN; plan.output_len()];
+            plan.forward_packed(&x, &w, Some(&packed), Some(&b), tail, &mut got, &mut s)
+                .unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{conv:?}");
+        }
+    }
+    let plan = winograd(Conv2d::new(3, 12, (15, 17), 20, 3, 1, 1));
+    let other = winograd(Conv2d::new(3, 13, (15, 17), 20, 3, 1, 1));
+    let packed = other
+        .pack_weights(&vec![0.0; other.weight_len()])
+        .unwrap()
+        .unwrap();
+    assert!(!packed.serves(&plan));
+    let mut y = vec![0.0; plan.output_len()];
+    let err = plan
+        .forward_packed(
+            &vec![0.0; plan.input_len()],
+            &vec![0.0; plan.weight_len()],
+            Some(&packed),
+            None,
+            Tail::default(),
+            &mut y,
+            &mut vec![0.0; plan.scratch_len()],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("not a packing"), "{err}");
+}
+
 /// One image on two threads: the direct forward pass splits its output
 /// channels (ResNet-50's stem, smaller; 36 channels as 20 + 16) and
 /// matches an f64 reference, with a fused residual and ReLU, or a ReLU

@@ -5,8 +5,9 @@
 //! SGEMM, whose micro-tiles hold runs of output pixels: a 7x7 plane (49
 //! pixels) fills 49 of the 64 lanes its tiles hold, and a weight streamed
 //! once from memory per image leaves the kernel waiting on it. Here the
-//! weight is packed once ([`PackedWeights`], kept by the caller across
-//! calls) into panels of 32 output channels, `[group][panel][k][32]`, and a
+//! weight is packed once ([`Panels`], in a
+//! [`PackedWeights`](super::PackedWeights) kept by the caller across calls)
+//! into panels of 32 output channels, `[group][panel][k][32]`, and a
 //! micro-tile holds 32 channels (two zmm) for up to 12 pixels, each pixel's
 //! column value broadcast. Every lane is used for any plane size; the
 //! panels stream in order, prefetched ahead. The tile is transposed on its
@@ -33,33 +34,20 @@ const COLUMN_BLOCK: usize = 64 << 10;
 /// on Zen 5, 512 x 49 x 2048: none 311 GFLOP/s, 2 KiB 374, 8 KiB 433.
 const PREFETCH: usize = 2048;
 
-/// A convolution's weight packed for [`ConvPlan::forward_packed`](super::ConvPlan::forward_packed):
-/// from [`ConvPlan::pack_weights`](super::ConvPlan::pack_weights), valid for
-/// every plan of the same channels, groups and kernel.
+/// A weight packed for the wide path: `groups x ocg` rows of `k`.
 #[derive(Clone)]
-pub struct PackedWeights {
+pub(super) struct Panels {
     /// Panels from `data[start]`, 64-byte aligned; channels past a group's
     /// last are zero.
     data: Vec<f32>,
     start: usize,
-    groups: usize,
     ocg: usize,
     k: usize,
 }
 
-impl std::fmt::Debug for PackedWeights {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "PackedWeights({} groups of {} x {})",
-            self.groups, self.ocg, self.k
-        )
-    }
-}
-
-impl PackedWeights {
+impl Panels {
     /// Packs `weight` (`groups x ocg` rows of `k`).
-    pub(super) fn new(groups: usize, ocg: usize, k: usize, weight: &[f32]) -> PackedWeights {
+    pub(super) fn new(groups: usize, ocg: usize, k: usize, weight: &[f32]) -> Panels {
         assert_eq!(weight.len(), groups * ocg * k, "weight size");
         let panels = ocg.div_ceil(PANEL);
         let len = groups * panels * k * PANEL;
@@ -76,18 +64,12 @@ impl PackedWeights {
                 }
             }
         }
-        PackedWeights {
+        Panels {
             data,
             start,
-            groups,
             ocg,
             k,
         }
-    }
-
-    /// Whether this packs a weight of `groups x ocg` rows of `k`.
-    pub(super) fn fits(&self, groups: usize, ocg: usize, k: usize) -> bool {
-        (self.groups, self.ocg, self.k) == (groups, ocg, k)
     }
 
     /// Panels per group.
@@ -109,7 +91,7 @@ impl ConvPlan {
     pub(super) fn forward_wide(
         &self,
         input: &[f32],
-        w: &PackedWeights,
+        w: &Panels,
         bias: Option<&[f32]>,
         tail: Tail<'_>,
         output: &mut [f32],
@@ -186,7 +168,7 @@ impl ConvPlan {
 /// What one call of [`run`] computes: group `g`'s output channels in
 /// `panels` (of [`PANEL`]) for all `n` pixels.
 pub(super) struct Product<'a> {
-    pub w: &'a PackedWeights,
+    pub w: &'a Panels,
     pub g: usize,
     /// The group's column matrix, `k x n`.
     pub x: &'a [f32],

@@ -30,8 +30,10 @@ pub struct SpatialConvolution {
     bias: Option<Tensor<f32>>,
     grad_weight: Tensor<f32>,
     grad_bias: Option<Tensor<f32>>,
-    /// The weight packed for the forward pass ([`ConvPlan::pack_weights`]).
-    packed: Option<Packed>,
+    /// The weight packed for the forward passes ([`ConvPlan::pack_weights`]):
+    /// one packing for each way of running them that the batch sizes seen
+    /// so far chose (at most two: panels and a Winograd transform).
+    packed: Vec<Packed>,
 }
 
 /// A packing of the weight, valid while the weight tensor is the same
@@ -97,7 +99,7 @@ impl SpatialConvolution {
             bias: Some(uniform_init(&[out_channels], fan_in, &mut g)?),
             grad_weight: Tensor::zeros(&wsize)?,
             grad_bias: Some(Tensor::zeros(&[out_channels])?),
-            packed: None,
+            packed: Vec::new(),
         })
     }
 
@@ -196,29 +198,34 @@ impl SpatialConvolution {
     /// again). `forward` and `predict` both run on it, so that they agree
     /// bit for bit.
     fn packed_weight(&mut self, plan: &ConvPlan) -> Result<Option<Arc<PackedWeights>>> {
-        let version = self.weight.version();
-        if let Some(p) = &self.packed
-            && Some(p.version) == version
-            && p.weight.shares_storage(&self.weight)
-            && p.weight.offset() == self.weight.offset()
-            && p.weight.strides() == self.weight.strides()
-            && p.weight.sizes() == self.weight.sizes()
-        {
-            return Ok(Some(p.data.clone()));
-        }
-        let Some(version) = version else {
+        let Some(version) = self.weight.version() else {
             return Ok(None);
         };
+        let w = &self.weight;
+        self.packed.retain(|p| {
+            p.version == version
+                && p.weight.shares_storage(w)
+                && p.weight.offset() == w.offset()
+                && p.weight.strides() == w.strides()
+                && p.weight.sizes() == w.sizes()
+        });
+        if let Some(p) = self.packed.iter().find(|p| p.data.serves(plan)) {
+            return Ok(Some(p.data.clone()));
+        }
         let weight = self.weight.contiguous();
-        let packed = plan
+        let Some(packed) = plan
             .pack_weights(&weight.as_slice()?)
-            .map_err(|e| invalid(&self.name, e.to_string()))?;
-        self.packed = packed.map(|p| Packed {
+            .map_err(|e| invalid(&self.name, e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let data = Arc::new(packed);
+        self.packed.push(Packed {
             weight: self.weight.clone(),
             version,
-            data: Arc::new(p),
+            data: data.clone(),
         });
-        Ok(self.packed.as_ref().map(|p| p.data.clone()))
+        Ok(Some(data))
     }
 
     /// The forward pass with `tail` fused, on the packed weight where the
