@@ -58,7 +58,7 @@ impl BatchNorm {
             })
         };
         if self.parallel() {
-            pool::pool().install(|| (0..self.channels).into_par_iter().map(one).collect())
+            pool::install(|| (0..self.channels).into_par_iter().map(one).collect())
         } else {
             // The same sums as `one`'s, in memory order: the prefetchers
             // follow one stream instead of jumping an image between a
@@ -80,7 +80,7 @@ impl BatchNorm {
     fn map_runs(&self, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32]) + Sync) {
         let (s, c) = (self.spatial.max(1), self.channels.max(1));
         if self.parallel() {
-            pool::pool().install(|| {
+            pool::install(|| {
                 out.par_chunks_mut(s)
                     .enumerate()
                     .for_each(|(k, run)| f(k % c, k * s, run))
@@ -386,7 +386,7 @@ impl Lrn {
             .map(|_| std::array::from_fn(|k| outs[k].next().expect("checked lengths")))
             .collect();
         if self.parallel() {
-            pool::pool().install(|| {
+            pool::install(|| {
                 per.into_par_iter()
                     .enumerate()
                     .for_each(|(n, o)| image(n, o))

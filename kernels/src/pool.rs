@@ -16,7 +16,8 @@
 //!   `taskset`, a dedicated box): pinning then keeps each worker's packed GEMM
 //!   panels in its own L1/L2.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
@@ -126,10 +127,11 @@ pub fn num_threads() -> usize {
     global().config.threads
 }
 
-/// Whether the calling thread is one of the pool's workers. Kernels called from
-/// inside a worker (e.g. one model replica per core) run single-threaded.
+/// Whether the calling thread is one of the pool's workers (but the one
+/// running a [`drive`] call). Kernels called from inside a worker (e.g. one
+/// model replica per core) run single-threaded.
 pub fn in_worker() -> bool {
-    pool().current_thread_index().is_some()
+    !DRIVING.get() && pool().current_thread_index().is_some()
 }
 
 /// Runs `task(0..tasks)` on the pool and waits for all of them (the caller
@@ -148,46 +150,77 @@ where
         return;
     }
     let task = &task;
-    pool().install(|| (0..tasks).into_par_iter().with_max_len(1).for_each(task));
+    install(|| (0..tasks).into_par_iter().with_max_len(1).for_each(task));
 }
 
-/// Keeps the pool's workers awake while it lives: each runs a job that
-/// spins, taking any other job that arrives ([`rayon::yield_now`]), until
-/// the guard drops (which waits for them). For calls made of many short
-/// parallel sections (inference at batch 1: a few hundred per call), each
-/// of which would otherwise wake sleeping workers; ResNet-50 at batch 1 on
-/// 2 threads (Zen 5): 1.5-2% faster. Costs the workers' cores meanwhile.
-/// `None` inside a worker or on a pool of one thread.
-pub fn keep_warm() -> Option<Warm> {
-    if in_worker() || num_threads() < 2 {
-        return None;
+/// [`ThreadPool::install`] on the pool: `f` runs on a worker (this thread
+/// if it is one), and its parallel iterators split over the pool. The
+/// tasks of a [`drive`] call's parallel sections run as workers' tasks,
+/// also on the driver ([`in_worker`]: nested calls run inline).
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    /// Restores the driving state, also on a panic.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DRIVING.set(self.0);
+        }
     }
-    let state = Arc::new((AtomicBool::new(false), AtomicUsize::new(num_threads())));
-    for _ in 0..num_threads() {
-        let state = state.clone();
-        pool().spawn(move || {
-            while !state.0.load(Ordering::Acquire) {
+    pool().install(|| {
+        let _restore = Restore(DRIVING.replace(false));
+        f()
+    })
+}
+
+thread_local! {
+    /// Whether this thread runs a [`drive`] call's closure.
+    static DRIVING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` on one of the pool's workers, which counts as a caller outside
+/// the pool for the parallel sections of `f` (they split over the pool),
+/// while every other worker spins, taking the sections' tasks as they come
+/// ([`rayon::yield_now`]), until `f` returns. For calls made of many short
+/// parallel sections (inference at batch 1: a few hundred per call): a
+/// caller outside the pool sleeps through each section and is woken after
+/// it, here the section's caller is one of the threads that run it, and
+/// none sleeps. ResNet-50 at batch 1 on 2 threads (Zen 5): see
+/// BENCHMARKS.md. Costs the workers' cores for the call. Inside a worker
+/// (or a call of `f`), or on a pool of one thread, `f` runs on the
+/// calling thread.
+pub fn drive<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if in_worker() || DRIVING.get() || num_threads() < 2 {
+        return f();
+    }
+    pool().install(|| {
+        /// Ends the spinners and the driving state, also on a panic.
+        struct Driving(Arc<AtomicBool>);
+        impl Drop for Driving {
+            fn drop(&mut self) {
+                DRIVING.set(false);
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let driver = pool().current_thread_index();
+        let spinning = stop.clone();
+        // A job on every worker, which no other worker can take: the
+        // driver's returns at once, the others spin. Nothing waits for
+        // them to end, so a spinner that took a job of another caller
+        // (which may spin in turn) holds no one up.
+        pool().spawn_broadcast(move |ctx| {
+            if Some(ctx.index()) == driver {
+                return;
+            }
+            while !spinning.load(Ordering::Acquire) {
                 if rayon::yield_now() != Some(rayon::Yield::Executed) {
                     std::hint::spin_loop();
                 }
             }
-            state.1.fetch_sub(1, Ordering::AcqRel);
         });
-    }
-    Some(Warm(state))
-}
-
-/// The guard of [`keep_warm`]: a stop flag and the spinners still running.
-pub struct Warm(Arc<(AtomicBool, AtomicUsize)>);
-
-impl Drop for Warm {
-    fn drop(&mut self) {
-        self.0.0.store(true, Ordering::Release);
-        // No spinner outlives the guard.
-        while self.0.1.load(Ordering::Acquire) > 0 {
-            std::thread::yield_now();
-        }
-    }
+        DRIVING.set(true);
+        let _driving = Driving(stop);
+        f()
+    })
 }
 
 /// Runs `f` on each of `parts` on the pool, or in turn when there is one
@@ -196,7 +229,7 @@ pub(crate) fn for_each_part<T: Send>(parts: Vec<T>, f: impl Fn(T) + Sync + Send)
     if parts.len() <= 1 || in_worker() {
         parts.into_iter().for_each(f);
     } else {
-        pool().install(|| parts.into_par_iter().for_each(f));
+        install(|| parts.into_par_iter().for_each(f));
     }
 }
 
@@ -218,37 +251,47 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Parallel sections run while the workers spin (on every thread, and
-    /// nested), none inside a worker, and the guard's drop ends the
-    /// spinners: afterwards the pool still runs work.
+    /// A driven call runs on a worker that counts as a caller: its
+    /// parallel sections use the pool (their tasks, on any thread, count
+    /// as workers': nested calls run inline), a nested drive runs inline,
+    /// a panic ends the call (the pool still runs work), and callers on
+    /// two threads at once drive in turn or nested in each other's
+    /// spinners.
     #[test]
-    fn warm_workers_take_jobs_and_stop() {
+    fn driven_calls_use_the_pool() {
         for _ in 0..3 {
-            let warm = keep_warm();
-            assert_eq!(warm.is_some(), num_threads() > 1);
             let hits: Vec<AtomicUsize> = (0..64).map(|_| AtomicUsize::new(0)).collect();
-            run_tasks(8, |t| {
-                assert!(keep_warm().is_none());
-                pool().install(|| {
-                    (0..8).into_par_iter().for_each(|j| {
-                        hits[t * 8 + j].fetch_add(1, Ordering::Relaxed);
-                    })
+            let on = drive(|| {
+                assert!(!in_worker());
+                drive(|| assert!(!in_worker()));
+                run_tasks(8, |t| {
+                    assert!(in_worker() || num_threads() == 1);
+                    install(|| {
+                        (0..8).into_par_iter().for_each(|j| {
+                            hits[t * 8 + j].fetch_add(1, Ordering::Relaxed);
+                        })
+                    });
                 });
+                assert!(!in_worker());
+                pool().current_thread_index()
             });
+            assert_eq!(on.is_some(), num_threads() > 1);
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
-            drop(warm);
         }
-        let sum: usize = pool().install(|| (0..100usize).into_par_iter().sum());
+        let caught = std::panic::catch_unwind(|| drive(|| panic!("inside")));
+        assert!(caught.is_err());
+        assert!(!in_worker());
+        let sum: usize = install(|| (0..100usize).into_par_iter().sum());
         assert_eq!(sum, 4950);
-        // Two callers at once (their spinners may nest in each other's).
         std::thread::scope(|s| {
             for _ in 0..2 {
                 s.spawn(|| {
                     for _ in 0..20 {
-                        let _warm = keep_warm();
                         let n = AtomicUsize::new(0);
-                        run_tasks(4, |_| {
-                            n.fetch_add(1, Ordering::Relaxed);
+                        drive(|| {
+                            run_tasks(4, |_| {
+                                n.fetch_add(1, Ordering::Relaxed);
+                            })
                         });
                         assert_eq!(n.load(Ordering::Relaxed), 4);
                     }

@@ -208,7 +208,7 @@ impl PoolPlan {
         let (hw, ohw) = (self.pool.in_h * self.pool.in_w, self.out_h * self.out_w);
         let plane = |x: &[f32], y: &mut [f32], idx: &mut [u32]| self.max_plane(x, y, idx);
         if self.parallel() {
-            pool::pool().install(|| {
+            pool::install(|| {
                 input
                     .par_chunks(hw)
                     .zip(output.par_chunks_mut(ohw).zip(indices.par_chunks_mut(ohw)))
@@ -360,7 +360,7 @@ impl PoolPlan {
         };
         if self.parallel() {
             let per = (self.pool.batch * self.pool.channels).div_ceil(8 * pool::num_threads());
-            pool::pool().install(|| {
+            pool::install(|| {
                 input
                     .par_chunks(per * hw)
                     .zip(output.par_chunks_mut(per * ohw))
@@ -483,7 +483,7 @@ impl PoolPlan {
             bad
         };
         let bad = if self.parallel() {
-            pool::pool().install(|| {
+            pool::install(|| {
                 grad_output
                     .par_chunks(ohw)
                     .zip(indices.par_chunks(ohw))
@@ -526,7 +526,7 @@ impl PoolPlan {
         f: impl Fn(&[f32], &mut [f32]) + Sync,
     ) {
         if self.parallel() {
-            pool::pool().install(|| {
+            pool::install(|| {
                 a.par_chunks(a_plane)
                     .zip(b.par_chunks_mut(b_plane))
                     .for_each(|(a, b)| f(a, b))

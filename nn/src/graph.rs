@@ -298,38 +298,9 @@ fn accumulate(slot: &mut Option<Activity>, g: Activity) -> Result<()> {
     Ok(())
 }
 
-impl Module for Graph {
-    fn name(&self) -> &str {
-        "Graph"
-    }
-
-    fn forward(&mut self, input: &Activity) -> Result<Activity> {
-        let given = self.graph_inputs(input)?;
-        let mut outputs: Vec<Option<Activity>> = vec![None; self.nodes.len()];
-        self.node_inputs.clear();
-        for i in 0..self.nodes.len() {
-            let x = match self.inputs.iter().position(|&k| k == i) {
-                Some(k) => given[k].clone(),
-                None => Graph::pack(
-                    self.nodes[i]
-                        .1
-                        .iter()
-                        .map(|&p| outputs[p].clone().expect("topological order"))
-                        .collect(),
-                ),
-            };
-            outputs[i] = Some(self.nodes[i].0.forward(&x)?);
-            self.node_inputs.push(x);
-        }
-        Ok(Graph::pack(
-            self.outputs
-                .iter()
-                .map(|&o| outputs[o].clone().expect("computed"))
-                .collect(),
-        ))
-    }
-
-    fn predict(&mut self, input: &Activity) -> Result<Activity> {
+impl Graph {
+    /// [`Module::predict`]'s work.
+    fn predict_steps(&mut self, input: &Activity) -> Result<Activity> {
         let given = self.graph_inputs(input)?;
         self.node_inputs.clear();
         self.node_grads.clear();
@@ -346,7 +317,6 @@ impl Module for Graph {
             last_read[o] = n;
         }
         let mut outputs: Vec<Option<Activity>> = vec![None; n];
-        let _recycling = crate::module::Predicting::enter();
         for i in 0..n {
             let output = |p: usize| outputs[p].clone().expect("topological order");
             outputs[i] = Some(match steps[i] {
@@ -382,6 +352,42 @@ impl Module for Graph {
                 .map(|&o| outputs[o].clone().expect("computed"))
                 .collect(),
         ))
+    }
+}
+
+impl Module for Graph {
+    fn name(&self) -> &str {
+        "Graph"
+    }
+
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        let given = self.graph_inputs(input)?;
+        let mut outputs: Vec<Option<Activity>> = vec![None; self.nodes.len()];
+        self.node_inputs.clear();
+        for i in 0..self.nodes.len() {
+            let x = match self.inputs.iter().position(|&k| k == i) {
+                Some(k) => given[k].clone(),
+                None => Graph::pack(
+                    self.nodes[i]
+                        .1
+                        .iter()
+                        .map(|&p| outputs[p].clone().expect("topological order"))
+                        .collect(),
+                ),
+            };
+            outputs[i] = Some(self.nodes[i].0.forward(&x)?);
+            self.node_inputs.push(x);
+        }
+        Ok(Graph::pack(
+            self.outputs
+                .iter()
+                .map(|&o| outputs[o].clone().expect("computed"))
+                .collect(),
+        ))
+    }
+
+    fn predict(&mut self, input: &Activity) -> Result<Activity> {
+        crate::module::predicting(|| self.predict_steps(input))
     }
 
     fn update_grad_input(&mut self, _input: &Activity, grad_output: &Activity) -> Result<Activity> {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use bigdl_tensor::kernels::pool;
 use bigdl_tensor::{Generator, Tensor};
 
 use crate::activity::Activity;
@@ -395,42 +396,43 @@ thread_local! {
     static PREDICTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Held by an inference container's `predict` while it runs: when the
-/// outermost one ends, the thread's recycled buffers are freed (they are
-/// for the layers of one call, not kept between calls or after the model).
-/// The outermost one also keeps the pool's workers awake for the call
-/// ([`pool::keep_warm`](bigdl_tensor::kernels::pool::keep_warm)).
-pub(crate) struct Predicting {
-    _warm: Option<bigdl_tensor::kernels::pool::Warm>,
-}
-
-impl Predicting {
-    pub(crate) fn enter() -> Predicting {
-        let depth = PREDICTING.with(|d| {
-            d.set(d.get() + 1);
-            d.get()
-        });
-        Predicting {
-            _warm: (depth == 1)
-                .then(bigdl_tensor::kernels::pool::keep_warm)
-                .flatten(),
+/// Runs an inference container's `predict` body `f`. The outermost call
+/// runs it on the pool's driver ([`pool::drive`]: the pool's other workers
+/// spin for its parallel sections), and frees the thread's recycled
+/// buffers when it ends (they are for the layers of one call, not kept
+/// between calls or after the model).
+pub(crate) fn predicting<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    /// The call depth on this thread, while the guard lives.
+    struct Depth;
+    impl Depth {
+        fn enter() -> Depth {
+            PREDICTING.with(|d| d.set(d.get() + 1));
+            Depth
         }
     }
-}
-
-impl Drop for Predicting {
-    fn drop(&mut self) {
-        let left = PREDICTING.with(|d| {
-            d.set(d.get() - 1);
-            d.get()
-        });
-        if left == 0 {
-            SPARE.with(|cell| {
-                if let Ok(mut spare) = cell.try_borrow_mut() {
-                    spare.clear();
-                }
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            let left = PREDICTING.with(|d| {
+                d.set(d.get() - 1);
+                d.get()
             });
+            if left == 0 {
+                SPARE.with(|cell| {
+                    if let Ok(mut spare) = cell.try_borrow_mut() {
+                        spare.clear();
+                    }
+                });
+            }
         }
+    }
+    let run = || {
+        let _depth = Depth::enter();
+        f()
+    };
+    if PREDICTING.with(|d| d.get()) > 0 {
+        run()
+    } else {
+        pool::drive(run)
     }
 }
 
@@ -537,9 +539,16 @@ mod tests {
         let held = Tensor::full(&[100], f32::NAN).unwrap();
         recycle(held.clone().into());
         assert_eq!(output_buffer(100), vec![0.0; 100]);
-        // The buffers go when the outermost inference call ends.
-        poison(9);
-        drop(Predicting::enter());
-        assert_eq!(output_buffer(9), vec![0.0; 9]);
+        // The buffers go when the outermost inference call ends, not a
+        // nested one (on a worker, where the calls run on this thread).
+        pool::install(|| {
+            predicting(|| {
+                poison(9);
+                predicting(|| ());
+                poison(8);
+                assert!(output_buffer(9).iter().all(|v| v.is_nan()));
+            });
+            assert_eq!(output_buffer(8), vec![0.0; 8]);
+        });
     }
 }

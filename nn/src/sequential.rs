@@ -50,26 +50,11 @@ impl Sequential {
     }
 }
 
-impl Module for Sequential {
-    fn name(&self) -> &str {
-        "Sequential"
-    }
-
-    fn forward(&mut self, input: &Activity) -> Result<Activity> {
-        self.inputs.clear();
-        self.inputs.push(input.clone());
-        let mut x = input.clone();
-        for m in &mut self.modules {
-            x = m.forward(&x)?;
-            self.inputs.push(x.clone());
-        }
-        Ok(x)
-    }
-
-    fn predict(&mut self, input: &Activity) -> Result<Activity> {
+impl Sequential {
+    /// [`Module::predict`]'s work.
+    fn predict_steps(&mut self, input: &Activity) -> Result<Activity> {
         self.inputs.clear();
         let mut x = input.clone();
-        let _recycling = crate::module::Predicting::enter();
         let mut i = 0;
         while i < self.modules.len() {
             // A ReLU after a convolution runs inside it.
@@ -87,6 +72,27 @@ impl Module for Sequential {
             i += 1 + fused as usize;
         }
         Ok(x)
+    }
+}
+
+impl Module for Sequential {
+    fn name(&self) -> &str {
+        "Sequential"
+    }
+
+    fn forward(&mut self, input: &Activity) -> Result<Activity> {
+        self.inputs.clear();
+        self.inputs.push(input.clone());
+        let mut x = input.clone();
+        for m in &mut self.modules {
+            x = m.forward(&x)?;
+            self.inputs.push(x.clone());
+        }
+        Ok(x)
+    }
+
+    fn predict(&mut self, input: &Activity) -> Result<Activity> {
+        crate::module::predicting(|| self.predict_steps(input))
     }
 
     fn update_grad_input(&mut self, _input: &Activity, grad_output: &Activity) -> Result<Activity> {

@@ -920,7 +920,7 @@ impl ConvPlan {
             .zip(scratch.chunks_mut(self.thread_scratch().max(1)))
             .enumerate()
             .collect();
-        pool::pool().install(|| {
+        pool::install(|| {
             tasks
                 .into_par_iter()
                 .map(|(t, ((a, b), s))| f(t * per, a, b, s))
@@ -1006,7 +1006,7 @@ impl ConvPlan {
             }
             Ok(())
         };
-        pool::pool().install(|| {
+        pool::install(|| {
             tasks
                 .into_par_iter()
                 .with_max_len(1)
@@ -1323,7 +1323,7 @@ impl ConvPlan {
                 .zip(grad_output.chunks(per * out_img))
                 .zip(scratch.chunks_mut(self.thread_scratch()))
                 .collect();
-            let partial_bias = pool::pool().install(|| {
+            let partial_bias = pool::install(|| {
                 tasks
                     .into_par_iter()
                     .map(|((x, gy), s)| {

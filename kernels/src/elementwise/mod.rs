@@ -98,7 +98,7 @@ fn chunked(x: &[f32], y: &mut [f32], f: impl Fn(&[f32], &mut [f32]) + Sync) {
     if x.len() < PARALLEL_THRESHOLD || pool::num_threads() == 1 || pool::in_worker() {
         f(x, y);
     } else {
-        pool::pool().install(|| {
+        pool::install(|| {
             x.par_chunks(CHUNK)
                 .zip(y.par_chunks_mut(CHUNK))
                 .for_each(|(a, b)| f(a, b));
@@ -121,7 +121,7 @@ pub fn unary_inplace(op: Unary, x: &mut [f32]) {
         // reads each vector before writing it); `isa` is the dispatch level.
         unsafe { run_unary(isa, op, p, p, n) };
     } else {
-        pool::pool().install(|| {
+        pool::install(|| {
             x.par_chunks_mut(CHUNK).for_each(|c| {
                 let (n, p) = (c.len(), c.as_mut_ptr());
                 // SAFETY: as above, on a chunk.
@@ -340,7 +340,7 @@ unsafe fn zip(
     if n < PARALLEL_THRESHOLD || pool::num_threads() == 1 || pool::in_worker() {
         k(0, n);
     } else {
-        pool::pool().install(|| {
+        pool::install(|| {
             (0..n.div_ceil(CHUNK)).into_par_iter().for_each(|c| {
                 let start = c * CHUNK;
                 k(start, CHUNK.min(n - start));
@@ -493,7 +493,7 @@ fn reduce(x: &[f32], max: bool) -> f64 {
     if x.len() < PARALLEL_THRESHOLD || pool::num_threads() == 1 || pool::in_worker() {
         run(x)
     } else {
-        let parts: Vec<f64> = pool::pool().install(|| x.par_chunks(CHUNK).map(run).collect());
+        let parts: Vec<f64> = pool::install(|| x.par_chunks(CHUNK).map(run).collect());
         if max {
             parts.iter().fold(f64::NEG_INFINITY, |m, &v| {
                 if v.is_nan() || m.is_nan() {
@@ -650,7 +650,7 @@ fn softmax_rows(x: &[f32], y: &mut [f32], cols: usize, log: bool) -> Result<()> 
             .zip(y.chunks_mut(cols))
             .for_each(|(a, b)| row(a, b));
     } else {
-        pool::pool().install(|| {
+        pool::install(|| {
             x.par_chunks(cols)
                 .zip(y.par_chunks_mut(cols))
                 .for_each(|(a, b)| row(a, b));

@@ -465,7 +465,7 @@ impl LocalOptimizer {
         };
         let losses: Vec<f32> = if slices.len() > 1 {
             let reps = &mut self.replicas[..slices.len()];
-            pool::pool().install(|| {
+            pool::install(|| {
                 reps.par_iter_mut()
                     .zip(slices.par_iter())
                     .map(run)
@@ -521,7 +521,7 @@ impl LocalOptimizer {
                     continue;
                 }
                 let parts = replicas.len().min(b);
-                let outs: Vec<Tensor<f32>> = pool::pool().install(|| {
+                let outs: Vec<Tensor<f32>> = pool::install(|| {
                     replicas[..parts]
                         .par_iter_mut()
                         .enumerate()
